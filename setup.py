@@ -1,0 +1,42 @@
+"""zoo: a TensorFlow 2 / Keras 3 model zoo for HyperNetworks and YouTube-8M."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="zoo",
+    version="0.1.0",
+    description="HyperNetworks (Ha, Dai, Le 2016) and YouTube-8M (Abu-El-Haija et al. 2016) in Keras 3",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11,<3.13",
+    packages=find_packages(include=["zoo", "zoo.*", "trainers", "trainers.*", "exports", "exports.*"]),
+    install_requires=[
+        "tensorflow>=2.21,<2.22",
+        "keras>=3.15,<4",
+        "tensorboard>=2.21,<2.22",
+        "absl-py>=2.0,<3",
+        "numpy>=1.26,<3",
+        "matplotlib>=3.7,<4",
+    ],
+    extras_require={
+        # The quickstart's embedded data: the 1,797 handwritten digits that ship inside scikit-learn.
+        "digits": ["scikit-learn>=1.3,<2"],
+        "test": [
+            "pytest>=8,<10",
+            "pytest-xdist>=3.5,<4",
+            "pytest-timeout>=2.2,<3",
+            "scikit-learn>=1.3,<2",
+            "tensorflow-serving-api>=2.21,<2.22",
+            "ruff>=0.6",
+        ],
+    },
+    entry_points={
+        "console_scripts": [
+            "zoo-train=trainers.train:run",
+            "zoo-export=exports.export:run",
+            "zoo-sample=trainers.sample:run",
+            "zoo-yt8m-eval=trainers.yt8m_eval:run",
+            "zoo-yt8m-infer=trainers.yt8m_infer:run",
+        ]
+    },
+)

@@ -1,0 +1,1 @@
+"""absl-flag trainers: python -m trainers.train."""

@@ -1,0 +1,1 @@
+"""Data pipelines over the real on-disk formats, and writers for tests."""

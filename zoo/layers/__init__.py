@@ -1,0 +1,7 @@
+"""Keras layers of the zoo, one concept per module (each docstring cites the paper's equations)."""
+
+from zoo.layers.heads import *  # noqa: F403
+from zoo.layers.hyper_conv import *  # noqa: F403
+from zoo.layers.hyper_rnn import *  # noqa: F403
+from zoo.layers.lstm import *  # noqa: F403
+from zoo.layers.video import *  # noqa: F403

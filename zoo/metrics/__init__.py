@@ -1,0 +1,1 @@
+"""Metrics: YouTube-8M benchmark metrics, bits per character."""

@@ -1,3 +1,352 @@
-"""Placeholder: filled in by its issue."""
+"""Dynamic hypernetworks for recurrent networks: HyperLSTMCell (Eq. 10-13) and HyperRNNCell (Eq. 8).
 
-__all__: list[str] = []
+HyperNetworks (Ha, Dai, Le 2016), §3.2 and appendices A.2.2-A.2.3. A small recurrent network (the
+*hyper cell*) reads ``[x_t, h_{t-1}]`` and, at every step, emits embeddings ``z`` that are linearly
+projected to *weight-scaling vectors* ``d`` scaling the rows of the main cell's weights (the
+memory-efficient form, Eq. 8 and Eq. 12) and to a dynamic bias. Following the authors' code
+(NOTES.md), the hyper output at the *current* step drives the main cell (the paper writes t-1).
+
+Initialisers (Eq. 11-12 as the authors initialise them, NOTES.md): ``z`` projections for the
+scaling vectors have weights 0 and biases 1; ``d = W^d z`` has no bias and constant weights
+``0.1 / embedding_size``, so every scaling vector starts at exactly 0.1 (the recurrent-batch-norm
+trick); the bias embedding ``z_b`` has weights N(0, 0.01) and no bias, its projection ``W_b^d`` starts
+at 0 and the fixed bias ``b_0`` at 0; the main and hyper weights are orthogonal per gate block.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+from keras import ops
+
+from zoo.layers.lstm import BlockOrthogonal, layer_norm_gates, lstm_update
+
+__all__ = ["HyperLSTMCell", "HyperRNNCell", "GATES", "scales_over_sequence"]
+
+#: gate order of every fused ``[..., 4 * units]`` tensor (the authors' i, j, f, o).
+GATES = ("i", "g", "f", "o")
+
+
+def _check_rate(owner: str, name: str, value: float) -> float:
+    if not 0.0 <= value < 1.0:
+        raise ValueError(
+            f"{owner}: {name}={value!r} is a drop rate and must be in [0, 1) "
+            "(the authors' keep probability k is rate 1 - k)"
+        )
+    return float(value)
+
+
+def scales_over_sequence(cell: Any, hyper_outputs: Any) -> dict[str, Any]:
+    """``cell.compute_scales`` over a sequence of hyper outputs ``[B, T, H]`` -> dict of ``[B, T, N]``.
+
+    The hyper output used at step t is the hyper hidden state after step t (``hyper_h`` of the cell's
+    new state), so a sampler that records ``hyper_h`` at every step can recover the scaling vectors of
+    the whole passage (Figure 4). ``compute_scales`` accepts any leading dimensions; this is a name.
+    """
+    return cell.compute_scales(hyper_outputs)
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class HyperLSTMCell(keras.layers.Layer):
+    """HyperLSTM cell, HyperNetworks Eq. 10-13 in the memory-efficient form (Eq. 12).
+
+    Per step, with ``x_t`` the input, ``(h, c)`` the main state (N units) and ``(ĥ, ĉ)`` the hyper
+    state (H units):
+
+    1. hyper cell: an LSTM (layer-normalised like :class:`LayerNormLSTMCell` when ``use_layer_norm``,
+       but keeping its bias, as the paper's parameter counts require) over ``[x_t, h_{t-1}]`` -> ``ĥ_t``;
+    2. Eq. 11: for each gate y in {i, g, f, o}: ``z_x^y = W_x^z ĥ_t + 1``-init bias,
+       ``z_h^y`` likewise, ``z_b^y = W_b^z ĥ_t`` (no bias);
+    3. Eq. 12: ``d_x^y = W_x^d z_x^y``, ``d_h^y = W_h^d z_h^y`` (no bias), ``b^y = W_b^d z_b^y + b_0^y``;
+       ``y_t = LN(d_h^y ⊙ W_h^y h_{t-1} + d_x^y ⊙ W_x^y x_t + b^y)`` (LN only with ``use_layer_norm``);
+    4. Eq. 13: ``c_t = σ(f + forget_bias) ⊙ c_{t-1} + σ(i) ⊙ Dropout(tanh(g))``,
+       ``h_t = σ(o) ⊙ tanh(LN(c_t))`` (carried ``c_t`` un-normalised).
+
+    Recurrent dropout (Semeniuta et al. 2016) acts on ``tanh(g)`` of the main cell
+    (``recurrent_dropout``) and of the hyper cell (``hyper_recurrent_dropout``), only in training, with
+    a fresh mask every step; both are drop *rates*.
+
+    Fused weights (the paper's footnote: the weight matrices concatenated for efficiency), so a step
+    costs two large matmuls on ``x_t`` and ``h_{t-1}``, one on ``ĥ_{t-1}``, one on ``ĥ_t`` and two
+    batched ``E x N`` products:
+
+    - ``kernel [N_x, 4N + 4H]``: columns ``[W_x^i, W_x^g, W_x^f, W_x^o | hyper W_x̂^{i,g,f,o}]``;
+    - ``recurrent_kernel [N, 4N + 4H]``: ``[W_h^{i,g,f,o} | hyper's weights on h_{t-1}]``;
+    - ``hyper_recurrent_kernel [H, 4H]``, ``hyper_bias [4H]`` (all kernels orthogonal per gate block);
+    - ``z_kernel [H, 8E]`` (init 0) and ``z_bias [8E]`` (init 1): ``[z_x^{i,g,f,o} | z_h^{i,g,f,o}]``;
+    - ``z_b_kernel [H, 4E]`` (init N(0, 0.01)): ``z_b^{i,g,f,o}``;
+    - ``d_kernel [8, E, N]`` (init 0.1/E), rows matching ``z_kernel``'s eight blocks;
+    - ``d_b_kernel [4, E, N]`` (init 0), ``bias [4N]`` = ``b_0`` (init 0);
+    - with layer norm: ``gate_gamma/gate_beta [4N]``, ``cell_gamma/cell_beta [N]`` and the hyper
+      cell's ``hyper_gate_gamma/hyper_gate_beta [4H]``, ``hyper_cell_gamma/hyper_cell_beta [H]``.
+
+    Trainable parameters: ``4N(N_x+N+1) + 4H(N_x+N+H+1) + 12HE + 8E + 12EN`` (+ ``10N + 10H`` with layer
+    norm), the count in NOTES.md that reproduces the paper's tables.
+
+    State layout (``state_size``): ``[h, c, hyper_h, hyper_c]`` of sizes ``[N, N, H, H]``; ``hyper_h``
+    of the *new* state is the hyper output ``ĥ_t`` that produced this step's scaling vectors, so
+    ``cell.compute_scales(new_state[2])`` gives them. :meth:`step` returns every intermediate value.
+    """
+
+    def __init__(
+        self,
+        units: int,
+        hyper_units: int = 128,
+        embedding_size: int = 4,
+        use_layer_norm: bool = True,
+        recurrent_dropout: float = 0.0,
+        hyper_recurrent_dropout: float = 0.0,
+        forget_bias: float = 1.0,
+        seed: int | None = None,
+        **kwargs: Any,
+    ):
+        super().__init__(**kwargs)
+        name = type(self).__name__
+        for key, value in (("units", units), ("hyper_units", hyper_units), ("embedding_size", embedding_size)):
+            if int(value) < 1:
+                raise ValueError(f"{name}: {key}={value!r} must be a positive integer")
+        self.units = int(units)
+        self.hyper_units = int(hyper_units)
+        self.embedding_size = int(embedding_size)
+        self.use_layer_norm = bool(use_layer_norm)
+        self.recurrent_dropout = _check_rate(name, "recurrent_dropout", recurrent_dropout)
+        self.hyper_recurrent_dropout = _check_rate(name, "hyper_recurrent_dropout", hyper_recurrent_dropout)
+        self.forget_bias = float(forget_bias)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.state_size = [self.units, self.units, self.hyper_units, self.hyper_units]
+        self.output_size = self.units
+
+    def build(self, input_shape: Sequence[int | None]) -> None:
+        n, hu, e = self.units, self.hyper_units, self.embedding_size
+        blocks = [n] * 4 + [hu] * 4
+        self.kernel = self.add_weight(
+            name="kernel", shape=(input_shape[-1], 4 * n + 4 * hu), initializer=BlockOrthogonal(blocks)
+        )
+        self.recurrent_kernel = self.add_weight(
+            name="recurrent_kernel", shape=(n, 4 * n + 4 * hu), initializer=BlockOrthogonal(blocks)
+        )
+        self.hyper_recurrent_kernel = self.add_weight(
+            name="hyper_recurrent_kernel", shape=(hu, 4 * hu), initializer=BlockOrthogonal([hu] * 4)
+        )
+        self.hyper_bias = self.add_weight(name="hyper_bias", shape=(4 * hu,), initializer="zeros")
+        self.z_kernel = self.add_weight(name="z_kernel", shape=(hu, 8 * e), initializer="zeros")
+        self.z_bias = self.add_weight(name="z_bias", shape=(8 * e,), initializer="ones")
+        self.z_b_kernel = self.add_weight(
+            name="z_b_kernel",
+            shape=(hu, 4 * e),
+            initializer=keras.initializers.RandomNormal(stddev=0.01, seed=self.seed),
+        )
+        self.d_kernel = self.add_weight(
+            name="d_kernel", shape=(8, e, n), initializer=keras.initializers.Constant(0.1 / e)
+        )
+        self.d_b_kernel = self.add_weight(name="d_b_kernel", shape=(4, e, n), initializer="zeros")
+        self.bias = self.add_weight(name="bias", shape=(4 * n,), initializer="zeros")
+        if self.use_layer_norm:
+            for prefix, size in (("", n), ("hyper_", hu)):
+                for part, width in (("gate", 4 * size), ("cell", size)):
+                    setattr(self, f"{prefix}{part}_gamma", self.add_weight(
+                        name=f"{prefix}{part}_gamma", shape=(width,), initializer="ones"))
+                    setattr(self, f"{prefix}{part}_beta", self.add_weight(
+                        name=f"{prefix}{part}_beta", shape=(width,), initializer="zeros"))
+
+    # ------------------------------------------------------------------ the hypernetwork's outputs
+    def _embeddings_to_vectors(self, hyper_output: Any) -> tuple[Any, Any, Any]:
+        """``ĥ [B, H]`` -> ``(d_x [B, 4N], d_h [B, 4N], b [B, 4N])`` (Eq. 11-12)."""
+        n, e = self.units, self.embedding_size
+        z = ops.reshape(ops.matmul(hyper_output, self.z_kernel) + self.z_bias, (-1, 8, e))
+        z_b = ops.reshape(ops.matmul(hyper_output, self.z_b_kernel), (-1, 4, e))
+        d = ops.einsum("bke,ken->bkn", z, self.d_kernel)  # [B, 8, N]: d_x^{i,g,f,o}, d_h^{i,g,f,o}
+        b = ops.reshape(ops.einsum("bke,ken->bkn", z_b, self.d_b_kernel), (-1, 4 * n)) + self.bias
+        return ops.reshape(d[:, :4], (-1, 4 * n)), ops.reshape(d[:, 4:], (-1, 4 * n)), b
+
+    def compute_scales(self, hyper_output: Any) -> dict[str, Any]:
+        """The vectors the main cell uses for hyper output ``ĥ [..., H]`` (any leading dimensions).
+
+        Keys ``d_x_<y>`` and ``d_h_<y>`` (weight-scaling vectors of ``W_x^y`` and ``W_h^y``) and
+        ``b_<y>`` (the full dynamic bias ``W_b^d z_b^y + b_0^y``) for y in ``GATES``; each ``[..., N]``.
+        """
+        hyper_output = ops.convert_to_tensor(hyper_output, dtype=self.compute_dtype)
+        lead = tuple(ops.shape(hyper_output)[:-1])
+        flat = ops.reshape(hyper_output, (-1, self.hyper_units))
+        out = {}
+        for prefix, value in zip(("d_x", "d_h", "b"), self._embeddings_to_vectors(flat), strict=True):
+            for gate, part in zip(GATES, ops.split(value, 4, axis=-1), strict=True):
+                out[f"{prefix}_{gate}"] = ops.reshape(part, lead + (self.units,))
+        return out
+
+    # ------------------------------------------------------------------ one step
+    def _dropout(self, rate: float, training: bool | None):
+        if training and rate > 0.0:
+            return lambda t: keras.random.dropout(t, rate, seed=self.seed_generator)
+        return None
+
+    def step(self, inputs: Any, states: Sequence[Any], training: bool | None = None) -> dict[str, Any]:
+        """One step with every intermediate: ``h``, ``c``, ``tanh_c`` (what ``σ(o)`` scales, Figure 5),
+        ``hyper_h``, ``hyper_c`` and the fused ``d_x``, ``d_h``, ``b`` ``[B, 4N]`` (gate order i, g, f, o)."""
+        h_prev, c_prev, hh_prev, hc_prev = states[0], states[1], states[2], states[3]
+        n4 = 4 * self.units
+        x_proj = ops.matmul(inputs, self.kernel)  # [B, 4N + 4H]
+        h_proj = ops.matmul(h_prev, self.recurrent_kernel)  # [B, 4N + 4H]
+
+        # 1. the hyper cell over [x_t, h_{t-1}]
+        hyper_pre = (
+            x_proj[:, n4:] + h_proj[:, n4:] + ops.matmul(hh_prev, self.hyper_recurrent_kernel) + self.hyper_bias
+        )
+        hyper_norm = None
+        if self.use_layer_norm:
+            hyper_pre = layer_norm_gates(hyper_pre, self.hyper_gate_gamma, self.hyper_gate_beta, 4)
+            hyper_norm = (self.hyper_cell_gamma, self.hyper_cell_beta)
+        hyper_h, hyper_c, _ = lstm_update(
+            hyper_pre,
+            hc_prev,
+            forget_bias=self.forget_bias,
+            dropout=self._dropout(self.hyper_recurrent_dropout, training),
+            cell_norm=hyper_norm,
+        )
+
+        # 2-3. scaling vectors and dynamic bias from the current hyper output
+        d_x, d_h, b = self._embeddings_to_vectors(hyper_h)
+        pre = d_x * x_proj[:, :n4] + d_h * h_proj[:, :n4] + b
+        main_norm = None
+        if self.use_layer_norm:
+            pre = layer_norm_gates(pre, self.gate_gamma, self.gate_beta, 4)
+            main_norm = (self.cell_gamma, self.cell_beta)
+
+        # 4. the main LSTM update
+        h, c, tanh_c = lstm_update(
+            pre,
+            c_prev,
+            forget_bias=self.forget_bias,
+            dropout=self._dropout(self.recurrent_dropout, training),
+            cell_norm=main_norm,
+        )
+        return {
+            "h": h, "c": c, "tanh_c": tanh_c, "hyper_h": hyper_h, "hyper_c": hyper_c,
+            "d_x": d_x, "d_h": d_h, "b": b,
+        }
+
+    def call(self, inputs: Any, states: Sequence[Any], training: bool | None = None) -> tuple[Any, list]:
+        out = self.step(inputs, states, training=training)
+        return out["h"], [out["h"], out["c"], out["hyper_h"], out["hyper_c"]]
+
+    def get_initial_state(self, batch_size: int | None = None) -> list[Any]:
+        return [ops.zeros((batch_size, s), dtype=self.compute_dtype) for s in self.state_size]
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(
+            {
+                "units": self.units,
+                "hyper_units": self.hyper_units,
+                "embedding_size": self.embedding_size,
+                "use_layer_norm": self.use_layer_norm,
+                "recurrent_dropout": self.recurrent_dropout,
+                "hyper_recurrent_dropout": self.hyper_recurrent_dropout,
+                "forget_bias": self.forget_bias,
+                "seed": self.seed,
+            }
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class HyperRNNCell(keras.layers.Layer):
+    """HyperRNN cell, HyperNetworks §3.2 Eq. 6 (hyper cell) and Eq. 8 (memory-efficient main cell).
+
+    Hyper cell (a basic RNN with H units): ``ĥ_t = tanh(W_ĥ ĥ_{t-1} + W_x̂ [x_t; h_{t-1}] + b̂)``;
+    embeddings ``z_h = W_ĥh ĥ_t + b_ĥh``, ``z_x = W_ĥx ĥ_t + b_ĥx`` (weights 0, biases 1),
+    ``z_b = W_ĥb ĥ_t`` (N(0, 0.01), no bias); main cell (Eq. 8):
+    ``h_t = tanh(d_h(z_h) ⊙ W_h h_{t-1} + d_x(z_x) ⊙ W_x x_t + b(z_b))`` with ``d = W^d z`` (constant
+    0.1/E, so d starts at 0.1) and ``b(z_b) = W_b^d z_b + b_0`` (both 0 at init). As in
+    :class:`HyperLSTMCell` the hyper output of the current step is used (the paper's Eq. 6 writes t-1).
+
+    Weights: ``kernel [N_x, N + H]`` and ``recurrent_kernel [N, N + H]`` (main | hyper columns,
+    orthogonal per block), ``hyper_recurrent_kernel [H, H]``, ``hyper_bias [H]``, ``z_kernel [H, 2E]``,
+    ``z_bias [2E]``, ``z_b_kernel [H, E]``, ``d_kernel [2, E, N]``, ``d_b_kernel [E, N]``, ``bias [N]``.
+    Parameters: ``N(N_x + N + 1) + H(N_x + N + H + 1) + 3HE + 2E + 3EN``. State: ``[h, hyper_h]``.
+    """
+
+    def __init__(
+        self,
+        units: int,
+        hyper_units: int = 128,
+        embedding_size: int = 4,
+        seed: int | None = None,
+        **kwargs: Any,
+    ):
+        super().__init__(**kwargs)
+        self.units = int(units)
+        self.hyper_units = int(hyper_units)
+        self.embedding_size = int(embedding_size)
+        self.seed = seed
+        self.state_size = [self.units, self.hyper_units]
+        self.output_size = self.units
+
+    def build(self, input_shape: Sequence[int | None]) -> None:
+        n, hu, e = self.units, self.hyper_units, self.embedding_size
+        self.kernel = self.add_weight(
+            name="kernel", shape=(input_shape[-1], n + hu), initializer=BlockOrthogonal([n, hu])
+        )
+        self.recurrent_kernel = self.add_weight(
+            name="recurrent_kernel", shape=(n, n + hu), initializer=BlockOrthogonal([n, hu])
+        )
+        self.hyper_recurrent_kernel = self.add_weight(
+            name="hyper_recurrent_kernel", shape=(hu, hu), initializer=keras.initializers.Orthogonal()
+        )
+        self.hyper_bias = self.add_weight(name="hyper_bias", shape=(hu,), initializer="zeros")
+        self.z_kernel = self.add_weight(name="z_kernel", shape=(hu, 2 * e), initializer="zeros")
+        self.z_bias = self.add_weight(name="z_bias", shape=(2 * e,), initializer="ones")
+        self.z_b_kernel = self.add_weight(
+            name="z_b_kernel",
+            shape=(hu, e),
+            initializer=keras.initializers.RandomNormal(stddev=0.01, seed=self.seed),
+        )
+        self.d_kernel = self.add_weight(
+            name="d_kernel", shape=(2, e, n), initializer=keras.initializers.Constant(0.1 / e)
+        )
+        self.d_b_kernel = self.add_weight(name="d_b_kernel", shape=(e, n), initializer="zeros")
+        self.bias = self.add_weight(name="bias", shape=(n,), initializer="zeros")
+
+    def compute_scales(self, hyper_output: Any) -> dict[str, Any]:
+        """``{"d_x", "d_h", "b"}`` (each ``[..., N]``) for hyper output ``ĥ [..., H]`` (Eq. 8)."""
+        e = self.embedding_size
+        z = ops.matmul(hyper_output, self.z_kernel) + self.z_bias
+        d_x = ops.matmul(z[..., :e], self.d_kernel[0])
+        d_h = ops.matmul(z[..., e:], self.d_kernel[1])
+        b = ops.matmul(ops.matmul(hyper_output, self.z_b_kernel), self.d_b_kernel) + self.bias
+        return {"d_x": d_x, "d_h": d_h, "b": b}
+
+    def step(self, inputs: Any, states: Sequence[Any], training: bool | None = None) -> dict[str, Any]:
+        """One step with its intermediates: ``h``, ``hyper_h``, ``d_x``, ``d_h``, ``b``."""
+        h_prev, hh_prev = states[0], states[1]
+        n = self.units
+        x_proj = ops.matmul(inputs, self.kernel)
+        h_proj = ops.matmul(h_prev, self.recurrent_kernel)
+        hyper_h = ops.tanh(
+            x_proj[:, n:] + h_proj[:, n:] + ops.matmul(hh_prev, self.hyper_recurrent_kernel) + self.hyper_bias
+        )
+        s = self.compute_scales(hyper_h)
+        h = ops.tanh(s["d_h"] * h_proj[:, :n] + s["d_x"] * x_proj[:, :n] + s["b"])
+        return {"h": h, "hyper_h": hyper_h, **s}
+
+    def call(self, inputs: Any, states: Sequence[Any], training: bool | None = None) -> tuple[Any, list]:
+        out = self.step(inputs, states, training=training)
+        return out["h"], [out["h"], out["hyper_h"]]
+
+    def get_initial_state(self, batch_size: int | None = None) -> list[Any]:
+        return [ops.zeros((batch_size, s), dtype=self.compute_dtype) for s in self.state_size]
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(
+            {
+                "units": self.units,
+                "hyper_units": self.hyper_units,
+                "embedding_size": self.embedding_size,
+                "seed": self.seed,
+            }
+        )
+        return config

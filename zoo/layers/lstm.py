@@ -1,3 +1,242 @@
-"""Placeholder: filled in by its issue."""
+"""LSTM cells with the HyperNetworks paper's conventions: the LSTM baseline and the Layer Norm LSTM.
 
-__all__: list[str] = []
+HyperNetworks (Ha, Dai, Le 2016), appendix A.2.2, Eq. 9 (basic LSTM) and Eq. 10/13 with the
+hypernetwork removed (the "Layer Norm LSTM" baseline of Tables 3-4). Conventions shared with
+:class:`zoo.layers.HyperLSTMCell` (the authors' code, summarised in ``/work/shared/papers/NOTES.md``):
+
+- gate order ``i, g, f, o`` in every fused ``[..., 4 * units]`` tensor (the authors' ``i, j, f, o``;
+  Keras' own ``LSTMCell`` uses ``i, f, c, o``);
+- ``c_t = sigmoid(f + forget_bias) * c_{t-1} + sigmoid(i) * Dropout(tanh(g))`` with the forget bias
+  a constant added every step (after the layer norm when there is one);
+- ``h_t = sigmoid(o) * tanh(LN(c_t))``; the carried ``c_t`` is *not* normalised;
+- recurrent dropout (Semeniuta et al. 2016, "Recurrent dropout without memory loss", paper Eq. 13)
+  on ``tanh(g)`` only, only in training, a fresh mask at every step; ``recurrent_dropout`` is a drop
+  *rate* (the authors' code takes a keep probability: ``rate = 1 - keep``);
+- layer norm per gate: mean and variance within each gate's ``units`` values, epsilon 1e-3, gain
+  init 1, shift init 0 (Ba et al. 2016 / the authors' ``layer_norm_all``);
+- weights orthogonal per gate block (the authors' ``lstm_ortho_initializer``); biases 0.
+
+The state of both cells is ``[h, c]`` (Keras' order), each ``[batch, units]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+from keras import ops
+
+__all__ = ["BlockOrthogonal", "BasicLSTMCell", "LayerNormLSTMCell", "layer_norm_gates"]
+
+LAYER_NORM_EPSILON = 1e-3  # the authors' layer_norm_all / layer_norm default (NOTES.md)
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class BlockOrthogonal(keras.initializers.Initializer):
+    """Orthogonal init applied independently to column blocks of a 2-D weight.
+
+    ``block_sizes`` splits the last axis (e.g. ``[units] * 4`` for the four gates of an LSTM); each
+    ``[fan_in, block]`` slice is an independent (semi-)orthogonal matrix times ``gain``. This is the
+    authors' ``lstm_ortho_initializer`` (per-gate orthogonal), generalised to unequal blocks so one
+    fused matrix can hold the main and the hyper LSTM's gates (HyperNetworks footnote to Eq. 13).
+    """
+
+    def __init__(self, block_sizes: Sequence[int], gain: float = 1.0, seed: int | None = None):
+        self.block_sizes = [int(b) for b in block_sizes]
+        self.gain = float(gain)
+        self.seed = seed
+
+    def __call__(self, shape: Sequence[int], dtype: Any = None) -> Any:
+        shape = tuple(int(s) for s in shape)
+        if len(shape) != 2 or sum(self.block_sizes) != shape[-1]:
+            raise ValueError(
+                f"BlockOrthogonal: block_sizes {self.block_sizes} (sum {sum(self.block_sizes)}) must split "
+                f"the last axis of a 2-D shape; got shape {shape}"
+            )
+        blocks = []
+        for k, size in enumerate(self.block_sizes):
+            seed = None if self.seed is None else self.seed + k
+            init = keras.initializers.Orthogonal(gain=self.gain, seed=seed)
+            blocks.append(init((shape[0], size), dtype=dtype))
+        return ops.concatenate(blocks, axis=-1)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"block_sizes": list(self.block_sizes), "gain": self.gain, "seed": self.seed}
+
+
+def layer_norm_gates(
+    x: Any, gamma: Any, beta: Any, num_gates: int, epsilon: float = LAYER_NORM_EPSILON
+) -> Any:
+    """Layer norm of ``x [..., num_gates * n]`` with statistics taken within each gate's ``n`` values.
+
+    One fused computation for all gates (reshape to ``[..., num_gates, n]``); ``gamma``/``beta`` are
+    ``[num_gates * n]``. ``num_gates = 1`` is ordinary layer norm (used on ``c``).
+    """
+    n = x.shape[-1] // num_gates
+    xs = ops.reshape(x, (-1, num_gates, n))
+    mean = ops.mean(xs, axis=-1, keepdims=True)
+    centred = xs - mean
+    var = ops.mean(ops.square(centred), axis=-1, keepdims=True)
+    normed = ops.reshape(centred * ops.rsqrt(var + epsilon), ops.shape(x))
+    return normed * gamma + beta
+
+
+def lstm_update(
+    pre: Any,
+    c_prev: Any,
+    *,
+    forget_bias: float,
+    dropout: Any = None,
+    cell_norm: tuple[Any, Any] | None = None,
+) -> tuple[Any, Any, Any]:
+    """Eq. 9/13 from fused gate pre-activations ``pre [B, 4n]`` (order i, g, f, o).
+
+    ``dropout`` (optional) maps ``tanh(g)`` to its dropped version; ``cell_norm`` = ``(gamma, beta)``
+    applies layer norm to ``c`` before the output tanh. Returns ``(h, c, tanh_c)`` where ``tanh_c`` is
+    the value multiplied by ``sigmoid(o)`` (``tanh(LN(c))`` or ``tanh(c)``; Figure 5's histograms).
+    """
+    i, g, f, o = ops.split(pre, 4, axis=-1)
+    new_info = ops.tanh(g)
+    if dropout is not None:
+        new_info = dropout(new_info)
+    c = ops.sigmoid(f + forget_bias) * c_prev + ops.sigmoid(i) * new_info
+    c_out = c if cell_norm is None else layer_norm_gates(c, cell_norm[0], cell_norm[1], 1)
+    tanh_c = ops.tanh(c_out)
+    return ops.sigmoid(o) * tanh_c, c, tanh_c
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class BasicLSTMCell(keras.layers.Layer):
+    """The LSTM of HyperNetworks Eq. 9 with Semeniuta recurrent dropout (the paper's LSTM baseline).
+
+    Args:
+      units: N, the number of hidden units.
+      forget_bias: constant added to the forget gate pre-activation every step (authors' code: 1.0).
+      recurrent_dropout: drop rate on ``tanh(g)`` (training only, fresh mask every step).
+      use_bias: whether the gates have a bias (init 0). The LSTM baseline has one; the Layer Norm LSTM
+        does not (the norm's shift is the bias).
+      seed: seed of the dropout masks' generator.
+
+    Weights: ``kernel [input_dim, 4N]`` and ``recurrent_kernel [N, 4N]`` (orthogonal per gate block,
+    authors' ``lstm_ortho_initializer``), ``bias [4N]``. State: ``[h, c]``.
+    """
+
+    use_layer_norm = False
+
+    def __init__(
+        self,
+        units: int,
+        forget_bias: float = 1.0,
+        recurrent_dropout: float = 0.0,
+        use_bias: bool = True,
+        seed: int | None = None,
+        **kwargs: Any,
+    ):
+        super().__init__(**kwargs)
+        if not 0.0 <= recurrent_dropout < 1.0:
+            raise ValueError(
+                f"{type(self).__name__}: recurrent_dropout={recurrent_dropout!r} is a drop rate and must be "
+                "in [0, 1) (the authors' keep probability k is rate 1 - k)"
+            )
+        self.units = int(units)
+        self.forget_bias = float(forget_bias)
+        self.recurrent_dropout = float(recurrent_dropout)
+        self.use_bias = bool(use_bias)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.state_size = [self.units, self.units]
+        self.output_size = self.units
+
+    def build(self, input_shape: Sequence[int | None]) -> None:
+        n = self.units
+        self.kernel = self.add_weight(
+            name="kernel", shape=(input_shape[-1], 4 * n), initializer=BlockOrthogonal([n] * 4)
+        )
+        self.recurrent_kernel = self.add_weight(
+            name="recurrent_kernel", shape=(n, 4 * n), initializer=BlockOrthogonal([n] * 4)
+        )
+        self.bias = (
+            self.add_weight(name="bias", shape=(4 * n,), initializer="zeros") if self.use_bias else None
+        )
+        if self.use_layer_norm:
+            self.gate_gamma = self.add_weight(name="gate_gamma", shape=(4 * n,), initializer="ones")
+            self.gate_beta = self.add_weight(name="gate_beta", shape=(4 * n,), initializer="zeros")
+            self.cell_gamma = self.add_weight(name="cell_gamma", shape=(n,), initializer="ones")
+            self.cell_beta = self.add_weight(name="cell_beta", shape=(n,), initializer="zeros")
+
+    def _dropout(self, training: bool | None):
+        if training and self.recurrent_dropout > 0.0:
+            return lambda t: keras.random.dropout(t, self.recurrent_dropout, seed=self.seed_generator)
+        return None
+
+    def step(self, inputs: Any, states: Sequence[Any], training: bool | None = None) -> dict[str, Any]:
+        """One step with everything it computes: ``h``, ``c``, ``tanh_c`` (what ``sigmoid(o)`` scales)."""
+        h_prev, c_prev = states[0], states[1]
+        pre = ops.matmul(inputs, self.kernel) + ops.matmul(h_prev, self.recurrent_kernel)
+        if self.bias is not None:
+            pre = pre + self.bias
+        cell_norm = None
+        if self.use_layer_norm:
+            pre = layer_norm_gates(pre, self.gate_gamma, self.gate_beta, 4)
+            cell_norm = (self.cell_gamma, self.cell_beta)
+        h, c, tanh_c = lstm_update(
+            pre, c_prev, forget_bias=self.forget_bias, dropout=self._dropout(training), cell_norm=cell_norm
+        )
+        return {"h": h, "c": c, "tanh_c": tanh_c}
+
+    def call(self, inputs: Any, states: Sequence[Any], training: bool | None = None) -> tuple[Any, list]:
+        out = self.step(inputs, states, training=training)
+        return out["h"], [out["h"], out["c"]]
+
+    def get_initial_state(self, batch_size: int | None = None) -> list[Any]:
+        return [ops.zeros((batch_size, s), dtype=self.compute_dtype) for s in self.state_size]
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(
+            {
+                "units": self.units,
+                "forget_bias": self.forget_bias,
+                "recurrent_dropout": self.recurrent_dropout,
+                "use_bias": self.use_bias,
+                "seed": self.seed,
+            }
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class LayerNormLSTMCell(BasicLSTMCell):
+    """The Layer Norm LSTM baseline of HyperNetworks Tables 3-4 (Eq. 10 and 13 without the hypernetwork).
+
+    ``y = LN_y(W_h^y h_{t-1} + W_x^y x_t)`` per gate y in {i, g, f, o} (statistics within each gate,
+    epsilon 1e-3); the norm's shift ``gate_beta`` is the gate bias (no separate bias unless
+    ``use_bias=True``); ``forget_bias`` is added after the norm; ``h_t = sigmoid(o) * tanh(LN(c_t))``
+    while the carried ``c_t`` stays un-normalised. Trainable parameters: ``4N(N_x + N) + 10N``
+    (8N per-gate gain/shift, 2N for the norm on c).
+
+    Weights: ``kernel``, ``recurrent_kernel`` (orthogonal per gate), ``gate_gamma``/``gate_beta``
+    ``[4N]`` (init 1/0), ``cell_gamma``/``cell_beta`` ``[N]`` (init 1/0). State: ``[h, c]``.
+    """
+
+    use_layer_norm = True
+
+    def __init__(
+        self,
+        units: int,
+        forget_bias: float = 1.0,
+        recurrent_dropout: float = 0.0,
+        use_bias: bool = False,
+        seed: int | None = None,
+        **kwargs: Any,
+    ):
+        super().__init__(
+            units,
+            forget_bias=forget_bias,
+            recurrent_dropout=recurrent_dropout,
+            use_bias=use_bias,
+            seed=seed,
+            **kwargs,
+        )
+

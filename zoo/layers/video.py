@@ -1,3 +1,248 @@
-"""Placeholder: filled in by its issue."""
+"""Frame-level building blocks for YouTube-8M video models (Abu-El-Haija et al. 2016, §4.1-4.2).
 
-__all__: list[str] = []
+Every layer here takes padded frame features ``[B, T, D]`` together with ``num_frames`` ``[B]`` (the
+number of real frames of each video; frames ``t >= num_frames`` are padding, as written by
+``zoo.data.yt8m``) and never lets a padded frame influence its output:
+
+- :class:`FrameMask` turns ``num_frames`` into a boolean ``[B, T]`` mask (for masked LSTMs).
+- :class:`FrameSampler` picks ``k`` frames per video uniformly *with replacement among the real frames*
+  (DBoF, §4.1.2: "k randomly selected frames"; the official starter code samples the same way). Sampling
+  happens only with ``training=True``; evaluation uses ``k`` evenly spaced real frames, so predictions
+  are deterministic.
+- :class:`MaskedPooling` is the mean or max over the real frames (frame logistic averages per-frame
+  probabilities, Eq. 1 of §4.1.1; mean features µ of §4.2).
+- :class:`FrameStatistics` is the video-level vector [µ; σ; top-K per dimension] of §4.2.1 (K = 5).
+- :class:`DBoFBlock` is the shared up-projection + ReLU + batch norm + max pool of §4.1.2 (Figure 7).
+
+Videos with ``num_frames == 0`` are legal input (an empty record): pooled outputs are zeros and the
+sampler returns frame 0 (a padded, all-zero frame in our readers).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+from keras import ops
+
+__all__ = ["FrameMask", "FrameSampler", "MaskedPooling", "FrameStatistics", "DBoFBlock", "frame_mask"]
+
+
+def frame_mask(num_frames: Any, max_frames: Any, dtype: str = "bool") -> Any:
+    """``[B, T]`` mask, true where ``t < num_frames[b]``."""
+    t = ops.arange(max_frames, dtype="int32")
+    mask = ops.expand_dims(t, 0) < ops.expand_dims(ops.cast(num_frames, "int32"), 1)
+    return mask if dtype == "bool" else ops.cast(mask, dtype)
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class FrameMask(keras.layers.Layer):
+    """Boolean ``[B, T]`` mask of real frames from ``(features [B, T, D], num_frames [B])``."""
+
+    def call(self, inputs: Any) -> Any:
+        features, num_frames = inputs
+        return frame_mask(num_frames, ops.shape(features)[1])
+
+    def compute_output_shape(self, input_shape: Any) -> tuple:
+        return tuple(input_shape[0][:2])
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class FrameSampler(keras.layers.Layer):
+    """Picks ``num_samples`` frames per video among its real frames (DBoF input, §4.1.2).
+
+    Training: indices ``floor(u * num_frames)`` with ``u ~ U[0, 1)`` i.i.d., i.e. uniform sampling with
+    replacement that never picks a padded frame (as the official ``SampleRandomFrames``).
+    Inference: the deterministic, evenly spaced indices ``floor((i + 0.5) * num_frames / k)``,
+    ``i = 0..k-1`` (the official code samples randomly at evaluation too; we do not, so that evaluation
+    is reproducible).
+
+    Args:
+      num_samples: k, frames per video (official default 30).
+      seed: seed of the layer's ``keras.random.SeedGenerator``.
+    """
+
+    def __init__(self, num_samples: int, seed: int | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if int(num_samples) < 1:
+            raise ValueError(f"FrameSampler: num_samples={num_samples!r} must be >= 1")
+        self.num_samples = int(num_samples)
+        self.seed = seed
+        self._seed_generator = keras.random.SeedGenerator(seed)
+
+    def indices(self, num_frames: Any, training: bool = False) -> Any:
+        """int32 ``[B, k]`` frame indices (see the class docstring)."""
+        n = ops.cast(ops.maximum(ops.cast(num_frames, "int32"), 1), "float32")
+        n = ops.expand_dims(n, 1)
+        batch = ops.shape(n)[0]
+        if training:
+            u = keras.random.uniform((batch, self.num_samples), seed=self._seed_generator)
+        else:
+            u = (ops.arange(self.num_samples, dtype="float32") + 0.5) / float(self.num_samples)
+            u = ops.broadcast_to(ops.expand_dims(u, 0), (batch, self.num_samples))
+        idx = ops.cast(ops.floor(u * n), "int32")
+        return ops.minimum(idx, ops.cast(n, "int32") - 1)
+
+    def call(self, inputs: Any, training: bool | None = None) -> Any:
+        features, num_frames = inputs
+        idx = self.indices(num_frames, training=bool(training))
+        return ops.take_along_axis(features, ops.expand_dims(idx, -1), axis=1)
+
+    def compute_output_shape(self, input_shape: Any) -> tuple:
+        b, _, d = input_shape[0]
+        return (b, self.num_samples, d)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "num_samples": self.num_samples, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class MaskedPooling(keras.layers.Layer):
+    """Mean or max over the real frames: ``(x [B, T, C], num_frames [B]) -> [B, C]``.
+
+    ``mode="mean"``: Σ_{t < F_v} x_t / F_v (Eq. 1 of §4.1.1 when ``x`` are per-frame probabilities; µ of
+    §4.2 when ``x`` are features). ``mode="max"``: max over real frames. Empty videos give zeros.
+    """
+
+    MODES = ("mean", "max")
+
+    def __init__(self, mode: str = "mean", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if mode not in self.MODES:
+            raise ValueError(f"MaskedPooling: mode={mode!r}; valid: {', '.join(self.MODES)}")
+        self.mode = mode
+
+    def call(self, inputs: Any) -> Any:
+        x, num_frames = inputs
+        mask = frame_mask(num_frames, ops.shape(x)[1], dtype=x.dtype)[:, :, None]
+        count = ops.sum(mask, axis=1)
+        if self.mode == "mean":
+            return ops.sum(x * mask, axis=1) / ops.maximum(count, 1.0)
+        neg = ops.convert_to_tensor(-3.0e38, dtype=x.dtype)
+        pooled = ops.max(ops.where(mask > 0, x, neg), axis=1)
+        return ops.where(count > 0, pooled, ops.zeros_like(pooled))
+
+    def compute_output_shape(self, input_shape: Any) -> tuple:
+        b, _, c = input_shape[0]
+        return (b, c)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "mode": self.mode}
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class FrameStatistics(keras.layers.Layer):
+    """Video-level statistics [µ; σ; top-K] over the real frames (§4.2.1): ``[B, T, D] -> [B, (2+K)*D]``.
+
+    Layout: ``[mean (D), std (D), top_1 (D), ..., top_K (D)]`` where ``top_j`` holds, per dimension, the
+    j-th largest value over the real frames (the population std, divided by ``F_v``). A video with fewer
+    than K real frames gets 0 in the missing ranks, an empty video all zeros: the same vector as the
+    preprocessing job's ``zoo.data.yt8m_features.video_statistics``.
+    The paper PCA-whitens and L2-normalises before this step (§3.3, §4.2): our readers give L2-normalised
+    frames, and no further normalisation is applied here.
+    """
+
+    def __init__(self, top_k: int = 5, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if int(top_k) < 0:
+            raise ValueError(f"FrameStatistics: top_k={top_k!r} must be >= 0")
+        self.top_k = int(top_k)
+
+    def call(self, inputs: Any) -> Any:
+        x, num_frames = inputs
+        t = ops.shape(x)[1]
+        mask = frame_mask(num_frames, t, dtype=x.dtype)[:, :, None]
+        count = ops.maximum(ops.sum(mask, axis=1), 1.0)
+        mean = ops.sum(x * mask, axis=1) / count
+        var = ops.sum(ops.square(x - mean[:, None, :]) * mask, axis=1) / count
+        std = ops.sqrt(ops.maximum(var, 1e-12)) * ops.cast(var > 1e-12, x.dtype)
+        parts = [mean, std]
+        if self.top_k:
+            neg = ops.convert_to_tensor(-3.0e38, dtype=x.dtype)
+            masked = ops.where(mask > 0, x, neg)
+            k = self.top_k
+            # Pad the time axis so that top_k is defined when T < K.
+            masked = ops.pad(masked, [[0, 0], [0, k], [0, 0]], constant_values=-3.0e38)
+            top = ops.top_k(ops.transpose(masked, (0, 2, 1)), k, sorted=True)[0]  # [B, D, K]
+            # Ranks beyond the real frames are 0 (as zoo.data.yt8m_features.video_statistics).
+            top = ops.where(top > -1.0e38, top, ops.zeros_like(top))
+            parts.append(ops.reshape(ops.transpose(top, (0, 2, 1)), (-1, k * ops.shape(x)[2])))
+        return ops.concatenate(parts, axis=-1)
+
+    def compute_output_shape(self, input_shape: Any) -> tuple:
+        b, _, d = input_shape[0]
+        return (b, None if d is None else (2 + self.top_k) * d)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "top_k": self.top_k}
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class DBoFBlock(keras.layers.Layer):
+    """Deep Bag of Frames pooling (§4.1.2, Figure 7): ``[B, k, N] -> [B, M]``.
+
+    Each frame goes through the *shared* up-projection ``relu(x W + b)`` (M units, M > N gives a sparse
+    code), then batch normalisation "before pooling to improve stability", then max pooling over the k
+    frames. Order ReLU -> BN -> max pool follows the paper's text; the official starter code applies BN
+    before its activation (relu6, later sigmoid) and has no projection bias when BN is on.
+
+    Initializers: ``W`` glorot-uniform (slim's default xavier initializer in the official code), ``b``
+    zeros. BN is ``synchronized=True`` so that replicas under MirroredStrategy share moving statistics;
+    its statistics are taken over the batch and the k frames.
+
+    Args:
+      cluster_size: M, projection units (paper: 8192).
+      activation: "relu" (paper) or "relu6" / "sigmoid" (official starter code).
+      batch_norm: apply BN before pooling (paper: yes).
+      weight_decay: L2 coefficient on ``W`` as ``weight_decay * sum(W**2) / 2`` (``tf.nn.l2_loss``).
+    """
+
+    ACTIVATIONS = ("relu", "relu6", "sigmoid")
+
+    def __init__(
+        self,
+        cluster_size: int = 8192,
+        activation: str = "relu",
+        batch_norm: bool = True,
+        weight_decay: float = 0.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if activation not in self.ACTIVATIONS:
+            raise ValueError(f"DBoFBlock: activation={activation!r}; valid: {', '.join(self.ACTIVATIONS)}")
+        self.cluster_size = int(cluster_size)
+        self.activation = activation
+        self.batch_norm = bool(batch_norm)
+        self.weight_decay = float(weight_decay)
+        self.bn = (
+            keras.layers.BatchNormalization(synchronized=True, name="batch_norm") if self.batch_norm else None
+        )
+
+    def build(self, input_shape: Any) -> None:
+        n = int(input_shape[-1])
+        reg = keras.regularizers.L2(self.weight_decay / 2.0) if self.weight_decay else None
+        self.kernel = self.add_weight(
+            name="kernel", shape=(n, self.cluster_size), initializer="glorot_uniform", regularizer=reg
+        )
+        self.bias = self.add_weight(name="bias", shape=(self.cluster_size,), initializer="zeros")
+        if self.bn is not None:
+            self.bn.build((input_shape[0], input_shape[1], self.cluster_size))
+
+    def call(self, frames: Any, training: bool | None = None) -> Any:
+        h = ops.matmul(frames, self.kernel) + self.bias
+        h = {"relu": ops.relu, "relu6": ops.relu6, "sigmoid": ops.sigmoid}[self.activation](h)
+        if self.bn is not None:
+            h = self.bn(h, training=training)
+        return ops.max(h, axis=1)
+
+    def compute_output_shape(self, input_shape: Any) -> tuple:
+        return (input_shape[0], self.cluster_size)
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "cluster_size": self.cluster_size,
+            "activation": self.activation,
+            "batch_norm": self.batch_norm,
+            "weight_decay": self.weight_decay,
+        }

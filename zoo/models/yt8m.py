@@ -1,1 +1,324 @@
-"""Placeholder: filled in by its issue."""
+"""YouTube-8M baselines (Abu-El-Haija et al. 2016, §4, Table 3), registered for ``zoo.get``.
+
+Frame-level models take ``{"features": [B, max_frames, D], "num_frames": [B]}`` (padded, L2-normalised
+frames from ``zoo.data.yt8m.frame_dataset``); video-level models take ``{"features": [B, D]}`` (mean
+features from ``video_dataset``). All output probabilities ``[B, num_classes]`` except ``yt8m_hinge``
+(linear scores). The classifier layer is always named ``"classifier"`` so that ``zoo.transfer`` can swap it
+when ``num_classes`` changes (§5.3-5.4).
+
+=====================  ============  ===============================================================
+name                   dataset       model (paper section; official starter-code differences)
+=====================  ============  ===============================================================
+yt8m_frame_logistic    yt8m_frame    per-frame logistic, probabilities averaged over real frames
+                                     (§4.1.1; official ``FrameLevelLogisticModel`` averages features)
+yt8m_dbof              yt8m_frame    k sampled frames -> 8192 ReLU up-projection -> BN -> max pool ->
+                                     hidden 1024 ReLU -> MoE-2 (§4.1.2; official: BN before relu6/sigmoid,
+                                     k = 30; the paper does not state k, we use the official 30)
+yt8m_lstm              yt8m_frame    2 x LSTM(1024), masked, classifier on the last real frame's output
+                                     of the top layer (§4.1.3; the paper's linearly increasing per-frame
+                                     loss weights and 60-step unroll are not used, as in the official
+                                     ``LstmModel``; head MoE-2 as official)
+yt8m_logistic          yt8m_video    logistic regression on µ (§4.3)
+yt8m_hinge             yt8m_video    linear scores trained with the hinge loss, b = 1 (§4.3)
+yt8m_moe               yt8m_video    MoE, 2 experts + dummy state, bias-free softmax gate, on µ (§4.3.3)
+yt8m_moe_stats         yt8m_frame    MoE-2 on [µ; σ; top-5] computed inside the model from the real frames
+                                     (§4.2.1); taking frame features (rather than precomputed stats
+                                     records) keeps one data format and lets the stats follow max_frames
+=====================  ============  ===============================================================
+
+Evaluation is deterministic: DBoF samples frames only with ``training=True`` (evenly spaced frames
+otherwise, see :class:`zoo.layers.FrameSampler`).
+
+Training recipe (default) is the official starter code's: Adam, learning rate 0.01 (LSTM: 0.001, as the
+official README advises) decayed x0.95 every 4M examples as a staircase exponential schedule
+(``decay_steps = 4e6 / 1024 = 3906`` steps at batch 1024), per-tensor gradient-norm clip 1.0, batch 1024,
+cross-entropy summed over classes, L2 1e-8 on classifier weights; ``train_steps`` = 5 epochs (the
+official ``num_epochs``) of the 3.9M-video train split. The paper's recipe is Adagrad: frame models lr 0.1
+and weight decay 5e-4 (§4.1.2), video models lr 1.0 at batch 32 (§4.3), e.g.
+``--config optimizer=adagrad --config learning_rate=0.1 --config batch_size=32``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+
+from zoo.layers.heads import LogisticClassifier, MixtureOfExperts
+from zoo.layers.video import DBoFBlock, FrameMask, FrameSampler, FrameStatistics, MaskedPooling
+from zoo.registry import ModelSpec, register_model
+
+__all__ = ["MODEL_NAMES", "LOSSES", "HEADS", "build", "feature_spec", "is_frame_level"]
+
+MODEL_NAMES = (
+    "yt8m_frame_logistic",
+    "yt8m_dbof",
+    "yt8m_lstm",
+    "yt8m_logistic",
+    "yt8m_hinge",
+    "yt8m_moe",
+    "yt8m_moe_stats",
+)
+LOSSES = ("cross_entropy", "hinge")
+HEADS = ("moe", "logistic")
+
+# Current release: 3862 classes, rgb (1024) + audio (128) = 1152 features, 300 frames (1 fps, §3.3).
+# The record layout (feature_names / feature_sizes / id_key / labels_key) is part of the model config so
+# that the exported serving signature parses the same records the model was trained on. None means the
+# release's names ("rgb", "audio" / "mean_rgb", "mean_audio") and sizes (1024, 128). The paper-era release:
+# feature_names=["inc3"] (frame) / ["mean_inc3"] (video), feature_sizes=[1024], feature_size=1024,
+# id_key="video_id", num_classes=4800.
+_COMMON = {
+    "num_classes": 3862,
+    "feature_size": 1152,
+    "feature_names": None,
+    "feature_sizes": None,
+    "id_key": "id",
+    "labels_key": "labels",
+    "weight_decay": 1e-8,  # official L2 on classifier weights
+    "loss": "cross_entropy",  # or "hinge" (§4.3, b = 1)
+}
+_FRAME = {**_COMMON, "max_frames": 300}
+DEFAULT_FEATURE_NAMES = {"frame": ("rgb", "audio"), "video": ("mean_rgb", "mean_audio")}
+DEFAULT_FEATURE_SIZES = (1024, 128)
+
+
+def is_frame_level(config: dict[str, Any]) -> bool:
+    """Frame-level models have ``max_frames`` in their config (and inputs ``features``, ``num_frames``)."""
+    return "max_frames" in config
+
+
+def feature_spec(config: dict[str, Any]) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """``(feature_names, feature_sizes)`` of the records a model reads; their sizes sum to feature_size."""
+    level = "frame" if is_frame_level(config) else "video"
+    names = tuple(config.get("feature_names") or DEFAULT_FEATURE_NAMES[level])
+    sizes = config.get("feature_sizes")
+    if sizes is None:
+        if sum(DEFAULT_FEATURE_SIZES) != config["feature_size"] or len(names) != 2:
+            raise ValueError(
+                f"config feature_size={config['feature_size']} with feature_names={list(names)}: give "
+                f"feature_sizes (one per name, summing to feature_size); the default {list(DEFAULT_FEATURE_SIZES)} "
+                "only fits feature_size=1152 with two names"
+            )
+        sizes = DEFAULT_FEATURE_SIZES
+    sizes = tuple(int(s) for s in sizes)
+    if len(sizes) != len(names) or sum(sizes) != int(config["feature_size"]):
+        raise ValueError(
+            f"config feature_names={list(names)} / feature_sizes={list(sizes)} do not fit "
+            f"feature_size={config['feature_size']} (one size per name, summing to feature_size)"
+        )
+    return names, sizes
+
+_TRAIN_VIDEOS = 3_888_919  # 2018 train split (official); 5 epochs at batch 1024 ~ 18,990 steps.
+
+
+def _recipe(dataset: str, learning_rate: float = 0.01) -> dict[str, Any]:
+    batch = 1024
+    return {
+        "dataset": dataset,
+        "batch_size": batch,
+        "eval_batch_size": batch,
+        "train_steps": 5 * _TRAIN_VIDEOS // batch,
+        "optimizer": "adam",
+        "learning_rate": {
+            "schedule": "exponential",
+            "initial_learning_rate": learning_rate,
+            "decay_steps": int(4_000_000 // batch),
+            "decay_rate": 0.95,
+            "staircase": True,
+        },
+        "clip_norm": None,
+        "clip_per_tensor": 1.0,
+    }
+
+
+def _check(config: dict[str, Any], name: str) -> None:
+    if config["loss"] not in LOSSES:
+        raise ValueError(f"model {name!r}: config loss={config['loss']!r}; valid: {', '.join(LOSSES)}")
+    if "head" in config and config["head"] not in HEADS:
+        raise ValueError(f"model {name!r}: config head={config['head']!r}; valid: {', '.join(HEADS)}")
+    for key in ("num_classes", "feature_size", "max_frames"):
+        if key in config and int(config[key]) < 1:
+            raise ValueError(f"model {name!r}: config {key}={config[key]!r} must be >= 1")
+    try:
+        feature_spec(config)
+    except ValueError as e:
+        raise ValueError(f"model {name!r}: {e}") from None
+
+
+def _head(config: dict[str, Any], kind: str) -> keras.layers.Layer:
+    """The classifier; ``loss="hinge"`` on a logistic head gives linear scores (no sigmoid)."""
+    if kind == "moe":
+        return MixtureOfExperts(
+            config["num_classes"], config["num_mixtures"], config["weight_decay"], name="classifier"
+        )
+    activation = None if config["loss"] == "hinge" else "sigmoid"
+    return LogisticClassifier(config["num_classes"], activation, config["weight_decay"], name="classifier")
+
+
+def _frame_inputs(config: dict[str, Any]) -> tuple[Any, Any]:
+    features = keras.Input((config["max_frames"], config["feature_size"]), name="features", dtype="float32")
+    num_frames = keras.Input((), name="num_frames", dtype="int32")
+    return features, num_frames
+
+
+def _finish(name: str, config: dict[str, Any], inputs: dict[str, Any], outputs: Any) -> keras.Model:
+    model = keras.Model(inputs=inputs, outputs=outputs, name=name)
+    model.zoo_loss = config["loss"]  # read by zoo.tasks.video (falls back to the head's activation)
+    return model
+
+
+def build_frame_logistic(config: dict[str, Any]) -> keras.Model:
+    _check(config, "yt8m_frame_logistic")
+    features, num_frames = _frame_inputs(config)
+    per_frame = _head(config, "logistic")(features)  # [B, T, C], one classifier shared by all frames
+    out = MaskedPooling("mean", name="frame_average")([per_frame, num_frames])
+    return _finish("yt8m_frame_logistic", config, {"features": features, "num_frames": num_frames}, out)
+
+
+def build_dbof(config: dict[str, Any]) -> keras.Model:
+    _check(config, "yt8m_dbof")
+    features, num_frames = _frame_inputs(config)
+    frames = FrameSampler(config["sample_frames"], seed=config["seed"], name="frame_sampler")(
+        [features, num_frames]
+    )
+    pooled = DBoFBlock(config["cluster_size"], config["activation"], config["batch_norm"], name="dbof")(frames)
+    hidden = keras.layers.Dense(config["hidden_size"], activation="relu", name="hidden")(pooled)
+    out = _head(config, config["head"])(hidden)
+    return _finish("yt8m_dbof", config, {"features": features, "num_frames": num_frames}, out)
+
+
+def build_lstm(config: dict[str, Any]) -> keras.Model:
+    _check(config, "yt8m_lstm")
+    features, num_frames = _frame_inputs(config)
+    mask = FrameMask(name="frame_mask")([features, num_frames])
+    h = features
+    layers = int(config["lstm_layers"])
+    for i in range(layers):
+        h = keras.layers.LSTM(config["lstm_units"], return_sequences=i < layers - 1, name=f"lstm_{i + 1}")(
+            h, mask=mask
+        )
+    out = _head(config, config["head"])(h)
+    return _finish("yt8m_lstm", config, {"features": features, "num_frames": num_frames}, out)
+
+
+def _build_video(name: str, kind: str) -> Any:
+    def builder(config: dict[str, Any]) -> keras.Model:
+        _check(config, name)
+        features = keras.Input((config["feature_size"],), name="features", dtype="float32")
+        out = _head(config, kind)(features)
+        return _finish(name, config, {"features": features}, out)
+
+    return builder
+
+
+def build_moe_stats(config: dict[str, Any]) -> keras.Model:
+    _check(config, "yt8m_moe_stats")
+    features, num_frames = _frame_inputs(config)
+    stats = FrameStatistics(config["top_k"], name="frame_stats")([features, num_frames])
+    out = _head(config, "moe")(stats)
+    return _finish("yt8m_moe_stats", config, {"features": features, "num_frames": num_frames}, out)
+
+
+def _frame_spec(config: dict[str, Any]) -> dict[str, tuple[tuple[int | None, ...], str]]:
+    return {"features": ((config["max_frames"], config["feature_size"]), "float32"), "num_frames": ((), "int32")}
+
+
+_PAPER = "YouTube-8M (Abu-El-Haija et al. 2016)"
+
+_SPECS = [
+    ModelSpec(
+        name="yt8m_frame_logistic",
+        builder=build_frame_logistic,
+        task="video_classification",
+        paper=f"{_PAPER} §4.1.1, Table 3 row 'Logistic + Average'",
+        config=dict(_FRAME),
+        recipe=_recipe("yt8m_frame"),
+        input_spec=_frame_spec(_FRAME),
+        description="per-frame logistic classifier, probabilities averaged over the real frames",
+    ),
+    ModelSpec(
+        name="yt8m_dbof",
+        builder=build_dbof,
+        task="video_classification",
+        paper=f"{_PAPER} §4.1.2, Table 3 row 'Deep Bag of Frames'",
+        config={
+            **_FRAME,
+            "sample_frames": 30,  # k; official default (the paper does not state it)
+            "cluster_size": 8192,  # §4.1.2: "We used 8192 for all datasets"
+            "activation": "relu",  # §4.1.2 (official: relu6, later sigmoid)
+            "batch_norm": True,  # §4.1.2: BN before pooling
+            "hidden_size": 1024,  # §4.1.2: one hidden layer of 1024
+            "head": "moe",  # official default classifier (paper: "Logistic or Softmax")
+            "num_mixtures": 2,
+            "seed": None,  # frame sampler seed
+        },
+        recipe=_recipe("yt8m_frame"),
+        input_spec=_frame_spec(_FRAME),
+        description="Deep Bag of Frames: sampled frames, 8192 ReLU up-projection, BN, max pool, hidden 1024, MoE",
+    ),
+    ModelSpec(
+        name="yt8m_lstm",
+        builder=build_lstm,
+        task="video_classification",
+        paper=f"{_PAPER} §4.1.3, Table 3 row 'LSTM'",
+        config={**_FRAME, "lstm_units": 1024, "lstm_layers": 2, "head": "moe", "num_mixtures": 2},
+        recipe=_recipe("yt8m_frame", learning_rate=0.001),
+        input_spec=_frame_spec(_FRAME),
+        description="2 stacked masked LSTMs of 1024, classifier on the last real frame's output",
+    ),
+    ModelSpec(
+        name="yt8m_logistic",
+        builder=_build_video("yt8m_logistic", "logistic"),
+        task="video_classification",
+        paper=f"{_PAPER} §4.3, Table 3 row 'Logistic Regression (µ)'",
+        config=dict(_COMMON),
+        recipe=_recipe("yt8m_video"),
+        input_spec={"features": ((_COMMON["feature_size"],), "float32")},
+        description="one-vs-all logistic regression on mean features",
+    ),
+    ModelSpec(
+        name="yt8m_hinge",
+        builder=_build_video("yt8m_hinge", "logistic"),
+        task="video_classification",
+        paper=f"{_PAPER} §4.3, Table 3 row 'Hinge loss (µ)'",
+        config={**_COMMON, "loss": "hinge"},
+        recipe=_recipe("yt8m_video"),
+        input_spec={"features": ((_COMMON["feature_size"],), "float32")},
+        description="linear one-vs-all scores trained with the hinge loss (b = 1) on mean features",
+    ),
+    ModelSpec(
+        name="yt8m_moe",
+        builder=_build_video("yt8m_moe", "moe"),
+        task="video_classification",
+        paper=f"{_PAPER} §4.3.3, Table 3 row 'Mixture-of-2-Experts (µ)'",
+        config={**_COMMON, "num_mixtures": 2},
+        recipe=_recipe("yt8m_video"),
+        input_spec={"features": ((_COMMON["feature_size"],), "float32")},
+        description="mixture of 2 logistic experts + dummy state on mean features",
+    ),
+    ModelSpec(
+        name="yt8m_moe_stats",
+        builder=build_moe_stats,
+        task="video_classification",
+        paper=f"{_PAPER} §4.2.1/§4.3.3, Table 3 row 'Mixture-of-2-Experts ([µ; σ; Top5])'",
+        config={**_FRAME, "num_mixtures": 2, "top_k": 5},
+        recipe=_recipe("yt8m_frame"),
+        input_spec=_frame_spec(_FRAME),
+        description="mixture of 2 experts on [mean; std; top-5] of the real frames",
+    ),
+]
+
+for _spec in _SPECS:
+    register_model(_spec)
+
+BUILDERS = {spec.name: spec.builder for spec in _SPECS}
+
+
+def build(name: str, **overrides: Any) -> keras.Model:
+    """Shortcut for ``zoo.get(name, **overrides)`` restricted to the YouTube-8M models."""
+    from zoo.registry import get
+
+    if name not in MODEL_NAMES:
+        raise ValueError(f"{name!r} is not a YouTube-8M model; valid: {', '.join(MODEL_NAMES)}")
+    return get(name, **overrides)

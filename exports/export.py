@@ -1,0 +1,365 @@
+"""SavedModel export for TF Serving: ``BASE/<model_name>/<version>/``.
+
+``export_model`` traces the task's serving functions (``task.serving_functions``) into a SavedModel
+with ``keras.export.ExportArchive``, so the custom layers become plain TF graph ops and the SavedModel
+loads in a process that never imports ``zoo`` (TF Serving runs no Python at all). Layout::
+
+    BASE/models.config                         text ModelServerConfig listing every model under BASE
+    BASE/batching_parameters.txt               optional, for --enable_batching
+    BASE/<model_name>/<version>/saved_model.pb
+    BASE/<model_name>/<version>/variables/
+    BASE/<model_name>/<version>/assets.extra/tf_serving_warmup_requests
+    BASE/<model_name>/<version>/assets.extra/<task assets, e.g. a vocabulary>
+
+The version is an integer, by default one more than the largest existing one (TF Serving serves the
+largest). Everything is written into a hidden temporary folder ``BASE/<model_name>/.tmp-export-*``
+(TF Serving only looks at integer folder names) and renamed into place in one step, so a polling
+server never sees a half-written version; on failure the temporary folder is removed.
+
+Command line (export the last checkpoint of a trainer ``--model_dir``)::
+
+    python -m exports.export --model_dir=/tmp/run --export_dir=exported [--serving_base_path=/models]
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+import tempfile
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from exports import serving_config, warmup
+
+__all__ = ["ExportError", "RUN_FILES", "export_model", "next_version", "restore_for_export", "run", "main"]
+
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_ASSET_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+#: json files in a trainer model_dir naming the model and its config (keys "model", "config"), tried in order.
+RUN_FILES = ("run.json", "config.json", "run_config.json")
+
+
+class ExportError(ValueError):
+    """An export that cannot be written as asked (bad name, taken version, mismatched warmup)."""
+
+
+def next_version(model_dir: str) -> int:
+    """One more than the largest integer folder name under ``model_dir`` (1 when there is none)."""
+    if not os.path.isdir(model_dir):
+        return 1
+    taken = [int(n) for n in os.listdir(model_dir) if n.isdigit()]
+    return max(taken, default=0) + 1
+
+
+def _check_assets(assets: Mapping[str, bytes]) -> None:
+    for name, data in assets.items():
+        if not _ASSET_NAME.match(name) or name == warmup.WARMUP_FILE:
+            raise ExportError(
+                f"asset name {name!r} is not valid: a plain file name ([A-Za-z0-9_.-], no folders) other "
+                f"than {warmup.WARMUP_FILE!r}"
+            )
+        if not isinstance(data, bytes | bytearray):
+            raise ExportError(f"asset {name!r} must be bytes, got {type(data).__name__}")
+
+
+def _signature_functions(task: Any, fns: Mapping[str, Any]) -> dict[str, Any]:
+    if "serving_default" not in fns:
+        raise ExportError(
+            f"task {task.name!r} returned signatures {sorted(fns)}; 'serving_default' is required"
+        )
+    concrete = {}
+    for name, fn in fns.items():
+        try:
+            concrete[name] = fn.get_concrete_function()
+        except (TypeError, ValueError, AttributeError) as e:
+            raise ExportError(
+                f"serving function {name!r} of task {task.name!r} must be a tf.function with a full "
+                f"input_signature ({e})"
+            ) from e
+    return concrete
+
+
+def _warmup_inputs(task: Any, model: Any, config: Mapping[str, Any], concrete: Mapping[str, Any]) -> dict:
+    inputs = task.warmup_inputs(model, config)
+    if set(inputs) != set(concrete):
+        raise ExportError(
+            f"task {task.name!r}: warmup requests for signatures {sorted(inputs)} but the SavedModel has "
+            f"signatures {sorted(concrete)}; give exactly one request per signature"
+        )
+    for name, request in inputs.items():
+        warmup.check_inputs(name, concrete[name], request)
+    return inputs
+
+
+def _write_saved_model(model: Any, functions: Mapping[str, Any], path: str) -> None:
+    import keras
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    for name, fn in functions.items():
+        archive.add_endpoint(name, fn)
+    archive.write_out(path, verbose=False)
+
+
+def _max_diff(got: Any, want: np.ndarray) -> str:
+    if got is None:
+        return "missing"
+    if np.shape(got) != np.shape(want):
+        return f"shape {np.shape(got)} vs {np.shape(want)}"
+    return f"{np.max(np.abs(np.asarray(got, np.float64) - want)):.3g}"
+
+
+def _verify(path: str, expected: Mapping[str, Mapping[str, np.ndarray]], warmup_path: str) -> None:
+    """Loads the written SavedModel and replays its warmup file; outputs must match the in-memory model."""
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(path)
+    for name, outputs in warmup.replay(loaded.signatures, warmup_path):
+        for key, value in expected[name].items():
+            got = outputs.get(key)
+            if got is None or got.shape != value.shape or not np.allclose(got, value, rtol=1e-4, atol=1e-5):
+                raise ExportError(
+                    f"exported signature {name!r} output {key!r} differs from the model's "
+                    f"(max abs diff {_max_diff(got, value)})"
+                )
+
+
+def export_model(
+    model: Any,
+    *,
+    model_name: str,
+    task: Any,
+    config: Mapping[str, Any],
+    base_dir: str,
+    assets: Mapping[str, bytes] | None = None,
+    version: int | None = None,
+    serving_base_path: str | None = None,
+    batching_parameters: Mapping[str, Any] | None = None,
+    verify: bool = True,
+) -> str:
+    """Writes ``model`` as ``base_dir/<model_name>/<version>/`` for TF Serving; returns that path.
+
+    Args:
+      model: a built Keras model.
+      model_name: the TF Serving model name (and folder name), e.g. ``"hyper_conv_mnist"``.
+      task: a :class:`zoo.tasks.base.Task`; supplies ``serving_functions`` and ``warmup_inputs``.
+      config: the model config (passed to the task).
+      base_dir: the export base folder (``--export_dir``).
+      assets: extra files for ``assets.extra/`` (name -> bytes), e.g. a vocabulary.
+      version: integer version; default the next free number. An existing version is an error.
+      serving_base_path: where the *server* sees ``base_dir`` (e.g. ``/models`` inside the TF Serving
+        container); written into ``models.config``. Default: the absolute local ``base_dir``.
+      batching_parameters: when given, also writes ``base_dir/batching_parameters.txt`` from these
+        keyword arguments of :func:`exports.serving_config.batching_parameters_text` (``{}`` = defaults).
+      verify: reload the written SavedModel and replay the warmup requests before publishing it.
+    """
+    if not _MODEL_NAME.match(model_name or ""):
+        raise ExportError(f"model_name={model_name!r} is not valid: letters, digits, '_', '.', '-' only")
+    if version is not None and (not isinstance(version, int) or version <= 0):
+        raise ExportError(f"version={version!r} must be a positive integer")
+    assets = dict(assets or {})
+    _check_assets(assets)
+    model_dir = os.path.join(base_dir, model_name)
+    if version is not None and os.path.exists(os.path.join(model_dir, str(version))):
+        raise ExportError(
+            f"version {version} of {model_name!r} already exists at {os.path.join(model_dir, str(version))}; "
+            f"pass another version or omit it for the next free one ({next_version(model_dir)})"
+        )
+    functions = dict(task.serving_functions(model, config))
+    concrete = _signature_functions(task, functions)
+    requests = _warmup_inputs(task, model, config, concrete)
+    expected = {
+        name: {k: v.numpy() for k, v in functions[name](**request).items()}
+        for name, request in requests.items()
+    }
+
+    os.makedirs(model_dir, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".tmp-export-", dir=model_dir)
+    try:
+        _write_saved_model(model, functions, tmp)
+        extra = os.path.join(tmp, warmup.ASSETS_EXTRA)
+        os.makedirs(extra, exist_ok=True)
+        warmup_path = os.path.join(extra, warmup.WARMUP_FILE)
+        warmup.write_requests(warmup_path, warmup.build_requests(model_name, requests))
+        for name, data in assets.items():
+            with open(os.path.join(extra, name), "wb") as f:
+                f.write(data)
+        if verify:
+            _verify(tmp, expected, warmup_path)
+        os.chmod(tmp, 0o755)  # mkdtemp makes it 0700; the server may run as another user.
+        final = _publish(tmp, model_dir, version)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    serving_config.write_models_config(base_dir, serving_base_path)
+    if batching_parameters is not None:
+        serving_config.write_batching_parameters(base_dir, **batching_parameters)
+    return final
+
+
+def _publish(tmp: str, model_dir: str, version: int | None) -> str:
+    """Renames ``tmp`` to ``model_dir/<version>``; with ``version=None`` takes the next free number,
+    moving on if another exporter takes it first."""
+    for _ in range(1000):
+        v = version if version is not None else next_version(model_dir)
+        final = os.path.join(model_dir, str(v))
+        try:
+            os.mkdir(final)  # claim the name; fails if another export has it
+        except FileExistsError:
+            if version is not None:
+                raise ExportError(f"version {version} of {model_dir!r} already exists at {final}") from None
+            continue
+        os.replace(tmp, final)  # replaces the empty claimed folder in one step
+        return final
+    raise ExportError(f"could not find a free version under {model_dir!r}")
+
+
+# ------------------------------------------------------------------------------------ command line
+def _define_flags() -> None:
+    from absl import flags
+
+    flags.DEFINE_string("model_dir", None, "Trainer --model_dir holding the checkpoints and the run config.")
+    flags.DEFINE_string("export_dir", None, "Export base folder: writes <export_dir>/<model>/<version>/.")
+    flags.DEFINE_string("model", None, "Registered model name; default: the one recorded in --model_dir.")
+    flags.DEFINE_string("model_name", None, "TF Serving model name (folder); default: the registered name.")
+    flags.DEFINE_integer("version", None, "Integer version; default: the next free number.")
+    flags.DEFINE_string(
+        "serving_base_path",
+        None,
+        "Where the server sees --export_dir (e.g. /models in the TF Serving "
+        "container); written into models.config. Default: the absolute local --export_dir.",
+    )
+    flags.DEFINE_bool("batching", False, "Also write batching_parameters.txt (for --enable_batching).")
+    flags.DEFINE_integer("max_batch_size", 64, "Batching: max_batch_size.")
+    flags.DEFINE_integer("batch_timeout_micros", 1000, "Batching: batch_timeout_micros.")
+    flags.DEFINE_integer("num_batch_threads", 4, "Batching: num_batch_threads.")
+    flags.DEFINE_multi_string("config", [], "Model config override key=value (on top of the run json's).")
+    flags.DEFINE_string("checkpoint", None, "A checkpoint prefix (default: the latest in --model_dir).")
+    flags.DEFINE_multi_string("asset", [], "name=path: a file to copy into assets.extra/ (repeatable).")
+    flags.DEFINE_bool(
+        "verify", True, "Reload the SavedModel and replay the warmup requests before publishing."
+    )
+    flags.mark_flags_as_required(["model_dir", "export_dir"])
+
+
+def _parse_config(items: list[str]) -> dict[str, Any]:
+    import json
+
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ExportError(f"--config={item!r} is not key=value")
+        key, value = item.split("=", 1)
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+def restore_for_export(
+    model_dir: str,
+    model: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    checkpoint: str | None = None,
+) -> tuple[Any, str, Any, dict[str, Any]]:
+    """``(model, registered name, task, config)`` rebuilt from a trainer ``model_dir``.
+
+    The model name and config come from the run json the trainer writes (the first of
+    :data:`RUN_FILES` found, keys ``model`` and ``config``), or from ``model`` / ``overrides``; the weights
+    from ``checkpoint`` or the latest ``tf.train.Checkpoint(model=...)`` in ``model_dir``.
+    """
+    import json
+
+    import tensorflow as tf
+
+    import zoo
+    from zoo.tasks import get_task
+
+    if not os.path.isdir(model_dir):
+        raise ExportError(f"--model_dir={model_dir!r} does not exist or is not a directory")
+    info: dict[str, Any] = {}
+    for run_file in RUN_FILES:
+        path = os.path.join(model_dir, run_file)
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as f:
+                info = json.load(f)
+            if not isinstance(info, dict):
+                raise ExportError(f"{path} is not a json object")
+            break
+    name = model or info.get("model")
+    if not name:
+        raise ExportError(
+            f"--model_dir={model_dir!r} has no run json ({', '.join(RUN_FILES)}) naming the model; "
+            "pass --model"
+        )
+    config = dict(info.get("config") or {}) if name == info.get("model") else {}
+    config.update(overrides or {})
+    spec = zoo.get_spec(name)
+    keras_model = zoo.get(name, **config)
+    path = checkpoint or tf.train.latest_checkpoint(model_dir)
+    if path is None:
+        raise ExportError(f"--model_dir={model_dir!r} holds no checkpoint (no 'checkpoint' index file)")
+    status = tf.train.Checkpoint(model=keras_model).restore(path)
+    status.expect_partial()
+    status.assert_existing_objects_matched()
+    return keras_model, name, get_task(spec.task), {**spec.default_config(), **config}
+
+
+def main(argv: list[str]) -> None:
+    from absl import flags
+
+    if len(argv) > 1:
+        raise SystemExit(f"unexpected arguments: {' '.join(argv[1:])}")
+    f = flags.FLAGS
+    try:
+        model, name, task, config = restore_for_export(
+            f.model_dir, f.model, _parse_config(f.config), f.checkpoint
+        )
+        assets = {}
+        for item in f.asset:
+            key, sep, path = item.partition("=")
+            if not sep or not os.path.isfile(path):
+                raise ExportError(f"--asset={item!r}: expected name=path of an existing file")
+            with open(path, "rb") as fh:
+                assets[key] = fh.read()
+        batching = None
+        if f.batching:
+            batching = {
+                "max_batch_size": f.max_batch_size,
+                "batch_timeout_micros": f.batch_timeout_micros,
+                "num_batch_threads": f.num_batch_threads,
+            }
+        path = export_model(
+            model,
+            model_name=f.model_name or name,
+            task=task,
+            config=config,
+            base_dir=f.export_dir,
+            assets=assets,
+            version=f.version,
+            serving_base_path=f.serving_base_path,
+            batching_parameters=batching,
+            verify=f.verify,
+        )
+    except (ExportError, ValueError, KeyError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    config_path = os.path.join(f.export_dir, serving_config.MODELS_CONFIG)
+    print(f"exported {name} to {path}; models.config: {config_path}")
+
+
+def run() -> None:
+    """Console-script entry point (``zoo-export``)."""
+    from absl import app
+
+    _define_flags()
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,161 @@
+"""TF Serving configuration files beside the exported models.
+
+``BASE/models.config``: a text ``ModelServerConfig`` with one ``model_config_list`` entry per model
+folder under ``BASE`` (a folder holding at least one integer version with a ``saved_model.pb``).
+Start the server with ``--model_config_file=<server path>/models.config``.
+
+Each entry's ``base_path`` must be the path *the server* sees. It defaults to the absolute local path
+of ``BASE``; when the server runs elsewhere (e.g. the TF Serving docker image with
+``-v $PWD/exported:/models``) pass ``serving_base_path="/models"`` and the entries become
+``/models/<model_name>``.
+
+``BASE/batching_parameters.txt`` (optional): a text ``BatchingParameters`` for
+``--enable_batching --batching_parameters_file=<server path>/batching_parameters.txt``.
+
+Both files are written to a temporary file and renamed into place, so a server polling the config
+(``--model_config_file_poll_wait_seconds``) never reads half a file.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+from collections.abc import Sequence
+
+__all__ = [
+    "MODELS_CONFIG",
+    "BATCHING_PARAMETERS",
+    "SAVED_MODEL_FILE",
+    "version_dirs",
+    "discover_models",
+    "models_config_text",
+    "write_models_config",
+    "batching_parameters_text",
+    "write_batching_parameters",
+    "atomic_write_text",
+]
+
+MODELS_CONFIG = "models.config"
+BATCHING_PARAMETERS = "batching_parameters.txt"
+SAVED_MODEL_FILE = "saved_model.pb"
+_VERSION = re.compile(r"^[0-9]+$")
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    """Writes ``text`` to ``path`` via a temporary file in the same folder and a rename."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def version_dirs(model_dir: str) -> list[int]:
+    """Sorted integer versions under ``model_dir`` that hold a complete SavedModel."""
+    if not os.path.isdir(model_dir):
+        return []
+    return sorted(
+        int(name)
+        for name in os.listdir(model_dir)
+        if _VERSION.match(name) and os.path.isfile(os.path.join(model_dir, name, SAVED_MODEL_FILE))
+    )
+
+
+def discover_models(base_dir: str) -> list[str]:
+    """Sorted names of the model folders under ``base_dir`` that hold at least one version."""
+    if not os.path.isdir(base_dir):
+        return []
+    return sorted(
+        name
+        for name in os.listdir(base_dir)
+        if not name.startswith(".") and version_dirs(os.path.join(base_dir, name))
+    )
+
+
+def _quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def models_config_text(base_dir: str, serving_base_path: str | None = None) -> str:
+    """Text ``ModelServerConfig`` listing every model under ``base_dir``; ``base_path`` of each entry is
+    ``serving_base_path/<name>`` (default: the absolute local ``base_dir``)."""
+    models = discover_models(base_dir)
+    if not models:
+        raise ValueError(
+            f"no exported models under {base_dir!r} (expected <model_name>/<version>/{SAVED_MODEL_FILE})"
+        )
+    root = serving_base_path or os.path.abspath(base_dir)
+    join = posixpath.join if root.startswith("/") or serving_base_path else os.path.join
+    lines = ["model_config_list {"]
+    for name in models:
+        lines += [
+            "  config {",
+            f"    name: {_quote(name)}",
+            f"    base_path: {_quote(join(root, name))}",
+            '    model_platform: "tensorflow"',
+            "  }",
+        ]
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def write_models_config(base_dir: str, serving_base_path: str | None = None) -> str:
+    """Rewrites ``base_dir/models.config`` (atomically); returns its path."""
+    path = os.path.join(base_dir, MODELS_CONFIG)
+    atomic_write_text(path, models_config_text(base_dir, serving_base_path))
+    return path
+
+
+def batching_parameters_text(
+    *,
+    max_batch_size: int = 64,
+    batch_timeout_micros: int = 1000,
+    max_enqueued_batches: int = 100,
+    num_batch_threads: int = 4,
+    allowed_batch_sizes: Sequence[int] = (),
+    pad_variable_length_inputs: bool = False,
+) -> str:
+    """Text ``BatchingParameters`` (tensorflow_serving/servables/tensorflow/session_bundle_config.proto).
+
+    ``allowed_batch_sizes``, when given, must increase and end with ``max_batch_size`` (the server's
+    rule); batches are padded up to the next allowed size.
+    """
+    for name, value in (
+        ("max_batch_size", max_batch_size),
+        ("max_enqueued_batches", max_enqueued_batches),
+        ("num_batch_threads", num_batch_threads),
+    ):
+        if value <= 0:
+            raise ValueError(f"batching parameter {name}={value} must be positive")
+    if batch_timeout_micros < 0:
+        raise ValueError(f"batching parameter batch_timeout_micros={batch_timeout_micros} must be >= 0")
+    sizes = [int(s) for s in allowed_batch_sizes]
+    if sizes and (sorted(set(sizes)) != sizes or sizes[-1] != max_batch_size or sizes[0] <= 0):
+        raise ValueError(
+            f"allowed_batch_sizes={sizes} must be positive, strictly increasing and end with "
+            f"max_batch_size={max_batch_size}"
+        )
+    lines = [
+        f"max_batch_size {{ value: {max_batch_size} }}",
+        f"batch_timeout_micros {{ value: {batch_timeout_micros} }}",
+        f"max_enqueued_batches {{ value: {max_enqueued_batches} }}",
+        f"num_batch_threads {{ value: {num_batch_threads} }}",
+    ]
+    lines += [f"allowed_batch_sizes: {s}" for s in sizes]
+    if pad_variable_length_inputs:
+        lines.append("pad_variable_length_inputs: true")
+    return "\n".join(lines) + "\n"
+
+
+def write_batching_parameters(base_dir: str, **parameters: int | bool | Sequence[int]) -> str:
+    """Writes ``base_dir/batching_parameters.txt`` (atomically) from :func:`batching_parameters_text`
+    keyword arguments; returns its path."""
+    path = os.path.join(base_dir, BATCHING_PARAMETERS)
+    atomic_write_text(path, batching_parameters_text(**parameters))
+    return path

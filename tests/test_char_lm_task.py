@@ -1,0 +1,156 @@
+"""The char_lm task: data checks, forward with carried state, bpc evaluation, training, serving."""
+
+import json
+import math
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import zoo
+from zoo.data import text as text_data
+from zoo.tasks import get_task
+from zoo.tasks.char_lm import TASK, VOCAB_ASSET, state_specs
+
+CORPUS = "the quick brown fox jumps over the lazy dog. " * 60
+TINY = {"units": 24, "input_dropout": 0.0, "output_dropout": 0.0, "recurrent_dropout": 0.0}
+
+
+def tiny_model(vocab_size, name="lstm_1000_ptb", **overrides):
+    return zoo.get(name, vocab_size=vocab_size, **{**TINY, **overrides})
+
+
+@pytest.fixture
+def corpus_file(tmp_path):
+    path = tmp_path / "corpus.txt"
+    path.write_text(CORPUS, encoding="utf-8")
+    return str(path)
+
+
+def _data(path, batch=4, seq=16, vocab_size=50, **recipe):
+    return TASK.build_data("text", path, batch, {"vocab_size": vocab_size},
+                           {"sequence_length": seq, "eval_batch_size": 2, **recipe}, seed=0)
+
+
+def test_task_is_registered_and_checks_its_data(tmp_path, corpus_file):
+    assert get_task("char_lm") is TASK
+    assert TASK.datasets == ("ptb_char", "enwik8", "text")
+    with pytest.raises(ValueError, match="--dataset='mnist'.*valid: ptb_char, enwik8, text"):
+        TASK.check_data("mnist", corpus_file)
+    with pytest.raises(ValueError, match="needs --data_dir"):
+        TASK.check_data("text", None)
+    with pytest.raises(FileNotFoundError, match="lacks ptb.char.train.txt"):
+        TASK.check_data("ptb_char", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="has no file 'enwik8'"):
+        TASK.check_data("enwik8", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="is not a file"):
+        TASK.check_data("text", str(tmp_path))
+    TASK.check_data("text", corpus_file)
+
+
+def test_build_data_streams_vocab_and_sizes(corpus_file):
+    data = _data(corpus_file)
+    vocab = text_data.Vocabulary.from_json(data.assets[VOCAB_ASSET])
+    assert vocab == data.info["vocabulary"] and len(vocab) == len(set(CORPUS))
+    n_train = data.info["chars"]["train"]
+    assert n_train + data.info["chars"]["valid"] + data.info["chars"]["test"] == len(CORPUS)
+    assert data.sizes["train"] == 4 * ((n_train // 4 - 1) // 16)  # windows (rows) per epoch
+    x, y = next(iter(data.train))
+    assert x.shape == y.shape == (4, 16) and x.dtype == tf.int32
+    (x0, y0), (x1, _) = list(data.train.take(2).as_numpy_iterator())
+    np.testing.assert_array_equal(x1[:, 0], y0[:, -1])  # row b of batch k+1 continues row b of batch k
+    np.testing.assert_array_equal(x0[:, 1:], y0[:, :-1])
+    assert vocab.decode_text(np.concatenate([x0[0], x1[0]])) == CORPUS[:32]
+    evals = [y for _, y in data.eval.as_numpy_iterator()]
+    assert sum(int((t >= 0).sum()) for t in evals) == data.info["chars"]["valid"] - 1
+    with pytest.raises(ValueError, match="pass --config vocab_size=28"):
+        _data(corpus_file, vocab_size=5)
+
+
+def test_forward_loss_and_carried_state_equal_one_long_window():
+    model = tiny_model(11)
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, 11, size=(3, 12)).astype(np.int32)
+    targets = rng.integers(0, 11, size=(3, 12)).astype(np.int32)
+    carry = TASK.initial_carry(model, 3)
+    assert [tuple(c.shape) for c in carry] == [(3, 24), (3, 24)]
+    whole = TASK.forward(model, (ids, targets), carry, training=False)
+    first = TASK.forward(model, (ids[:, :5], targets[:, :5]), carry, training=False)
+    second = TASK.forward(model, (ids[:, 5:], targets[:, 5:]), first.carry, training=False)
+    np.testing.assert_allclose(
+        np.concatenate([first.outputs["logits"], second.outputs["logits"]], axis=1),
+        whole.outputs["logits"], atol=1e-5,
+    )
+    for a, b in zip(second.carry, whole.carry, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    # per-example loss: mean cross-entropy over the window, in nats
+    logp = tf.nn.log_softmax(whole.outputs["logits"]).numpy()
+    ce = -np.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
+    np.testing.assert_allclose(whole.per_example_loss, ce.mean(axis=1), rtol=1e-5)
+    metrics = TASK.metrics()
+    TASK.update_metrics(metrics, (ids, targets), whole.outputs)
+    assert float(metrics["bpc"].result()) == pytest.approx(ce.mean() / math.log(2), rel=1e-5)
+    # padded targets (-1) do not count
+    padded = targets.copy()
+    padded[:, 6:] = -1
+    out = TASK.forward(model, (ids, padded), carry, training=False)
+    np.testing.assert_allclose(out.per_example_loss, ce[:, :6].mean(axis=1), rtol=1e-5)
+
+
+def test_a_short_training_run_lowers_bits_per_character(corpus_file):
+    data = _data(corpus_file, batch=8, seq=20)
+    model = tiny_model(data.info["vocab_size"])
+    before = TASK.evaluate(model, data.eval)
+    optimizer = keras.optimizers.Adam(1e-2, global_clipnorm=1.0)
+
+    @tf.function(jit_compile=True)
+    def grads_of(batch, carry):
+        with tf.GradientTape() as tape:
+            out = TASK.forward(model, batch, carry, training=True)
+            loss = tf.reduce_mean(out.per_example_loss)
+        return loss, tape.gradient(loss, model.trainable_variables), out.carry
+
+    carry = TASK.initial_carry(model, 8)
+    losses = []
+    for batch in data.train.take(60):
+        loss, grads, carry = grads_of(batch, carry)
+        optimizer.apply(grads, model.trainable_variables)
+        losses.append(float(loss))
+    after = TASK.evaluate(model, data.eval)
+    assert before["bpc"] > 4.0  # about log2(28) = 4.8 for an untrained model over 28 symbols
+    assert after["bpc"] < before["bpc"] - 1.5, (before, after)
+    assert np.mean(losses[-10:]) < np.mean(losses[:10])
+    assert after["chars"] == data.info["chars"]["valid"] - 1
+
+
+def test_serving_signatures_are_stateful_and_score_the_same_bpc(tmp_path, corpus_file):
+    data = _data(corpus_file, vocab_size=30)
+    model = tiny_model(30, name="ln_hyper_lstm_1000_ptb", hyper_units=8, embedding_size=4)
+    fns = TASK.serving_functions(model, {})
+    assert set(fns) == {"serving_default", "score", "initial_state"}
+    module = tf.Module()
+    module.model = model
+    tf.saved_model.save(module, str(tmp_path / "sm"), signatures=fns)
+    loaded = tf.saved_model.load(str(tmp_path / "sm"))
+    names = [n for n, _ in state_specs(model)]
+    assert names == ["state_0", "state_1", "state_2", "state_3"]
+    # warmup requests run against the exported signatures (TF Serving refuses a model whose warmup fails)
+    for sig, request in TASK.warmup_inputs(model, {}).items():
+        out = loaded.signatures[sig](**{k: tf.constant(v) for k, v in request.items()})
+        assert set(names) <= set(out)
+    # serving_default: next-character probabilities and the new state, fed back across two calls
+    ids = np.array([[1, 5, 3, 2, 7, 7]], np.int32)
+    state = loaded.signatures["initial_state"](batch_size=tf.constant(1))
+    a = loaded.signatures["serving_default"](ids=ids[:, :4], **{n: state[n] for n in names})
+    b = loaded.signatures["serving_default"](ids=ids[:, 4:], **{n: a[n] for n in names})
+    ref = model({"ids": tf.constant(ids), **dict(zip(names, TASK.initial_carry(model, 1), strict=True))})
+    np.testing.assert_allclose(b["probabilities"], tf.nn.softmax(ref["logits"][:, -1]), atol=1e-5)
+    np.testing.assert_allclose(np.sum(b["probabilities"]), 1.0, rtol=1e-5)
+    assert tuple(b["probabilities"].shape) == (1, 30)
+    # bits per character through the SavedModel equal the in-process evaluation
+    direct = TASK.evaluate(model, data.test)
+    served = TASK.evaluate_serving(loaded, data.test)
+    assert served["chars"] == direct["chars"] == data.info["chars"]["test"] - 1
+    assert served["bpc"] == pytest.approx(direct["bpc"], rel=1e-5)
+    json.dumps(served)  # plain floats, printable by the trainer

@@ -1,0 +1,321 @@
+"""SavedModel export for TF Serving (exports/): layout, signatures, warmup, models.config, versions."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from google.protobuf import descriptor_pb2, message_factory, text_format, wrappers_pb2
+from tensorflow_serving.config import model_server_config_pb2
+
+import zoo
+from exports import export, serving_config, warmup
+from zoo.tasks.image import TASK
+
+MODEL = "hyper_conv_mnist"
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _env():
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
+    return env
+
+
+@pytest.fixture(scope="module")
+def model():
+    import keras
+
+    keras.utils.set_random_seed(1)
+    return zoo.get(MODEL)
+
+
+@pytest.fixture(scope="module")
+def exported(model, tmp_path_factory):
+    base = str(tmp_path_factory.mktemp("exported"))
+    path = export.export_model(model, model_name=MODEL, task=TASK, config={}, base_dir=base)
+    return base, path
+
+
+def _raw(n, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, size=(n, 28, 28, 1), dtype=np.uint8)
+
+
+def test_layout_and_first_version(exported):
+    base, path = exported
+    assert path == os.path.join(base, MODEL, "1")
+    assert os.path.isfile(os.path.join(path, "saved_model.pb"))
+    assert os.path.isdir(os.path.join(path, "variables"))
+    assert os.path.isfile(os.path.join(path, "assets.extra", "tf_serving_warmup_requests"))
+    assert sorted(os.listdir(os.path.join(base, MODEL))) == ["1"]  # no temporary folder left behind
+
+
+@pytest.mark.slow
+def test_saved_model_cli_lists_signature(exported):
+    _, path = exported
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    out = subprocess.run(
+        [cli, "show", "--all", "--dir", path], capture_output=True, text=True, env=_env(), timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    assert "signature_def['serving_default']" in text
+    assert "inputs['images']" in text and "DT_UINT8" in text and "(-1, 28, 28, 1)" in text
+    for name in ("probabilities", "classes", "logits"):
+        assert f"outputs['{name}']" in text
+    assert "tensorflow/serving/predict" in text
+
+
+@pytest.mark.slow
+def test_fresh_process_without_zoo_gives_keras_outputs(exported, model, tmp_path):
+    _, path = exported
+    raw = _raw(6, seed=3)
+    np.save(tmp_path / "in.npy", raw)
+    script = textwrap.dedent(
+        f"""
+        import sys
+        import numpy as np
+        import tensorflow as tf
+        loaded = tf.saved_model.load({path!r})
+        out = loaded.signatures["serving_default"](images=tf.constant(np.load({str(tmp_path / "in.npy")!r})))
+        np.savez({str(tmp_path / "out.npz")!r}, **{{k: v.numpy() for k, v in out.items()}})
+        assert not any(m == "zoo" or m.startswith("zoo.") for m in sys.modules), "zoo was imported"
+        assert not any(m == "keras" or m.startswith("keras.") for m in sys.modules if "hyper" in m)
+        print("ok")
+        """
+    )
+    env = _env()
+    env["PYTHONPATH"] = ""  # zoo cannot even be found from this process
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=str(tmp_path),
+        timeout=180,
+    )
+    assert done.returncode == 0 and "ok" in done.stdout, done.stderr[-3000:]
+    got = np.load(tmp_path / "out.npz")
+    want = model(raw.astype(np.float32) / 255.0, training=False).numpy()
+    np.testing.assert_allclose(got["logits"], want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got["probabilities"], tf.nn.softmax(want).numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(got["classes"], np.argmax(want, axis=1))
+
+
+def test_warmup_records_replay_against_signatures(exported, model):
+    base, path = exported
+    warm_path = os.path.join(path, "assets.extra", "tf_serving_warmup_requests")
+    logs = warmup.read_requests(warm_path)
+    assert 1 <= len(logs) <= 1000
+    request = logs[0].predict_log.request
+    assert request.model_spec.name == MODEL and request.model_spec.signature_name == "serving_default"
+    assert list(request.inputs) == ["images"]
+    loaded = tf.saved_model.load(path)
+    results = warmup.replay(loaded.signatures, warm_path)
+    assert [name for name, _ in results] == ["serving_default"]
+    images = tf.make_ndarray(request.inputs["images"])
+    assert images.dtype == np.uint8 and images.shape == (2, 28, 28, 1)
+    want = model(images.astype(np.float32) / 255.0).numpy()
+    np.testing.assert_allclose(results[0][1]["logits"], want, rtol=1e-5, atol=1e-5)
+    # A record naming a signature the model lacks is caught (TF Serving would refuse the model).
+    bad = warmup.build_requests(MODEL, {"predict_float": {"images": images}})
+    bad_path = os.path.join(base, "bad_warmup")
+    warmup.write_requests(bad_path, bad)
+    with pytest.raises(warmup.WarmupError, match="unknown signature 'predict_float'"):
+        warmup.replay(loaded.signatures, bad_path)
+
+
+def test_evaluate_serving_matches_keras(exported, model):
+    _, path = exported
+    from zoo.data import images
+
+    x, y = images.load("digits", "test")
+    x, y = x[:100], y[:100]
+    served = TASK.evaluate_serving(tf.saved_model.load(path), (x, y), batch_size=32)
+    keras_acc = TASK.evaluate(model, images.eval_dataset(x, y, 32))["accuracy"]
+    assert served["num_examples"] == 100
+    assert served["accuracy"] == pytest.approx(keras_acc)
+    # The task's own float pipeline is converted back to the exact uint8 pixels.
+    served_float = TASK.evaluate_serving(tf.saved_model.load(path), images.eval_dataset(x, y, 32))
+    assert served_float["accuracy"] == pytest.approx(keras_acc)
+
+
+def test_models_config_parses_and_lists_every_model(exported, model):
+    base, _ = exported
+    with open(os.path.join(base, "models.config")) as f:
+        config = text_format.Parse(f.read(), model_server_config_pb2.ModelServerConfig())
+    entries = {c.name: c for c in config.model_config_list.config}
+    assert entries[MODEL].base_path == os.path.join(os.path.abspath(base), MODEL)
+    assert entries[MODEL].model_platform == "tensorflow"
+    # A second model, with the path the server sees inside a container.
+    export.export_model(
+        model, model_name="digits_net", task=TASK, config={}, base_dir=base, serving_base_path="/models"
+    )
+    with open(os.path.join(base, "models.config")) as f:
+        config = text_format.Parse(f.read(), model_server_config_pb2.ModelServerConfig())
+    got = {c.name: c.base_path for c in config.model_config_list.config}
+    assert got == {MODEL: f"/models/{MODEL}", "digits_net": "/models/digits_net"}
+    assert not [n for n in os.listdir(base) if n.startswith(".")]  # no temporary config files
+
+
+def test_versions_are_next_free_and_explicit(model, tmp_path):
+    base = str(tmp_path)
+    kw = dict(model_name="m", task=TASK, config={}, base_dir=base, verify=False)
+    assert os.path.basename(export.export_model(model, **kw)) == "1"
+    assert os.path.basename(export.export_model(model, **kw, version=7)) == "7"
+    assert os.path.basename(export.export_model(model, **kw)) == "8"  # after the largest, not in a gap
+    with pytest.raises(export.ExportError, match="version 7 of 'm' already exists"):
+        export.export_model(model, **kw, version=7)
+    with pytest.raises(export.ExportError, match="model_name='a/b' is not valid"):
+        export.export_model(model, **{**kw, "model_name": "a/b"})
+    assert sorted(os.listdir(os.path.join(base, "m"))) == ["1", "7", "8"]
+    assert serving_config.version_dirs(os.path.join(base, "m")) == [1, 7, 8]
+
+
+def test_failed_export_leaves_nothing_visible(model, tmp_path, monkeypatch):
+    base = str(tmp_path)
+    export.export_model(model, model_name="m", task=TASK, config={}, base_dir=base, verify=False)
+    with open(os.path.join(base, "models.config")) as f:
+        before = f.read()
+    real = export._write_saved_model
+
+    def write_then_fail(m, functions, path):
+        real(m, functions, path)  # a complete SavedModel in the temporary folder ...
+        raise OSError("disk full")  # ... and then the export fails
+
+    monkeypatch.setattr(export, "_write_saved_model", write_then_fail)
+    with pytest.raises(OSError, match="disk full"):
+        export.export_model(model, model_name="m", task=TASK, config={}, base_dir=base)
+    assert os.listdir(os.path.join(base, "m")) == ["1"]
+    with open(os.path.join(base, "models.config")) as f:
+        assert f.read() == before
+
+
+class _BadWarmupTask:
+    """The image task with a warmup request whose input key is wrong."""
+
+    name = "image_classification"
+
+    def serving_functions(self, model, config):
+        return TASK.serving_functions(model, config)
+
+    def warmup_inputs(self, model, config):
+        return {"serving_default": {"pixels": np.zeros((1, 28, 28, 1), np.uint8)}}
+
+
+def test_mismatched_warmup_is_rejected_before_writing(model, tmp_path):
+    with pytest.raises(warmup.WarmupError, match=r"inputs \['pixels'\]; the signature takes \['images'\]"):
+        export.export_model(model, model_name="m", task=_BadWarmupTask(), config={}, base_dir=str(tmp_path))
+    assert not os.path.exists(tmp_path / "m") or os.listdir(tmp_path / "m") == []
+    fn = TASK.serving_functions(model, {})["serving_default"].get_concrete_function()
+    with pytest.raises(warmup.WarmupError, match="dtype float32; the signature takes uint8"):
+        warmup.check_inputs("serving_default", fn, {"images": np.zeros((1, 28, 28, 1), np.float32)})
+    with pytest.raises(warmup.WarmupError, match=r"shape \(1, 32, 32, 1\)"):
+        warmup.check_inputs("serving_default", fn, {"images": np.zeros((1, 32, 32, 1), np.uint8)})
+
+
+def _batching_parameters_class():
+    """BatchingParameters (tensorflow_serving/servables/tensorflow/session_bundle_config.proto), rebuilt
+    from its field numbers: the pip package does not ship that proto."""
+    fdp = descriptor_pb2.FileDescriptorProto(
+        name="zoo_test_batching.proto",
+        package="zoo_test",
+        syntax="proto3",
+        dependency=["google/protobuf/wrappers.proto"],
+    )
+    msg = fdp.message_type.add(name="BatchingParameters")
+    label, opt, rep = descriptor_pb2.FieldDescriptorProto, 1, 3
+    for number, name in [
+        (1, "max_batch_size"),
+        (2, "batch_timeout_micros"),
+        (3, "max_enqueued_batches"),
+        (4, "num_batch_threads"),
+    ]:
+        msg.field.add(
+            name=name,
+            number=number,
+            label=opt,
+            type=label.TYPE_MESSAGE,
+            type_name=".google.protobuf.Int64Value",
+        )
+    msg.field.add(name="allowed_batch_sizes", number=6, label=rep, type=label.TYPE_INT64)
+    msg.field.add(name="pad_variable_length_inputs", number=7, label=opt, type=label.TYPE_BOOL)
+    from google.protobuf import descriptor_pool
+
+    pool = descriptor_pool.DescriptorPool()
+    pool.AddSerializedFile(wrappers_pb2.DESCRIPTOR.serialized_pb)
+    pool.Add(fdp)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("zoo_test.BatchingParameters"))
+
+
+def test_batching_parameters_file(model, tmp_path):
+    export.export_model(
+        model,
+        model_name="m",
+        task=TASK,
+        config={},
+        base_dir=str(tmp_path),
+        verify=False,
+        batching_parameters={"max_batch_size": 32, "allowed_batch_sizes": [8, 16, 32]},
+    )
+    with open(tmp_path / "batching_parameters.txt") as f:
+        params = text_format.Parse(f.read(), _batching_parameters_class()())
+    assert params.max_batch_size.value == 32 and params.batch_timeout_micros.value == 1000
+    assert params.num_batch_threads.value == 4 and list(params.allowed_batch_sizes) == [8, 16, 32]
+    with pytest.raises(
+        ValueError, match="must be positive, strictly increasing and end with max_batch_size=32"
+    ):
+        serving_config.batching_parameters_text(max_batch_size=32, allowed_batch_sizes=[8, 16])
+
+
+@pytest.mark.slow
+def test_command_line_exports_a_trainer_checkpoint(model, tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    tf.train.CheckpointManager(tf.train.Checkpoint(model=model), str(run_dir), max_to_keep=1).save(10)
+    (run_dir / "run.json").write_text(json.dumps({"model": MODEL, "config": {}}))
+    out = tmp_path / "exported"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "exports.export",
+            f"--model_dir={run_dir}",
+            f"--export_dir={out}",
+            "--serving_base_path=/models",
+            "--batching",
+            "--noverify",
+        ],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        cwd=REPO,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"exported {MODEL} to {out / MODEL / '1'}" in done.stdout
+    loaded = tf.saved_model.load(str(out / MODEL / "1"))
+    raw = _raw(3, seed=9)
+    got = loaded.signatures["serving_default"](images=tf.constant(raw))["logits"].numpy()
+    np.testing.assert_allclose(got, model(raw.astype(np.float32) / 255.0).numpy(), rtol=1e-5, atol=1e-5)
+    assert os.path.isfile(out / "batching_parameters.txt")
+    assert f'base_path: "/models/{MODEL}"' in (out / "models.config").read_text()
+
+
+def test_restore_for_export_errors(model, tmp_path):
+    with pytest.raises(export.ExportError, match="--model_dir=.*nope.* does not exist"):
+        export.restore_for_export(str(tmp_path / "nope"))
+    with pytest.raises(export.ExportError, match=r"no run json \(run.json, .*pass --model"):
+        export.restore_for_export(str(tmp_path))
+    with pytest.raises(export.ExportError, match="holds no checkpoint"):
+        export.restore_for_export(str(tmp_path), model=MODEL)
+    tf.train.Checkpoint(model=model).write(str(tmp_path / "ckpt"))
+    restored, name, task, config = export.restore_for_export(
+        str(tmp_path), model=MODEL, checkpoint=str(tmp_path / "ckpt")
+    )
+    assert name == MODEL and task is TASK and config["z_dim"] == 4
+    for a, b in zip(restored.get_weights(), model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -1,0 +1,174 @@
+"""Trainer: flag validation, optimizer/schedule/clipping, and an in-process single-device training run."""
+
+from __future__ import annotations
+
+import glob
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from trainer_helpers import TinyTask, register_tiny, tiny_data
+
+from trainers import flags as flags_lib
+from trainers import train as train_lib
+from trainers.loop import TrainLoop
+from zoo import optim
+
+register_tiny()
+
+
+def _resolve(**values):
+    base = {"model": "tiny_mlp", "strategy": "default", "jit_compile": True, "config": []}
+    base.update(values)
+    return flags_lib.resolve(base)
+
+
+# ---------------------------------------------------------------------- flags
+def test_defaults_come_from_the_recipe():
+    opts = _resolve()
+    assert (opts.batch_size, opts.train_steps, opts.dataset) == (16, 20, "tiny")
+    assert opts.recipe["optimizer"] == "sgd" and opts.recipe["learning_rate"] == 0.1
+    assert opts.config == {"units": 8, "weight_decay": 1e-3, "dropout": 0.0, "batch_norm": True}
+
+
+def test_config_overrides_split_between_model_and_recipe():
+    opts = _resolve(
+        config=["units=16", "learning_rate=0.5", "recipe.clip_per_tensor=1.0", 'model.weight_decay=0'],
+        optimizer="adam",
+    )
+    assert opts.config["units"] == 16 and opts.config["weight_decay"] == 0
+    assert opts.recipe["learning_rate"] == 0.5 and opts.recipe["clip_per_tensor"] == 1.0
+    assert opts.recipe["optimizer"] == "adam"
+    sched = _resolve(config=['learning_rate={"schedule": "piecewise_constant", "boundaries": [5], '
+                             '"values": [0.1, 0.01]}'])
+    assert sched.recipe["learning_rate"]["values"] == [0.1, 0.01]
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"model": "tiny_mpl"}, "unknown model 'tiny_mpl'; closest: tiny_mlp"),
+        ({"config": ["unitz=3"]}, "unknown key 'unitz'"),
+        ({"config": ["units"]}, "expected key=value"),
+        ({"batch_size": -4}, "--batch_size=-4 must be a positive number"),
+        ({"train_steps": 0}, "--train_steps=0 must be a positive number"),
+        ({"train_steps": 5, "epochs": 1.0}, "give only one"),
+        ({"data_dir": "/nonexistent/zoo"}, "--data_dir='/nonexistent/zoo' does not exist"),
+        ({"strategy": "tpu"}, "--strategy='tpu' is unknown; valid: default, mirrored, multi_worker"),
+        ({"num_devices": 0}, "--num_devices=0 must be >= 1"),
+        ({"config": ["optimizer=lamb"]}, "optimizer 'lamb' is unknown; valid: adam, sgd, adagrad, rmsprop"),
+        ({"config": ["clip_norm=-1"]}, "config clip_norm=-1 must be a positive number"),
+    ],
+)
+def test_bad_values_fail_before_training_naming_the_flag(values, message):
+    with pytest.raises((ValueError, KeyError)) as err:
+        _resolve(**values)
+    assert message in str(err.value)
+
+
+def test_task_check_data_rejects_an_unknown_dataset():
+    with pytest.raises(ValueError, match="--dataset='mnist' is not a dataset of task 'tiny_classification'"):
+        train_lib.train(_resolve(dataset="mnist"), task=TinyTask(), say=lambda s: None)
+
+
+# ---------------------------------------------------------------------- optim
+def test_learning_rate_schedules():
+    pw = optim.learning_rate_from_recipe(
+        {"schedule": "piecewise_constant", "boundaries": [10, 20], "values": [1.0, 0.1, 0.01]}
+    )
+    assert [float(pw(s)) for s in (0, 10, 11, 21)] == pytest.approx([1.0, 1.0, 0.1, 0.01])
+    ex = optim.learning_rate_from_recipe(
+        {"schedule": "exponential", "initial_learning_rate": 1.0, "decay_steps": 10, "decay_rate": 0.5,
+         "staircase": True}
+    )
+    assert [float(ex(s)) for s in (0, 9, 10, 25)] == pytest.approx([1.0, 1.0, 0.5, 0.25])
+    with pytest.raises(ValueError, match="len\\(values\\) == len\\(boundaries\\) \\+ 1"):
+        optim.learning_rate_from_recipe({"schedule": "piecewise_constant", "boundaries": [1], "values": [1.0]})
+    with pytest.raises(ValueError, match="schedule 'cosine'.*valid: piecewise_constant, exponential"):
+        optim.learning_rate_from_recipe({"schedule": "cosine"})
+
+
+def test_build_optimizer_reads_the_recipe():
+    sgd = optim.build_optimizer({"optimizer": "sgd", "momentum": 0.9, "nesterov": True, "learning_rate": 0.1})
+    assert isinstance(sgd, keras.optimizers.SGD) and sgd.momentum == 0.9 and sgd.nesterov
+    adam = optim.build_optimizer({"optimizer": "adam", "learning_rate": 1e-3, "epsilon": 1e-8})
+    assert isinstance(adam, keras.optimizers.Adam) and adam.epsilon == 1e-8
+    lso = optim.build_optimizer({"optimizer": "rmsprop"}, loss_scale=True)
+    assert isinstance(lso, keras.optimizers.LossScaleOptimizer)
+    assert isinstance(lso.inner_optimizer, keras.optimizers.RMSprop)
+
+
+def test_clip_gradients_matches_tf_clipping_and_uses_norm_source():
+    rng = np.random.default_rng(0)
+    grads = [tf.constant(rng.normal(size=(3, 4)) * 5, tf.float32), None, tf.constant(rng.normal(size=(7,)))]
+    grads[2] = tf.cast(grads[2], tf.float32)
+    per = [tf.clip_by_norm(grads[0], 2.0), None, tf.clip_by_norm(grads[2], 2.0)]
+    ref, _ = tf.clip_by_global_norm([per[0], per[2]], 1.5)
+    got = optim.clip_gradients(grads, clip_norm=1.5, clip_per_tensor=2.0)
+    assert got[1] is None
+    np.testing.assert_allclose(got[0].numpy(), ref[0].numpy(), rtol=1e-6)
+    np.testing.assert_allclose(got[2].numpy(), ref[1].numpy(), rtol=1e-6)
+    # Two "replicas" holding halves of a gradient: scaling each by factors from the sum clips the sum.
+    half = [g / 2 for g in grads if g is not None]
+    parts = optim.clip_gradients(half, clip_norm=1.5, clip_per_tensor=2.0, norm_source=[g * 2 for g in half])
+    np.testing.assert_allclose((parts[0] * 2).numpy(), ref[0].numpy(), rtol=1e-6)
+
+
+# ---------------------------------------------------------------------- loop and train()
+def test_loop_compiles_with_xla_and_loss_is_the_batch_mean():
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    task = TinyTask()
+    loop = TrainLoop(
+        strategy=tf.distribute.get_strategy(), model=model, task=task,
+        optimizer=optim.build_optimizer({"optimizer": "sgd", "learning_rate": 0.1}), global_batch_size=8,
+    )
+    x, y = tiny_data(8, 3)
+    batch = (tf.constant(x), tf.constant(y))
+    hlo = loop.loss_and_grads.experimental_get_compiler_ir(batch, ())(stage="hlo")
+    assert "HloModule" in hlo and "dot(" in hlo  # the forward+backward was lowered to XLA HLO
+    expected = keras.losses.sparse_categorical_crossentropy(y, model(x), from_logits=True).numpy().mean()
+    loss = loop.step(iter([batch]))
+    assert float(loss) == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_train_runs_checkpoints_summaries_and_exports(tmp_path):
+    lines: list[str] = []
+    opts = _resolve(
+        train_steps=60, model_dir=str(tmp_path / "run"), export_dir=str(tmp_path / "export"),
+        checkpoint_every=25, eval_every=30, log_every=20, config=["dropout=0.1"],
+    )
+    summary = train_lib.train(opts, task=TinyTask(), say=lines.append)
+    head = lines[0]
+    for part in ("model=tiny_mlp", "strategy=default replicas=1 jit_compile=True", "params=83",
+                 "train=256", "test=96"):
+        assert part in head
+    progress = [s for s in lines if s.startswith("step ")]
+    assert [s.split()[1] for s in progress] == ["20/60", "40/60", "60/60"]
+    assert all("steps/s=" in s and "eta=" in s and "accuracy=" in s for s in progress)
+    first, last = (float(s.split("loss=")[1].split()[0]) for s in (progress[0], progress[-1]))
+    assert last < first
+    assert summary["test"]["accuracy"] > 0.8
+    # The exported SavedModel scores the same as the Keras model (same weights, same data).
+    assert summary["serving_test"]["accuracy"] == pytest.approx(summary["test"]["accuracy"], abs=1e-6)
+    assert summary["export_path"] == str(tmp_path / "export" / "tiny_mlp" / "1")
+    assert os.path.exists(tmp_path / "export" / "models.config")
+    ckpts = sorted(int(p.split("-")[-1].split(".")[0]) for p in glob.glob(str(tmp_path / "run" / "ckpt-*.index")))
+    assert ckpts == [25, 50, 60]
+    tags = set()
+    for event_file in glob.glob(str(tmp_path / "run" / "train" / "events.*")):
+        for event in tf.compat.v1.train.summary_iterator(event_file):
+            tags.update(v.tag for v in event.summary.value)
+    assert {"loss", "learning_rate", "steps_per_sec", "accuracy", "eval/accuracy", "test/accuracy"} <= tags
+
+
+def test_mixed_precision_bfloat16_trains(tmp_path):
+    try:
+        summary = train_lib.train(
+            _resolve(train_steps=10, mixed_precision=True, config=["batch_norm=false"]),
+            task=TinyTask(), say=lambda s: None,
+        )
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert np.isfinite(summary["loss"])

@@ -1,0 +1,76 @@
+"""Quantisation, video-level statistics, streaming PCA."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from zoo.data import yt8m_features as F
+
+
+def test_dequantize_matches_official_constants():
+    q = np.array([0, 1, 128, 255], np.uint8)
+    expected = q * (4 / 255) + (4 / 512 - 2)
+    np.testing.assert_allclose(F.dequantize(q), expected, atol=2e-7)
+    assert F.dequantize(np.uint8(0)) == pytest.approx(-1.9921875)
+    assert F.dequantize(np.uint8(255)) == pytest.approx(2.0078125)
+    np.testing.assert_allclose(F.tf_dequantize(tf.constant(q)).numpy(), expected, atol=2e-7)
+
+
+def test_quantize_roundtrip_error_is_at_most_one_bin():
+    x = np.random.default_rng(0).uniform(-2, 2, size=1000)
+    back = F.dequantize(F.quantize(x))
+    assert np.abs(back - x).max() <= 4 / 255 + 1e-6
+    assert F.quantize(np.array([-5.0, 5.0])).tolist() == [0, 255]  # clipped
+
+
+def test_video_statistics_numpy_and_tf_agree():
+    rng = np.random.default_rng(1)
+    frames = rng.normal(size=(2, 9, 4)).astype(np.float32)
+    num = np.array([9, 3], np.int32)
+    got = F.tf_video_statistics(tf.constant(frames), tf.constant(num), top_k=5).numpy()
+    for b in range(2):
+        ref = F.video_statistics(frames[b], num[b], top_k=5)
+        np.testing.assert_allclose(got[b], ref, rtol=1e-5, atol=1e-6)
+    real = frames[0]
+    np.testing.assert_allclose(got[0, :4], real.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(got[0, 4:8], real.std(0), rtol=1e-5)
+    np.testing.assert_allclose(got[0, 8:12], real.max(0), rtol=1e-6)
+    # video 1 has 3 real frames: order statistics 4 and 5 are 0, padded frames never count
+    top = got[1, 8:].reshape(5, 4)
+    np.testing.assert_allclose(top[:3], -np.sort(-frames[1, :3], axis=0), rtol=1e-6)
+    assert (top[3:] == 0).all()
+
+
+def test_streaming_pca_matches_batch_pca_and_whitens():
+    rng = np.random.default_rng(2)
+    mix = rng.normal(size=(6, 6))
+    x = rng.normal(size=(500, 6)) @ mix + 3.0
+    pca = F.StreamingPCA(6)
+    for s in range(0, 500, 64):
+        pca.update(x[s : s + 64])
+    pca.fit(3)
+    cov = np.cov(x, rowvar=False)
+    eig = np.sort(np.linalg.eigvalsh(cov))[::-1][:3]
+    np.testing.assert_allclose(pca.eigenvalues, eig, rtol=1e-8)
+    y = pca.transform(x, epsilon=0.0, normalize=False)
+    np.testing.assert_allclose(np.cov(y, rowvar=False), np.eye(3), atol=1e-5)
+    z = pca.transform(x)
+    np.testing.assert_allclose(np.linalg.norm(z, axis=1), 1.0, rtol=1e-5)
+
+
+def test_pca_save_load_and_errors(tmp_path):
+    pca = F.StreamingPCA(3)
+    with pytest.raises(ValueError, match="before fit"):
+        pca.transform(np.zeros((1, 3)))
+    with pytest.raises(ValueError, match=r"\[N, 3\]"):
+        pca.update(np.zeros((2, 4)))
+    pca.update(np.random.default_rng(3).normal(size=(20, 3)))
+    pca.fit(2).save(str(tmp_path / "pca.npz"))
+    loaded = F.StreamingPCA.load(str(tmp_path / "pca.npz"))
+    x = np.random.default_rng(4).normal(size=(4, 3))
+    np.testing.assert_array_equal(loaded.transform(x), pca.transform(x))
+
+
+def test_l2_normalize_keeps_zero_rows():
+    out = F.l2_normalize(np.array([[3.0, 4.0], [0.0, 0.0]]))
+    np.testing.assert_allclose(out, [[0.6, 0.8], [0.0, 0.0]])

@@ -1,0 +1,233 @@
+"""Trainer flags, their validation, and ``--config key=value`` parsing.
+
+Every flag left unset takes its default from the model's training recipe (``ModelSpec.recipe``).
+``--config`` (repeatable) overrides any model config key or recipe key: ``--config weight_decay=0.0005``,
+``--config learning_rate=0.01``, ``--config 'learning_rate={"schedule": "exponential", ...}'``. A bare key
+is looked up in the model config first, then in the recipe; ``model.KEY`` / ``recipe.KEY`` say which.
+Values are Python/JSON literals (``1e-3``, ``true``, ``[1, 2]``, ``None``); anything else is a string.
+
+:func:`resolve` turns flag values into a :class:`TrainOptions` and fails before any training with a
+message naming the flag, the bad value and the valid choices.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import json
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from absl import flags
+
+from trainers.strategy import STRATEGIES
+from zoo.optim import OPTIMIZERS
+from zoo.registry import ModelSpec, get_spec, merge_config
+
+__all__ = ["define_flags", "TrainOptions", "resolve", "parse_config_overrides", "RECIPE_KEYS"]
+
+# Recipe keys the trainer and zoo.optim understand even when a spec's recipe omits them.
+RECIPE_KEYS = (
+    "dataset", "batch_size", "train_steps", "optimizer", "learning_rate", "momentum", "nesterov",
+    "epsilon", "clip_norm", "clip_per_tensor", "augment", "eval_batch_size",
+)  # fmt: skip
+
+
+def define_flags() -> None:
+    """Defines the trainer's absl flags (idempotent)."""
+    if "model" in flags.FLAGS:
+        return
+    flags.DEFINE_string("model", None, "Registered model name (see zoo.list_models()).")
+    flags.DEFINE_string("dataset", None, "Dataset of the model's task; default: the recipe's.")
+    flags.DEFINE_string("data_dir", None, "Directory with the dataset's files (not needed for embedded data).")
+    flags.DEFINE_string("model_dir", None, "Checkpoints and TensorBoard summaries; rerunning resumes.")
+    flags.DEFINE_string("export_dir", None, "Base directory of the TF Serving export (BASE/<model>/<n>/).")
+    flags.DEFINE_integer("batch_size", None, "Global batch size (all replicas); default: the recipe's.")
+    flags.DEFINE_integer("train_steps", None, "Training steps; default: the recipe's.")
+    flags.DEFINE_float("epochs", None, "Train for this many passes over the train split (instead of steps).")
+    flags.DEFINE_float("learning_rate", None, "Constant learning rate overriding the recipe's schedule.")
+    flags.DEFINE_enum("optimizer", None, list(OPTIMIZERS), "Optimizer; default: the recipe's.")
+    flags.DEFINE_multi_string("config", [], "key=value override of a model config or recipe key.")
+    flags.DEFINE_enum("strategy", "default", list(STRATEGIES), "tf.distribute strategy.")
+    flags.DEFINE_integer("num_devices", None, "Split the CPU into N logical devices (testing distribution).")
+    flags.DEFINE_boolean("jit_compile", True, "Compile each replica's forward/backward with XLA.")
+    flags.DEFINE_boolean(
+        "mixed_precision", False, "Mixed precision: bfloat16 compute on CPU, float16 (loss scaled) on GPU."
+    )
+    flags.DEFINE_integer("seed", 0, "Random seed (weights, shuffling, dropout).")
+    flags.DEFINE_integer("checkpoint_every", 1000, "Save a checkpoint every N steps (and at the end).")
+    flags.DEFINE_integer("eval_every", 0, "Evaluate on the eval split every N steps (0: only at the end).")
+    flags.DEFINE_integer("log_every", 50, "Print progress every N steps.")
+
+
+@dataclasses.dataclass
+class TrainOptions:
+    """Everything a training run needs, resolved and validated."""
+
+    model: str
+    spec: ModelSpec
+    config: dict[str, Any]
+    recipe: dict[str, Any]
+    dataset: str
+    data_dir: str | None
+    model_dir: str | None
+    export_dir: str | None
+    batch_size: int
+    train_steps: int | None
+    epochs: float | None
+    strategy: str = "default"
+    num_devices: int | None = None
+    jit_compile: bool = True
+    mixed_precision: bool = False
+    seed: int = 0
+    checkpoint_every: int = 1000
+    eval_every: int = 0
+    log_every: int = 50
+
+
+def _parse_value(text: str) -> Any:
+    for parse in (json.loads, ast.literal_eval):
+        try:
+            return parse(text)
+        except (ValueError, SyntaxError):
+            continue
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("none", "null"):
+        return None
+    return text
+
+
+def parse_config_overrides(
+    items: Sequence[str], config: Mapping[str, Any], recipe: Mapping[str, Any], model: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Splits ``--config key=value`` items into (model config overrides, recipe overrides)."""
+    model_over: dict[str, Any] = {}
+    recipe_over: dict[str, Any] = {}
+    recipe_keys = set(recipe) | set(RECIPE_KEYS)
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"--config {item!r}: expected key=value")
+        key, text = item.split("=", 1)
+        key = key.strip()
+        value = _parse_value(text)
+        if key.startswith("model."):
+            key = key[len("model.") :]
+            where = "model" if key in config else None
+        elif key.startswith("recipe."):
+            key = key[len("recipe.") :]
+            where = "recipe" if key in recipe_keys else None
+        else:
+            where = "model" if key in config else ("recipe" if key in recipe_keys else None)
+        if where is None:
+            raise ValueError(
+                f"--config {item!r}: unknown key {key!r} for model {model!r}; "
+                f"model config keys: {', '.join(sorted(config))}; recipe keys: {', '.join(sorted(recipe_keys))}"
+            )
+        (model_over if where == "model" else recipe_over)[key] = value
+    return model_over, recipe_over
+
+
+def _positive(value: Any, flag: str, allow_none: bool = True) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ValueError(f"--{flag}={value!r} must be a positive number")
+
+
+def resolve(values: Mapping[str, Any]) -> TrainOptions:
+    """Validates flag values (a mapping flag name -> value) into :class:`TrainOptions`.
+
+    Data checks (dataset known to the task, ``--data_dir`` exists and holds the expected files) are the
+    task's (``Task.check_data``), done by the trainer once it has the task.
+    """
+    model = values.get("model")
+    if not model:
+        raise ValueError("--model is required (see zoo.list_models())")
+    spec = get_spec(model)  # UnknownModelError names the closest registered models
+    config = spec.default_config()
+    recipe = spec.default_recipe()
+    model_over, recipe_over = parse_config_overrides(values.get("config") or [], config, recipe, model)
+    config = merge_config(config, model_over, what=f"model {model!r}", source="--config")
+    recipe.update(recipe_over)
+    if values.get("learning_rate") is not None:
+        _positive(values["learning_rate"], "learning_rate")
+        recipe["learning_rate"] = float(values["learning_rate"])
+    if values.get("optimizer") is not None:
+        recipe["optimizer"] = values["optimizer"]
+    if recipe.get("optimizer", "adam") not in OPTIMIZERS:
+        raise ValueError(f"optimizer {recipe['optimizer']!r} is unknown; valid: {', '.join(OPTIMIZERS)}")
+    for key in ("clip_norm", "clip_per_tensor"):
+        _positive(recipe.get(key), f"config {key}")
+
+    batch_size = values.get("batch_size")
+    if batch_size is None:
+        batch_size = recipe.get("batch_size")
+    if batch_size is None:
+        raise ValueError(f"--batch_size is required: the recipe of {model!r} has no batch_size")
+    _positive(batch_size, "batch_size", allow_none=False)
+    train_steps = values.get("train_steps")
+    epochs = values.get("epochs")
+    if train_steps is not None and epochs is not None:
+        raise ValueError(f"--train_steps={train_steps} and --epochs={epochs}: give only one")
+    _positive(train_steps, "train_steps")
+    _positive(epochs, "epochs")
+    if train_steps is None and epochs is None:
+        train_steps = recipe.get("train_steps")
+        if train_steps is None:
+            raise ValueError(f"--train_steps or --epochs is required: the recipe of {model!r} has neither")
+
+    dataset = values.get("dataset") or recipe.get("dataset")
+    if not dataset:
+        raise ValueError(f"--dataset is required: the recipe of {model!r} names none")
+    data_dir = values.get("data_dir")
+    if data_dir is not None and not os.path.isdir(data_dir):
+        raise ValueError(f"--data_dir={data_dir!r} does not exist or is not a directory")
+
+    num_devices = values.get("num_devices")
+    if num_devices is not None and num_devices < 1:
+        raise ValueError(f"--num_devices={num_devices} must be >= 1")
+    strategy = values.get("strategy") or "default"
+    if strategy not in STRATEGIES:
+        raise ValueError(f"--strategy={strategy!r} is unknown; valid: {', '.join(STRATEGIES)}")
+    checkpoint_every = values.get("checkpoint_every") or 1000
+    _positive(checkpoint_every, "checkpoint_every")
+    eval_every = values.get("eval_every") or 0
+    if eval_every < 0:
+        raise ValueError(f"--eval_every={eval_every} must be >= 0")
+    log_every = values.get("log_every") or 50
+    _positive(log_every, "log_every")
+    return TrainOptions(
+        model=model,
+        spec=spec,
+        config=config,
+        recipe=recipe,
+        dataset=dataset,
+        data_dir=data_dir,
+        model_dir=values.get("model_dir"),
+        export_dir=values.get("export_dir"),
+        batch_size=int(batch_size),
+        train_steps=None if train_steps is None else int(train_steps),
+        epochs=None if epochs is None else float(epochs),
+        strategy=strategy,
+        num_devices=num_devices,
+        jit_compile=bool(values.get("jit_compile", True)),
+        mixed_precision=bool(values.get("mixed_precision", False)),
+        seed=int(values.get("seed") or 0),
+        checkpoint_every=int(checkpoint_every),
+        eval_every=int(eval_every),
+        log_every=int(log_every),
+    )
+
+
+def values_from_flags(flag_values: flags.FlagValues | None = None) -> dict[str, Any]:
+    """The trainer flags' current values as a plain dict (input of :func:`resolve`)."""
+    fv = flag_values or flags.FLAGS
+    names = (
+        "model", "dataset", "data_dir", "model_dir", "export_dir", "batch_size", "train_steps", "epochs",
+        "learning_rate", "optimizer", "config", "strategy", "num_devices", "jit_compile", "mixed_precision",
+        "seed", "checkpoint_every", "eval_every", "log_every",
+    )  # fmt: skip
+    return {n: fv[n].value for n in names}

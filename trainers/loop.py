@@ -1,0 +1,238 @@
+"""The distributed training step: XLA per replica under any ``tf.distribute`` strategy.
+
+Keras 3 refuses ``compile(jit_compile=True)`` under tf.distribute (keras-team/keras#19005), so the
+trainer runs its own step. One step, for a global batch of ``B`` examples over ``R`` replicas:
+
+1. ``strategy.run(replica_step)``; in each replica a ``tf.function(jit_compile=True)`` (the XLA
+   cluster) runs ``task.forward`` under a ``keras.StatelessScope`` and returns
+
+   - ``loss = sum(per_example_loss) / B + sum(model.losses) / R`` (this replica's share of the global loss),
+   - its gradients,
+   - the new values of the model's non-trainable variables (BatchNorm moving statistics, dropout seed
+     states) that the forward pass *would* have assigned; the StatelessScope records them instead of
+     assigning, because an assignment to a mirrored variable inside XLA is a cross-replica operation,
+   - the task's outputs (for metrics) and its carry (per-replica state such as LSTM states).
+
+2. Outside XLA, still per replica: gradients are summed across replicas (``all_reduce``), clipped
+   (global/per-tensor norm of the *summed* gradient, :func:`zoo.optim.clip_gradients`), the new
+   non-trainable values are averaged across replicas, and the task's metrics are updated.
+3. In cross-replica context the optimizer applies the (already reduced) gradients to every replica's copy
+   and the averaged non-trainable values are assigned to every copy, so replicas stay identical.
+   The reported loss is ``strategy.reduce(SUM, loss)``: the true mean loss of the global batch.
+
+Synchronized BatchNorm and XLA: ``BatchNormalization(synchronized=True)`` all-reduces the batch moments
+through ``ReplicaContext.all_reduce``; on CPU (and any non-all-GPU) MirroredStrategy implements it with
+``merge_call``, which cannot run inside a nested XLA function ("merge_call called while defining a new
+graph"). Inside the XLA cluster the trainer therefore computes batch moments per replica (each replica
+normalises with its own ``B / R`` examples, like per-core BatchNorm on TPUs), and synchronises the
+*moving* statistics by averaging the new moving mean/variance across replicas every step (step 2). The
+moving mean is then exactly the synchronized one (the mean of equal-sized replica means is the global
+mean); the moving variance is the mean of the replica variances (it omits the spread between replica
+means). With one replica nothing changes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from zoo.optim import clip_gradients
+from zoo.tasks.base import Task
+
+__all__ = ["TrainLoop", "replica_local_batch_norm"]
+
+
+@contextlib.contextmanager
+def replica_local_batch_norm(model: keras.Model) -> Iterator[None]:
+    """While tracing, makes synchronized BatchNorm layers of ``model`` use replica-local batch moments
+    (see the module docstring); restores ``synchronized=True`` afterwards."""
+    layers = [
+        layer
+        for layer in model._flatten_layers(include_self=False)
+        if isinstance(layer, keras.layers.BatchNormalization) and layer.synchronized
+    ]
+    for layer in layers:
+        layer.synchronized = False
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.synchronized = True
+
+
+def _assign(var: tf.Variable, value: tf.Tensor) -> Any:
+    return var.assign(tf.cast(value, var.dtype))
+
+
+class TrainLoop:
+    """One training step of ``task`` on ``model`` under ``strategy`` (model/optimizer built in its scope).
+
+    Args:
+      strategy: the ``tf.distribute`` strategy whose scope holds the model's and optimizer's variables.
+      model: a built keras.Model.
+      task: the model's :class:`zoo.tasks.base.Task`.
+      optimizer: a Keras optimizer built from the recipe (:func:`zoo.optim.build_optimizer`).
+      global_batch_size: examples per step over all replicas (what ``per_example_loss`` sums divide by).
+      jit_compile: compile the per-replica forward/backward with XLA.
+      clip_norm / clip_per_tensor: gradient clipping of the summed gradient (None: off).
+    """
+
+    def __init__(
+        self,
+        *,
+        strategy: tf.distribute.Strategy,
+        model: keras.Model,
+        task: Task,
+        optimizer: keras.optimizers.Optimizer,
+        global_batch_size: int,
+        jit_compile: bool = True,
+        clip_norm: float | None = None,
+        clip_per_tensor: float | None = None,
+    ) -> None:
+        self.strategy = strategy
+        self.model = model
+        self.task = task
+        self.optimizer = optimizer
+        self.global_batch_size = int(global_batch_size)
+        self.num_replicas = int(strategy.num_replicas_in_sync)
+        if self.global_batch_size % self.num_replicas:
+            raise ValueError(
+                f"--batch_size={global_batch_size} is not divisible by the {self.num_replicas} replicas"
+            )
+        self.per_replica_batch_size = self.global_batch_size // self.num_replicas
+        self.jit_compile = bool(jit_compile)
+        self.clip_norm = clip_norm
+        self.clip_per_tensor = clip_per_tensor
+        with strategy.scope():
+            self.metrics: dict[str, Any] = dict(task.metrics())
+            optimizer.build(model.trainable_variables)
+        self._state_vars = list(model.non_trainable_variables)
+        # The XLA cluster: forward + loss + gradients of one replica.
+        self.loss_and_grads = tf.function(self._loss_and_grads, jit_compile=self.jit_compile)
+        self._train_step = tf.function(self._step)
+        self._carry: Any = None
+
+    # ------------------------------------------------------------------ per replica
+    def _loss_and_grads(self, batch: Any, carry: Any) -> tuple[Any, ...]:
+        model = self.model
+        with replica_local_batch_norm(model), tf.GradientTape() as tape:
+            # Trainable variables are read once (on the tape) and mapped into the scope, so that
+            # weight regularizers see them; every assignment the forward pass makes is recorded.
+            mapping = [(v, v.value) for v in model.trainable_variables]
+            with keras.StatelessScope(state_mapping=mapping, collect_losses=True) as scope:
+                out = self.task.forward(model, batch, carry, training=True)
+                loss = tf.reduce_sum(tf.cast(out.per_example_loss, tf.float32)) / self.global_batch_size
+                extra = model.losses
+                if extra:
+                    loss += tf.add_n([tf.cast(x, tf.float32) for x in extra]) / self.num_replicas
+            scaled = self.optimizer.scale_loss(loss)
+        grads = tape.gradient(scaled, model.trainable_variables)
+        updates = {}
+        for i, v in enumerate(self._state_vars):
+            new = scope.get_current_value(v)
+            if new is not None:
+                updates[i] = new
+        return loss, grads, updates, out.carry, dict(out.outputs)
+
+    def _local_slice(self, batch: Any) -> Any:
+        """This replica's contiguous ``B / R`` slice of the global batch."""
+        if self.num_replicas == 1:
+            return batch
+        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+        static = tf.get_static_value(replica)
+        size = self.per_replica_batch_size
+
+        def take(t: tf.Tensor) -> tf.Tensor:
+            if static is not None:
+                return t[int(static) * size : (int(static) + 1) * size]
+            return tf.gather(tf.reshape(t, tf.concat([[self.num_replicas, size], tf.shape(t)[1:]], 0)), replica)
+
+        return tf.nest.map_structure(take, batch)
+
+    def _replica_step(self, batch: Any, carry: Any) -> tuple[Any, ...]:
+        batch = self._local_slice(batch)
+        loss, grads, updates, carry, outputs = self.loss_and_grads(batch, carry)
+        ctx = tf.distribute.get_replica_context()
+        variables = self.model.trainable_variables
+        pairs = [(g, v) for g, v in zip(grads, variables, strict=True) if g is not None]
+        grads, variables = [g for g, _ in pairs], [v for _, v in pairs]
+        if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+            # Static loss scaling: unscale here, so that clipping sees true gradients.
+            scale = tf.cast(self.optimizer.dynamic_scale, tf.float32)
+            grads = [g / tf.cast(scale, g.dtype) for g in grads]
+        if self.clip_norm is not None or self.clip_per_tensor is not None:
+            # Clip factors come from the global-batch gradient (the sum over replicas); each replica
+            # scales its own gradients, so the optimizer's sum is the clipped global gradient.
+            summed = ctx.all_reduce(tf.distribute.ReduceOp.SUM, grads) if self.num_replicas > 1 else grads
+            grads = clip_gradients(grads, self.clip_norm, self.clip_per_tensor, norm_source=summed)
+        # In replica context the Keras optimizer sums the gradients over replicas, then updates every copy.
+        inner = getattr(self.optimizer, "inner_optimizer", self.optimizer)
+        inner.apply(grads, variables)
+        float_keys = [k for k in sorted(updates) if updates[k].dtype.is_floating]
+        if float_keys and self.num_replicas > 1:
+            means = ctx.all_reduce(tf.distribute.ReduceOp.MEAN, [updates[k] for k in float_keys])
+            updates = {**updates, **dict(zip(float_keys, means, strict=True))}
+        self.task.update_metrics(self.metrics, batch, outputs)
+        return loss, updates, carry
+
+    # ------------------------------------------------------------------ cross replica
+    def _step(self, iterator: Any, carry: Any) -> tuple[Any, Any]:
+        batch = next(iterator)
+        # In the strategy's scope, so that this is the strategy's cross-replica context.
+        with self.strategy.scope():
+            loss, updates, carry = self.strategy.run(self._replica_step, args=(batch, carry))
+            ext = self.strategy.extended
+            for i, value in updates.items():
+                var = self._state_vars[i]
+                ext.update(getattr(var, "value", var), _assign, args=(value,), group=False)
+            total = self.strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None)
+        return total, carry
+
+    # ------------------------------------------------------------------ public
+    def initial_carry(self) -> Any:
+        """The task's initial carry, one per replica (``()`` for stateless tasks)."""
+        probe = self.task.initial_carry(self.model, self.per_replica_batch_size)
+        if not tf.nest.flatten(probe):
+            return probe
+        return self.strategy.experimental_distribute_values_from_function(
+            lambda ctx: self.task.initial_carry(self.model, self.per_replica_batch_size)
+        )
+
+    def distribute(self, dataset: tf.data.Dataset) -> Iterator[Any]:
+        """An iterator over ``dataset`` (global batches) that the step splits across replicas.
+
+        A plain tf.data iterator, not ``experimental_distribute_dataset``: its position can be saved in a
+        ``tf.train.Checkpoint`` (a ``DistributedIterator`` is not trackable). Each step reads one global
+        batch on the host and every replica takes its contiguous ``B / R`` slice (by its replica id in
+        the sync group, so under MultiWorkerMirroredStrategy every worker runs the same deterministic
+        pipeline and the replicas still see disjoint examples).
+        """
+        return iter(dataset)
+
+    def step(self, iterator: Iterator[Any]) -> tf.Tensor:
+        """Runs one training step; returns the global-batch loss (a scalar tensor)."""
+        if self._carry is None:
+            self._carry = self.initial_carry()
+        loss, self._carry = self._train_step(iterator, self._carry)
+        return loss
+
+    def reset_carry(self) -> None:
+        self._carry = None
+
+    def metric_results(self) -> dict[str, float]:
+        out = {}
+        for name, metric in self.metrics.items():
+            value = metric.result()
+            if isinstance(value, Mapping):
+                out.update({f"{name}/{k}": float(v) for k, v in value.items()})
+            else:
+                out[name] = float(value)
+        return out
+
+    def reset_metrics(self) -> None:
+        for metric in self.metrics.values():
+            metric.reset_state()

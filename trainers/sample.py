@@ -1,0 +1,309 @@
+"""Generate text from a trained character language model; optionally draw HyperNetworks Figures 4 and 5.
+
+    python -m trainers.sample --model_dir=runs/hyper_lstm --prime="The " --length=500 --temperature=0.8 \\
+        --seed=1 --figures_dir=figs [--histogram_model_dirs=runs/lstm,runs/ln_lstm,runs/ln_hyper_lstm]
+
+What it reads from ``--model_dir`` (written by ``trainers.train``):
+  - the run description json (:data:`RUN_FILES`, first found) with the registered model name under
+    ``"model"`` and its config overrides under ``"config"`` (``--model`` / ``--config`` flags override or
+    replace it);
+  - the vocabulary ``vocab.json`` (the char_lm task's ``TaskData.assets``; ``--vocab`` overrides);
+  - the latest ``tf.train.Checkpoint`` whose ``model`` attribute is the keras model.
+
+Generation feeds the prime one character at a time through the model (state carried), then samples
+``--length`` characters from ``softmax(logits / temperature)`` with a seeded numpy generator
+(``--temperature=0`` is greedy). Figures (``--figures_dir``):
+  - ``fig4_weight_dynamics.png``: needs a HyperLSTM first layer (a cell with ``compute_scales``);
+  - ``fig5_tanh_c_histograms.png``: tanh(c) of the first recurrent layer over the passage, for this model
+    and each ``--histogram_model_dirs`` model (each generates its own passage with the same prime and seed).
+The figures re-run the first recurrent cell's ``step`` on ``one_hot(ids)`` and the model's carried state;
+the new state it gives must equal the model's, else the figures are refused (the model does not feed the
+one-hot characters straight into its first cell).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from absl import app, flags
+
+__all__ = ["RUN_FILES", "load_run", "find_first_cell", "generate", "main", "run"]
+
+#: json files in a model_dir describing the run, tried in order.
+RUN_FILES = ("run.json", "config.json", "run_config.json")
+VOCAB_FILE = "vocab.json"
+
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+    if "prime" in FLAGS:
+        return
+    flags.DEFINE_string("model_dir", None, "Trainer model_dir: checkpoints, run json and vocab.json.")
+    flags.DEFINE_string("prime", "The ", "Text to condition on (every character must be in the vocabulary).")
+    flags.DEFINE_integer("length", 200, "Number of characters to generate.")
+    flags.DEFINE_float("temperature", 1.0, "Softmax temperature; 0 is greedy (argmax).")
+    flags.DEFINE_integer("seed", 0, "Seed of the sampling generator.")
+    flags.DEFINE_string("figures_dir", None, "If set, write Figure 4 and Figure 5 PNGs here.")
+    flags.DEFINE_list("histogram_model_dirs", [], "More model_dirs for Figure 5 (e.g. LSTM, LN-LSTM, ...).")
+    flags.DEFINE_string("model", None, "Registered model name (default: from the model_dir's run json).")
+    flags.DEFINE_multi_string("config", [], "Model config override key=value (as in trainers.train).")
+    flags.DEFINE_string("vocab", None, "Vocabulary json (default: <model_dir>/vocab.json).")
+    flags.DEFINE_string("checkpoint", None, "A checkpoint prefix (default: the latest in model_dir).")
+    flags.DEFINE_string("output", None, "Also write the generated text to this file.")
+
+
+# ---------------------------------------------------------------- loading
+def _read_run_json(model_dir: str) -> dict[str, Any]:
+    for name in RUN_FILES:
+        path = os.path.join(model_dir, name)
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+            if not isinstance(data, dict):
+                raise ValueError(f"{path} is not a json object")
+            return data
+    return {}
+
+
+def _parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"--config={item!r} is not key=value")
+        key, value = item.split("=", 1)
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+def load_run(
+    model_dir: str,
+    model_name: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    vocab_path: str | None = None,
+    checkpoint: str | None = None,
+) -> tuple[Any, Any, dict[str, Any]]:
+    """``(model, vocabulary, run_info)`` restored from a trainer ``model_dir`` (see the module docstring)."""
+    import tensorflow as tf
+
+    import zoo
+    from zoo.data.text import Vocabulary
+
+    if not os.path.isdir(model_dir):
+        raise FileNotFoundError(f"--model_dir={model_dir!r} does not exist")
+    info = _read_run_json(model_dir)
+    name = model_name or info.get("model")
+    if not name:
+        raise ValueError(
+            f"--model_dir={model_dir!r} has no run json ({', '.join(RUN_FILES)}) naming the model; pass --model"
+        )
+    config = dict(info.get("config") or {})
+    config.update(overrides or {})
+    spec = zoo.get_spec(name)
+    if spec.task != "char_lm":
+        raise ValueError(f"model {name!r} is a {spec.task!r} model; trainers.sample needs a char_lm model")
+    vocab = Vocabulary.load(vocab_path or os.path.join(model_dir, VOCAB_FILE))
+    model = zoo.get(name, **config)
+    path = checkpoint or tf.train.latest_checkpoint(model_dir)
+    if path is None:
+        raise FileNotFoundError(f"--model_dir={model_dir!r} holds no checkpoint (no 'checkpoint' index file)")
+    status = tf.train.Checkpoint(model=model).restore(path)
+    status.expect_partial()
+    status.assert_existing_objects_matched()
+    vocab_out = int(model.output["logits"].shape[-1])
+    if len(vocab) > vocab_out:
+        raise ValueError(f"vocabulary of {len(vocab)} symbols does not fit the model's {vocab_out} outputs")
+    return model, vocab, {"model": name, "config": config, "checkpoint": path, **info}
+
+
+# ---------------------------------------------------------------- the first recurrent cell
+def find_first_cell(model: Any) -> Any:
+    """The cell of the model's first recurrent layer (a layer with a ``cell`` that has ``step``)."""
+    for layer in model.layers:
+        cell = getattr(layer, "cell", None)
+        cells = getattr(cell, "cells", None)  # keras.layers.StackedRNNCells
+        if cells:
+            cell = cells[0]
+        if cell is not None and hasattr(cell, "step"):
+            return cell
+    return None
+
+
+# ---------------------------------------------------------------- generation
+def generate(
+    model: Any,
+    vocab: Any,
+    prime: str,
+    length: int,
+    temperature: float = 1.0,
+    seed: int = 0,
+    trace: bool = False,
+) -> dict[str, Any]:
+    """Primes the model with ``prime`` and samples ``length`` symbols.
+
+    Returns ``{"ids", "text", "generated", "num_prime"}`` and, with ``trace``, per-step arrays of the first
+    recurrent cell: ``"tanh_c" [T, N]`` and, for a HyperLSTM cell, ``"d_x"``, ``"d_h"`` ``[T, 4N]``, with
+    ``T = len(ids)`` (prime and generated symbols; step t is the step that reads symbol t).
+    """
+    import keras
+    import tensorflow as tf
+
+    from zoo.tasks.char_lm import model_inputs, state_specs
+
+    if length < 0:
+        raise ValueError(f"--length={length} must be >= 0")
+    if temperature < 0:
+        raise ValueError(f"--temperature={temperature} must be >= 0")
+    prime_ids = [int(i) for i in vocab.encode_text(prime, source="--prime")]
+    if not prime_ids:
+        raise ValueError("--prime is empty; give at least one character to start from")
+    specs = state_specs(model)
+    num_out = int(model.output["logits"].shape[-1])
+    cell = find_first_cell(model) if trace else None
+    if trace and cell is None:
+        raise ValueError(f"model {model.name!r} has no recurrent cell with a step() method to trace")
+    k = len(cell.state_size) if cell is not None else 0
+
+    @tf.function(reduce_retracing=True)
+    def step(ids: Any, carry: Any) -> Any:
+        out = model(model_inputs(model, ids, carry), training=False)
+        return out["logits"][:, -1, :], tuple(out[n] for n, _ in specs)
+
+    @tf.function(reduce_retracing=True)
+    def cell_step(ids: Any, carry: Any) -> Any:
+        x = keras.ops.one_hot(ids[:, 0], num_out)
+        return cell.step(x, list(carry[:k]), training=False), cell.call(x, list(carry[:k]), training=False)[1]
+
+    rng = np.random.default_rng(seed)
+    carry = tuple(tf.zeros((1, size), tf.float32) for _, size in specs)
+    ids = list(prime_ids)
+    traces: dict[str, list[np.ndarray]] = {"tanh_c": [], "d_x": [], "d_h": []}
+    t = 0
+    while True:
+        x = tf.constant([[ids[t]]], tf.int32)
+        if cell is not None:
+            inner, cell_states = cell_step(x, carry)
+        logits, new_carry = step(x, carry)
+        if cell is not None:
+            for a, b in zip(cell_states, new_carry[:k], strict=True):
+                if not np.allclose(a.numpy(), b.numpy(), atol=1e-4):
+                    raise ValueError(
+                        f"model {model.name!r}: its first cell's step on one_hot(ids) does not reproduce the "
+                        "model's state, so the figures cannot be traced"
+                    )
+            traces["tanh_c"].append(inner["tanh_c"].numpy()[0])
+            if "d_x" in inner:
+                traces["d_x"].append(inner["d_x"].numpy()[0])
+                traces["d_h"].append(inner["d_h"].numpy()[0])
+        carry = new_carry
+        t += 1
+        if t < len(ids):
+            continue
+        if len(ids) - len(prime_ids) >= length:
+            break
+        logits = logits.numpy()[0, : len(vocab)].astype(np.float64)
+        if temperature == 0:
+            nxt = int(np.argmax(logits))
+        else:
+            z = logits / temperature
+            p = np.exp(z - z.max())
+            nxt = int(rng.choice(len(p), p=p / p.sum()))
+        ids.append(nxt)
+    result = {
+        "ids": ids,
+        "num_prime": len(prime_ids),
+        "text": vocab.decode_text(ids),
+        "generated": vocab.decode_text(ids[len(prime_ids):]),
+        "symbols": vocab.decode(ids),
+    }
+    for key, values in traces.items():
+        if values:
+            result[key] = np.stack(values)
+    return result
+
+
+# ---------------------------------------------------------------- figures
+def _label(run_info: dict[str, Any], model: Any) -> str:
+    cell = find_first_cell(model)
+    kind = type(cell).__name__ if cell is not None else "?"
+    norm = getattr(cell, "use_layer_norm", None)
+    names = {"BasicLSTMCell": "LSTM", "LayerNormLSTMCell": "Layer Norm LSTM", "LSTMCell": "LSTM"}
+    if kind == "HyperLSTMCell":
+        return "Layer Norm HyperLSTM" if norm else "HyperLSTM"
+    return names.get(kind, run_info.get("model", kind))
+
+
+def write_figures(
+    figures_dir: str,
+    model: Any,
+    sample: dict[str, Any],
+    label: str,
+    others: Sequence[tuple[str, np.ndarray]] = (),
+) -> dict[str, str]:
+    """Writes Figure 4 (if ``sample`` has scaling vectors) and Figure 5; returns name -> path."""
+    from zoo.viz.dynamics import plot_tanh_c_histograms, plot_weight_dynamics, scale_change_norms
+
+    written = {}
+    if "d_x" in sample:
+        changes, labels = scale_change_norms(sample["d_x"], sample["d_h"])
+        written["fig4"] = plot_weight_dynamics(
+            sample["symbols"], changes, labels, os.path.join(figures_dir, "fig4_weight_dynamics.png"),
+            title=f"{label}: norm of change of the main LSTM's weight-scaling vectors",
+        )
+    hist = {label: sample["tanh_c"]}
+    for other_label, values in others:
+        while other_label in hist:
+            other_label += "'"
+        hist[other_label] = values
+    written["fig5"] = plot_tanh_c_histograms(hist, os.path.join(figures_dir, "fig5_tanh_c_histograms.png"))
+    return written
+
+
+# ---------------------------------------------------------------- the app
+def main(argv: Sequence[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if not FLAGS.model_dir:
+        raise app.UsageError("--model_dir is required")
+    overrides = _parse_overrides(FLAGS.config)
+    model, vocab, info = load_run(FLAGS.model_dir, FLAGS.model, overrides, FLAGS.vocab, FLAGS.checkpoint)
+    want_figs = bool(FLAGS.figures_dir)
+    sample = generate(model, vocab, FLAGS.prime, FLAGS.length, FLAGS.temperature, FLAGS.seed, trace=want_figs)
+    print(f"model={info['model']} checkpoint={info['checkpoint']} temperature={FLAGS.temperature} "
+          f"seed={FLAGS.seed}", flush=True)
+    print(sample["text"], flush=True)
+    if FLAGS.output:
+        from zoo.data.text import write_bytes_file
+
+        write_bytes_file(FLAGS.output, sample["text"].encode("utf-8"))
+    if want_figs:
+        others = []
+        for other_dir in FLAGS.histogram_model_dirs:
+            m, v, i = load_run(other_dir)
+            s = generate(m, v, FLAGS.prime, FLAGS.length, FLAGS.temperature, FLAGS.seed, trace=True)
+            others.append((_label(i, m), s["tanh_c"]))
+        written = write_figures(FLAGS.figures_dir, model, sample, _label(info, model), others)
+        if "fig4" not in written:
+            print(f"figure 4 skipped: model {info['model']!r} has no HyperLSTM first layer", file=sys.stderr)
+        for name, path in written.items():
+            print(f"wrote {name}: {path}", flush=True)
+
+
+def run() -> None:
+    """Console-script entry point (``zoo-sample``)."""
+    define_flags()
+    app.run(main)
+
+
+define_flags()
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,85 @@
+"""Write YouTube-8M predictions as the Kaggle CSV ``VideoId,LabelConfidencePairs`` (top 20 per video).
+
+    python -m trainers.yt8m_infer --model_dir=/tmp/dbof --data_pattern='/data/test*.tfrecord' \
+        --output_file=predictions.csv
+    python -m trainers.yt8m_infer --saved_model=exported/yt8m_dbof/1 --data_pattern=... --output_file=...
+
+Each row is ``<video id>,<class> <confidence> <class> <confidence> ...`` with the 20 best classes, best
+first (as the official ``inference.py``). Records need no labels. The file is written to a temporary file
+beside ``--output_file`` and renamed into place when complete.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+from absl import app, flags
+
+from trainers import yt8m_eval
+
+__all__ = ["HEADER", "format_rows", "write_csv", "main", "run"]
+
+HEADER = "VideoId,LabelConfidencePairs"
+
+
+def format_rows(ids: np.ndarray, scores: np.ndarray, top_k: int = 20) -> list[str]:
+    """CSV rows ``id,c p c p ...`` for one batch (``top_k`` best classes, best first; ties: lower class)."""
+    k = min(top_k, scores.shape[1])
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    rows = []
+    for vid, classes, row in zip(ids, order, scores, strict=True):
+        name = vid.decode("utf-8") if isinstance(vid, bytes) else str(vid)
+        pairs = " ".join(f"{int(c)} {float(row[c]):.6f}" for c in classes if row[c] > yt8m_eval.NOT_IN_TOP_K)
+        rows.append(f"{name},{pairs}")
+    return rows
+
+
+def write_csv(path: str, batches: Iterable[Any], top_k: int = 20) -> int:
+    """Writes the CSV atomically; returns the number of videos."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".csv", dir=directory)
+    count = 0
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(HEADER + "\n")
+            for batch in batches:
+                for row in format_rows(batch.ids, batch.scores, top_k):
+                    f.write(row + "\n")
+                count += len(batch.ids)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return count
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    values = {name: flags.FLAGS[name].value for name in flags.FLAGS}
+    if not values.get("output_file"):
+        print("yt8m_infer: error: --output_file is required", file=sys.stderr)
+        sys.exit(2)
+    try:
+        n = write_csv(values["output_file"], yt8m_eval.iterate_predictions(values), values["top_k"])
+    except (ValueError, FileNotFoundError) as e:
+        print(f"yt8m_infer: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    print(f"wrote {n} videos to {values['output_file']}", flush=True)
+
+
+def run() -> None:
+    yt8m_eval.define_flags()
+    flags.DEFINE_string("output_file", None, "CSV to write (VideoId,LabelConfidencePairs).")
+    flags.DEFINE_integer("top_k", 20, "Classes per video.")
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,667 @@
+"""YouTube-8M TFRecord readers and writers (Abu-El-Haija et al. 2016, §3; official starter code formats).
+
+Formats (official releases):
+
+* video level: ``tf.train.Example`` with ``id`` (bytes), ``labels`` (int64 list), ``mean_rgb`` (1024 floats)
+  and ``mean_audio`` (128 floats);
+* frame level: ``tf.train.SequenceExample`` with context ``id`` and ``labels`` and feature lists ``rgb`` and
+  ``audio``: one uint8 byte string per frame (1024 and 128 bytes), 1 frame per second.
+
+The paper's release (v1) used ``video_id``, ``mean_inc3`` / ``inc3`` (1024 features) and 4800 classes:
+pass ``**PAPER_FRAME_LEVEL`` / ``**PAPER_VIDEO_LEVEL``.
+
+Processing is the official one: frame bytes are dequantised (``x = q * 4/255 + 4/512 - 2``), the features
+are concatenated, frames beyond ``max_frames`` are dropped and ``num_frames`` is kept (the minimum over the
+feature lists), padded frames are zeros, and the concatenated vector is L2-normalised per frame (frame
+level) or per video (video level). Batches are ``(inputs, labels)`` with ``inputs = {"features",
+"num_frames", "id"}`` and ``labels`` multi-hot float32 ``[B, num_classes]``.
+
+Pipelines stream: files are listed once, read with a parallel interleave, records batched *before*
+parsing (batched parsing is several times faster than per-record parsing), never held in memory.
+
+Bad data: a record that is not a valid proto, a label id outside ``[0, num_classes)``, a frame or feature
+of the wrong size, a missing id or feature, and a TFRecord file whose framing is truncated or corrupt each
+raise ``tf.errors.InvalidArgumentError`` whose message names the file and the record index (and, for a
+missing key, the keys the record has). With ``skip_bad_records=True`` such records are dropped (with a
+logged warning) and counted in ``bad_record_counter`` (see :func:`make_bad_record_counter`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from zoo.data import yt8m_features
+
+__all__ = [
+    "FRAME_LEVEL",
+    "VIDEO_LEVEL",
+    "PAPER_FRAME_LEVEL",
+    "PAPER_VIDEO_LEVEL",
+    "PRESETS",
+    "DEFAULT_NUM_CLASSES",
+    "DEFAULT_MAX_FRAMES",
+    "list_files",
+    "make_bad_record_counter",
+    "frame_dataset",
+    "video_dataset",
+    "parse_frame_batch",
+    "parse_video_batch",
+    "frame_example",
+    "video_example",
+    "write_records",
+    "write_synthetic",
+    "quantize_frame_records",
+]
+
+DEFAULT_NUM_CLASSES = 3862  # current release (2018+)
+DEFAULT_MAX_FRAMES = 300  # official reader
+
+#: Current release, frame level (official defaults).
+FRAME_LEVEL: dict[str, Any] = {
+    "num_classes": 3862, "feature_names": ("rgb", "audio"), "feature_sizes": (1024, 128),
+    "id_key": "id", "labels_key": "labels",
+}
+#: Current release, video level.
+VIDEO_LEVEL: dict[str, Any] = {**FRAME_LEVEL, "feature_names": ("mean_rgb", "mean_audio")}
+#: The paper's release (v1, 2016): Inception features only, 4800 classes, ``video_id``.
+PAPER_FRAME_LEVEL: dict[str, Any] = {
+    "num_classes": 4800, "feature_names": ("inc3",), "feature_sizes": (1024,),
+    "id_key": "video_id", "labels_key": "labels",
+}
+PAPER_VIDEO_LEVEL: dict[str, Any] = {**PAPER_FRAME_LEVEL, "feature_names": ("mean_inc3",)}
+PRESETS: dict[str, dict[str, Any]] = {
+    "frame": FRAME_LEVEL, "video": VIDEO_LEVEL, "paper_frame": PAPER_FRAME_LEVEL, "paper_video": PAPER_VIDEO_LEVEL,
+}
+
+_RECORD_OVERHEAD = 16  # TFRecord framing: length (8) + length CRC (4) + data CRC (4)
+_AUTOTUNE = tf.data.AUTOTUNE
+
+
+# ----------------------------------------------------------------------------------------------- files
+def list_files(file_pattern: str | Sequence[str]) -> list[str]:
+    """Sorted files matching a glob, a comma-separated list of globs, a list, or a directory.
+
+    Raises ``FileNotFoundError`` naming the pattern when nothing matches.
+    """
+    patterns = file_pattern.split(",") if isinstance(file_pattern, str) else list(file_pattern)
+    files: list[str] = []
+    for pattern in (p.strip() for p in patterns):
+        if not pattern:
+            continue
+        if tf.io.gfile.isdir(pattern):
+            pattern = os.path.join(pattern, "*.tfrecord")
+        files.extend(f for f in tf.io.gfile.glob(pattern) if not tf.io.gfile.isdir(f))
+    files = sorted(set(files))
+    if not files:
+        raise FileNotFoundError(f"no TFRecord files match {file_pattern!r} (a directory means <dir>/*.tfrecord)")
+    return files
+
+
+def make_bad_record_counter() -> tf.Variable:
+    """An int64 counter that ``skip_bad_records=True`` pipelines increment once per dropped record."""
+    with tf.device("/cpu:0"):
+        return tf.Variable(0, dtype=tf.int64, trainable=False, name="yt8m_bad_records")
+
+
+def _file_records(filename: tf.Tensor, size: tf.Tensor, skip: bool, counter: tf.Variable | None):
+    """(name, record) for each record of one file, where name = '<file> record <index>'.
+
+    Framing errors (truncated file, bad CRC) are detected by comparing the bytes read with the file size:
+    TF's own error for them names neither the file nor the record.
+    """
+    records = tf.data.TFRecordDataset(filename, buffer_size=1 << 20).ignore_errors().enumerate()
+    records = records.concatenate(tf.data.Dataset.from_tensors((tf.constant(-1, tf.int64), tf.constant(""))))
+
+    def step(state, element):
+        nbytes, last = state
+        index, record = element
+        is_end = index < 0
+        record_bytes = tf.cast(tf.strings.length(record), tf.int64) + _RECORD_OVERHEAD
+        nbytes = nbytes + tf.where(is_end, tf.constant(0, tf.int64), record_bytes)
+        ok = tf.logical_or(tf.logical_not(is_end), tf.equal(nbytes, size))
+        if skip:
+            if counter is not None:
+                counter.assign_add(tf.cast(tf.logical_not(ok), tf.int64))
+            checked = index
+        else:
+            assertion = tf.debugging.Assert(ok, [tf.strings.join([
+                "TFRecord file ", filename, " is truncated or corrupt: record index ",
+                tf.strings.as_string(last + 1), " could not be read (read ", tf.strings.as_string(nbytes),
+                " of ", tf.strings.as_string(size), " bytes)"])])
+            with tf.control_dependencies([assertion]):
+                checked = tf.identity(index)
+        name = tf.strings.join([filename, " record ", tf.strings.as_string(index)])
+        return (nbytes, tf.where(is_end, last, index)), (checked, name, record)
+
+    init = (tf.constant(0, tf.int64), tf.constant(-1, tf.int64))
+    scanned = records.scan(init, step)
+    return scanned.filter(lambda i, n, r: i >= 0).map(lambda i, n, r: (n, r))
+
+
+def _record_stream(
+    files: list[str], *, shuffle: bool, repeat: bool, seed: int | None, shuffle_buffer: int,
+    skip: bool, counter: tf.Variable | None, num_shards: int, shard_index: int, cycle_length: int,
+) -> tf.data.Dataset:
+    sizes = [tf.io.gfile.stat(f).length for f in files]
+    ds = tf.data.Dataset.from_tensor_slices((files, tf.constant(sizes, tf.int64)))
+    if num_shards > 1:
+        ds = ds.shard(num_shards, shard_index)
+    if shuffle:
+        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    ds = ds.interleave(
+        lambda f, s: _file_records(f, s, skip, counter),
+        cycle_length=max(1, min(cycle_length, len(files))),
+        block_length=1,
+        num_parallel_calls=_AUTOTUNE,
+        deterministic=True,
+    )
+    if shuffle:
+        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    return ds
+
+
+def _skip_invalid(ds: tf.data.Dataset, parse_one, counter: tf.Variable | None) -> tf.data.Dataset:
+    """Drops records whose parse/validation raises; counts them (+1 before, -1 after a successful parse)."""
+
+    def validate(name, record):
+        if counter is not None:
+            counter.assign_add(1)
+        parsed = tf.nest.flatten(parse_one(record[None], name[None]))
+        with tf.control_dependencies(parsed):
+            if counter is not None:
+                counter.assign_sub(1)
+            return tf.identity(name), tf.identity(record)
+
+    return ds.map(validate, num_parallel_calls=_AUTOTUNE, deterministic=True).ignore_errors(log_warning=True)
+
+
+# ------------------------------------------------------------------------------------------- checking
+def _keys_of(record: tf.Tensor, sequence: bool) -> tf.Tensor:
+    """'context keys [a, b]; feature lists [c]' (or 'keys [...]') of one serialized record, in-graph."""
+
+    def entries(serialized, message, field, entry_type):
+        msgs = tf.io.decode_proto(tf.reshape(serialized, [-1]), message, [field], [tf.string]).values[0]
+        keys = tf.io.decode_proto(tf.reshape(msgs, [-1]), entry_type, ["key"], [tf.string]).values[0]
+        return tf.strings.reduce_join(tf.reshape(keys, [-1]), separator=", ")
+
+    if sequence:
+        parts = tf.io.decode_proto(record[None], "tensorflow.SequenceExample", ["context", "feature_lists"],
+                                   [tf.string, tf.string]).values
+        ctx = entries(parts[0], "tensorflow.Features", "feature", "tensorflow.Features.FeatureEntry")
+        fl = entries(parts[1], "tensorflow.FeatureLists", "feature_list",
+                     "tensorflow.FeatureLists.FeatureListEntry")
+        return tf.strings.join(["the record has context keys [", ctx, "] and feature lists [", fl, "]"])
+    feats = tf.io.decode_proto(record[None], "tensorflow.Example", ["features"], [tf.string]).values[0]
+    keys = entries(feats, "tensorflow.Features", "feature", "tensorflow.Features.FeatureEntry")
+    return tf.strings.join(["the record has keys [", keys, "]"])
+
+
+def _assert_rows(bad: tf.Tensor, message_fn) -> tf.Operation:
+    """Asserts no row of ``bad [B]`` is set; the message (built lazily) describes the first bad row."""
+    any_bad = tf.reduce_any(bad)
+    first = tf.cast(tf.argmax(tf.cast(bad, tf.int32)), tf.int32)
+    message = tf.cond(any_bad, lambda: message_fn(first), lambda: tf.constant(""))
+    return tf.debugging.Assert(tf.logical_not(any_bad), [message], summarize=1)
+
+
+def _row_counts(sparse: tf.SparseTensor, batch: tf.Tensor) -> tf.Tensor:
+    return tf.math.bincount(tf.cast(sparse.indices[:, 0], tf.int32), minlength=batch, maxlength=batch)
+
+
+def _ids_and_labels(context, records, names, batch, *, id_key, labels_key, num_classes, sequence, hint):
+    """Validates the id and labels of a batch; returns ids [B] and multi-hot labels [B, C] plus assertions."""
+    id_sparse = context[id_key]
+    id_count = _row_counts(id_sparse, batch)
+    ids = tf.pad(tf.sparse.to_dense(id_sparse, default_value=""), [[0, 0], [0, 1]])[:, 0]
+    checks = [_assert_rows(tf.not_equal(id_count, 1), lambda i: tf.strings.join([
+        names[i], ": the id feature '", id_key, "' is missing or has ", tf.strings.as_string(id_count[i]),
+        " values (expected 1); ", _keys_of(records[i], sequence), hint]))]
+    labels = context[labels_key]
+    bad_value = tf.logical_or(labels.values < 0, labels.values >= num_classes)
+    bad_row = tf.math.unsorted_segment_max(tf.cast(bad_value, tf.int32),
+                                           tf.cast(labels.indices[:, 0], tf.int32), batch) > 0
+    first_value = tf.gather(labels.values, tf.argmax(tf.cast(bad_value, tf.int32)))
+    checks.append(_assert_rows(bad_row, lambda i: tf.strings.join([
+        names[i], ": label id ", tf.strings.as_string(first_value), " is outside [0, ",
+        str(num_classes), ") (num_classes=", str(num_classes), ")"])))
+    with tf.control_dependencies(checks):
+        in_range = tf.sparse.retain(labels, tf.logical_not(bad_value))
+        dense = tf.sparse.to_indicator(in_range, num_classes)
+        return tf.identity(ids), tf.cast(dense, tf.float32)
+
+
+def _default_names(serialized: tf.Tensor) -> tf.Tensor:
+    return tf.strings.join(["record ", tf.strings.as_string(tf.range(tf.shape(serialized)[0]))])
+
+
+_PAPER_HINT = (" (the paper-era release uses 'video_id', 'inc3' / 'mean_inc3' and 4800 classes: pass "
+               "**zoo.data.yt8m.PAPER_FRAME_LEVEL or PAPER_VIDEO_LEVEL)")
+
+
+# --------------------------------------------------------------------------------------------- parsing
+def parse_frame_batch(
+    serialized: tf.Tensor,
+    names: tf.Tensor | None = None,
+    *,
+    max_frames: int = DEFAULT_MAX_FRAMES,
+    num_classes: int = DEFAULT_NUM_CLASSES,
+    feature_names: Sequence[str] = ("rgb", "audio"),
+    feature_sizes: Sequence[int] = (1024, 128),
+    id_key: str = "id",
+    labels_key: str = "labels",
+    num_samples: int | None = None,
+    sample_seed: tf.Tensor | None = None,
+    normalize: bool = True,
+) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+    """Parses a batch of serialized frame-level SequenceExamples (also usable in serving signatures).
+
+    Returns ``({"features": [B, T, D], "num_frames": int32 [B], "id": string [B]}, labels [B, C])`` with
+    ``T = max_frames`` (or ``num_samples`` when sampling) and ``D = sum(feature_sizes)``.
+
+    Args:
+      names: ``[B]`` strings used in error messages (default ``"record <i>"``).
+      num_samples: if set, each video's frames are replaced by ``num_samples`` frames drawn uniformly with
+        replacement from its real frames (official ``SampleRandomFrames``); ``num_frames`` becomes
+        ``num_samples`` (0 stays 0). Needs ``sample_seed`` (an int32 ``[2]`` stateless seed).
+      normalize: L2-normalise each frame (official); ``False`` returns dequantised raw features.
+    """
+    _check_feature_spec(feature_names, feature_sizes)
+    serialized = tf.reshape(tf.convert_to_tensor(serialized, tf.string), [-1])
+    names = _default_names(serialized) if names is None else tf.reshape(names, [-1])
+    batch = tf.shape(serialized)[0]
+    context, lists, lengths = tf.io.parse_sequence_example(
+        serialized,
+        context_features={id_key: tf.io.VarLenFeature(tf.string), labels_key: tf.io.VarLenFeature(tf.int64)},
+        sequence_features={n: tf.io.FixedLenSequenceFeature([], tf.string, allow_missing=True)
+                           for n in feature_names},
+        example_names=names,
+    )
+    ids, labels = _ids_and_labels(context, serialized, names, batch, id_key=id_key, labels_key=labels_key,
+                                  num_classes=num_classes, sequence=True, hint=_PAPER_HINT)
+    checks = []
+    num_frames = tf.fill([batch], tf.constant(max_frames, tf.int64))
+    for name in feature_names:
+        length = lengths[name]
+        checks.append(_assert_rows(tf.equal(length, 0), lambda i, name=name: tf.strings.join([
+            names[i], ": feature list '", name, "' is missing or empty; ", _keys_of(serialized[i], True),
+            _PAPER_HINT])))
+        num_frames = tf.minimum(num_frames, length)
+    num_frames = tf.cast(num_frames, tf.int32)
+    steps = tf.reduce_max(tf.concat([num_frames, [0]], 0))
+    parts = []
+    for name, size in zip(feature_names, feature_sizes, strict=True):
+        frames = lists[name][:, :steps]
+        nbytes = tf.strings.length(frames)
+        real = tf.sequence_mask(tf.minimum(tf.cast(lengths[name], tf.int32), steps), steps)
+        bad = tf.logical_and(real, tf.not_equal(nbytes, size))
+        first_frame = tf.argmax(tf.cast(bad, tf.int32), axis=1, output_type=tf.int32)
+        checks.append(_assert_rows(tf.reduce_any(bad, axis=1), lambda i, name=name, size=size, nbytes=nbytes,
+                                   ff=first_frame: tf.strings.join([
+            names[i], ": frame ", tf.strings.as_string(ff[i]), " of feature '", name, "' has ",
+            tf.strings.as_string(nbytes[i, ff[i]]), " bytes, expected ", str(size)])))
+        parts.append(tf.io.decode_raw(frames, tf.uint8, fixed_length=size))
+    with tf.control_dependencies(checks):
+        quantized = tf.concat(parts, axis=-1) if len(parts) > 1 else parts[0]
+        features = yt8m_features.tf_dequantize(quantized)  # [B, steps, D]
+    features = features * tf.sequence_mask(num_frames, steps, dtype=tf.float32)[:, :, None]
+    total = sum(feature_sizes)
+    if num_samples is not None:
+        if sample_seed is None:
+            raise ValueError("parse_frame_batch: num_samples needs a sample_seed (int32 [2])")
+        u = tf.random.stateless_uniform([batch, num_samples], seed=sample_seed)
+        nf = tf.cast(num_frames, tf.float32)[:, None]
+        index = tf.minimum(tf.cast(tf.floor(u * nf), tf.int32), tf.maximum(num_frames[:, None] - 1, 0))
+        features = tf.gather(tf.pad(features, [[0, 0], [0, 1], [0, 0]]), index, batch_dims=1)
+        num_frames = tf.where(num_frames > 0, num_samples, 0)
+        length_out = num_samples
+    else:
+        features = tf.pad(features, [[0, 0], [0, max_frames - steps], [0, 0]])
+        length_out = max_frames
+    if normalize:
+        features = tf.math.l2_normalize(features, axis=-1)
+    features = tf.ensure_shape(features, [None, length_out, total])
+    return {"features": features, "num_frames": num_frames, "id": ids}, labels
+
+
+def parse_video_batch(
+    serialized: tf.Tensor,
+    names: tf.Tensor | None = None,
+    *,
+    num_classes: int = DEFAULT_NUM_CLASSES,
+    feature_names: Sequence[str] = ("mean_rgb", "mean_audio"),
+    feature_sizes: Sequence[int] = (1024, 128),
+    id_key: str = "id",
+    labels_key: str = "labels",
+    normalize: bool = True,
+) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+    """Parses a batch of serialized video-level Examples (also usable in serving signatures).
+
+    Returns ``({"features": [B, D], "num_frames": int32 [B] (all 1), "id": string [B]}, labels [B, C])``;
+    ``features`` is the concatenation of ``feature_names``, L2-normalised per video when ``normalize``.
+    """
+    _check_feature_spec(feature_names, feature_sizes)
+    serialized = tf.reshape(tf.convert_to_tensor(serialized, tf.string), [-1])
+    names = _default_names(serialized) if names is None else tf.reshape(names, [-1])
+    batch = tf.shape(serialized)[0]
+    spec = {id_key: tf.io.VarLenFeature(tf.string), labels_key: tf.io.VarLenFeature(tf.int64)}
+    spec.update({n: tf.io.RaggedFeature(tf.float32) for n in feature_names})
+    parsed = tf.io.parse_example(serialized, spec, example_names=names)
+    ids, labels = _ids_and_labels(parsed, serialized, names, batch, id_key=id_key, labels_key=labels_key,
+                                  num_classes=num_classes, sequence=False, hint=_PAPER_HINT)
+    checks, parts = [], []
+    for name, size in zip(feature_names, feature_sizes, strict=True):
+        values = parsed[name]
+        count = tf.cast(values.row_lengths(), tf.int32)
+        checks.append(_assert_rows(tf.not_equal(count, size), lambda i, name=name, size=size, count=count:
+                                   tf.strings.join([
+            names[i], ": feature '", name, "' has ", tf.strings.as_string(count[i]), " values, expected ",
+            str(size), " (0 means missing; ", _keys_of(serialized[i], False), ")"])))
+        parts.append(values)
+    with tf.control_dependencies(checks):
+        dense = [tf.reshape(p.flat_values, [batch, size]) for p, size in zip(parts, feature_sizes, strict=True)]
+    features = tf.concat(dense, axis=-1) if len(dense) > 1 else dense[0]
+    if normalize:
+        features = tf.math.l2_normalize(features, axis=-1)
+    features = tf.ensure_shape(features, [None, sum(feature_sizes)])
+    return {"features": features, "num_frames": tf.ones([batch], tf.int32), "id": ids}, labels
+
+
+def _check_feature_spec(feature_names: Sequence[str], feature_sizes: Sequence[int]) -> None:
+    if isinstance(feature_names, str) or isinstance(feature_sizes, int):
+        raise TypeError(f"feature_names and feature_sizes must be sequences, got {feature_names!r}, "
+                        f"{feature_sizes!r}")
+    if len(feature_names) != len(feature_sizes) or not feature_names:
+        raise ValueError(f"feature_names {tuple(feature_names)} and feature_sizes {tuple(feature_sizes)} must "
+                         "be non-empty and of the same length")
+
+
+# -------------------------------------------------------------------------------------------- datasets
+def _dataset(
+    file_pattern, batch_size, parse, *, shuffle, repeat, drop_remainder, seed, shuffle_buffer,
+    skip_bad_records, bad_record_counter, num_shards, shard_index, cycle_length, prefetch,
+):
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    files = list_files(file_pattern)
+    counter = bad_record_counter
+    ds = _record_stream(files, shuffle=shuffle, repeat=repeat, seed=seed, shuffle_buffer=shuffle_buffer,
+                        skip=skip_bad_records, counter=counter, num_shards=num_shards, shard_index=shard_index,
+                        cycle_length=cycle_length)
+    if skip_bad_records:
+        ds = _skip_invalid(ds, lambda r, n: parse(r, n, tf.constant([0, 0], tf.int32)), counter)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder).enumerate()
+    base = 0 if seed is None else int(seed)
+
+    def parse_batch(step, batch):
+        names, records = batch
+        sample_seed = tf.stack([tf.constant(base, tf.int32), tf.cast(step % (2**31 - 1), tf.int32)])
+        return parse(records, names, sample_seed)
+
+    ds = ds.map(parse_batch, num_parallel_calls=_AUTOTUNE, deterministic=True)
+    return ds.prefetch(prefetch)
+
+
+def frame_dataset(
+    file_pattern: str | Sequence[str],
+    batch_size: int,
+    max_frames: int = DEFAULT_MAX_FRAMES,
+    num_classes: int = DEFAULT_NUM_CLASSES,
+    feature_names: Sequence[str] = ("rgb", "audio"),
+    feature_sizes: Sequence[int] = (1024, 128),
+    id_key: str = "id",
+    labels_key: str = "labels",
+    num_samples: int | None = None,
+    shuffle: bool = False,
+    repeat: bool = False,
+    drop_remainder: bool = False,
+    seed: int | None = None,
+    skip_bad_records: bool = False,
+    bad_record_counter: tf.Variable | None = None,
+    normalize: bool = True,
+    shuffle_buffer: int = 1024,
+    num_shards: int = 1,
+    shard_index: int = 0,
+    cycle_length: int = 8,
+    prefetch: int = _AUTOTUNE,
+) -> tf.data.Dataset:
+    """Batches of frame-level SequenceExamples: ``({"features" [B, T, D], "num_frames", "id"}, labels)``.
+
+    ``T = max_frames`` (official 300), or ``num_samples`` when frames are sampled with replacement from the
+    real frames (training only; deterministic given ``seed``: the stateless seed is ``(seed, batch index)``).
+    ``file_pattern``: glob, comma-separated globs, list, or directory (``<dir>/*.tfrecord``).
+    ``num_shards`` / ``shard_index`` shard the *files* (multi-worker input). See the module docstring for
+    errors and ``skip_bad_records``.
+    """
+    if max_frames < 1 or (num_samples is not None and num_samples < 1):
+        raise ValueError(f"max_frames and num_samples must be >= 1, got {max_frames}, {num_samples}")
+
+    def parse(records, names, sample_seed):
+        return parse_frame_batch(records, names, max_frames=max_frames, num_classes=num_classes,
+                                 feature_names=feature_names, feature_sizes=feature_sizes, id_key=id_key,
+                                 labels_key=labels_key, num_samples=num_samples,
+                                 sample_seed=sample_seed if num_samples else None, normalize=normalize)
+
+    return _dataset(file_pattern, batch_size, parse, shuffle=shuffle, repeat=repeat,
+                    drop_remainder=drop_remainder, seed=seed, shuffle_buffer=shuffle_buffer,
+                    skip_bad_records=skip_bad_records, bad_record_counter=bad_record_counter,
+                    num_shards=num_shards, shard_index=shard_index, cycle_length=cycle_length,
+                    prefetch=prefetch)
+
+
+def video_dataset(
+    file_pattern: str | Sequence[str],
+    batch_size: int,
+    num_classes: int = DEFAULT_NUM_CLASSES,
+    feature_names: Sequence[str] = ("mean_rgb", "mean_audio"),
+    feature_sizes: Sequence[int] = (1024, 128),
+    id_key: str = "id",
+    labels_key: str = "labels",
+    shuffle: bool = False,
+    repeat: bool = False,
+    drop_remainder: bool = False,
+    seed: int | None = None,
+    skip_bad_records: bool = False,
+    bad_record_counter: tf.Variable | None = None,
+    normalize: bool = True,
+    shuffle_buffer: int = 4096,
+    num_shards: int = 1,
+    shard_index: int = 0,
+    cycle_length: int = 8,
+    prefetch: int = _AUTOTUNE,
+) -> tf.data.Dataset:
+    """Batches of video-level Examples: ``({"features" [B, D], "num_frames" (ones), "id"}, labels)``."""
+
+    def parse(records, names, sample_seed):
+        del sample_seed
+        return parse_video_batch(records, names, num_classes=num_classes, feature_names=feature_names,
+                                 feature_sizes=feature_sizes, id_key=id_key, labels_key=labels_key,
+                                 normalize=normalize)
+
+    return _dataset(file_pattern, batch_size, parse, shuffle=shuffle, repeat=repeat,
+                    drop_remainder=drop_remainder, seed=seed, shuffle_buffer=shuffle_buffer,
+                    skip_bad_records=skip_bad_records, bad_record_counter=bad_record_counter,
+                    num_shards=num_shards, shard_index=shard_index, cycle_length=cycle_length,
+                    prefetch=prefetch)
+
+
+# --------------------------------------------------------------------------------------------- writing
+def _bytes_feature(values: Iterable[bytes]) -> tf.train.Feature:
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=list(values)))
+
+
+def _context(video_id: str | bytes, labels: Iterable[int], id_key: str, labels_key: str) -> dict:
+    vid = video_id.encode() if isinstance(video_id, str) else bytes(video_id)
+    return {
+        id_key: _bytes_feature([vid]),
+        labels_key: tf.train.Feature(int64_list=tf.train.Int64List(value=[int(x) for x in labels])),
+    }
+
+
+def frame_example(
+    video_id: str | bytes,
+    labels: Iterable[int],
+    features: Mapping[str, Any],
+    id_key: str = "id",
+    labels_key: str = "labels",
+) -> bytes:
+    """A serialized frame-level SequenceExample. ``features[name]`` is ``[T, size]``: uint8 codes are
+    written as they are, floats are quantised with :func:`zoo.data.yt8m_features.quantize` (the converter
+    for users bringing their own float features)."""
+    lists = {}
+    for name, frames in features.items():
+        frames = np.asarray(frames)
+        if frames.ndim != 2:
+            raise ValueError(f"feature {name!r} of video {video_id!r} must be [frames, size], got {frames.shape}")
+        codes = frames if frames.dtype == np.uint8 else yt8m_features.quantize(frames)
+        lists[name] = tf.train.FeatureList(feature=[_bytes_feature([row.tobytes()]) for row in codes])
+    example = tf.train.SequenceExample(
+        context=tf.train.Features(feature=_context(video_id, labels, id_key, labels_key)),
+        feature_lists=tf.train.FeatureLists(feature_list=lists),
+    )
+    return example.SerializeToString()
+
+
+def video_example(
+    video_id: str | bytes,
+    labels: Iterable[int],
+    features: Mapping[str, Any],
+    id_key: str = "id",
+    labels_key: str = "labels",
+) -> bytes:
+    """A serialized video-level Example with float features (e.g. ``mean_rgb`` [1024])."""
+    feature = _context(video_id, labels, id_key, labels_key)
+    for name, values in features.items():
+        flat = np.asarray(values, dtype=np.float32).reshape(-1)
+        feature[name] = tf.train.Feature(float_list=tf.train.FloatList(value=flat.tolist()))
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def write_records(path: str, records: Iterable[bytes]) -> str:
+    """Writes serialized records to ``path`` via a temporary file renamed into place; returns ``path``."""
+    directory = os.path.dirname(path)
+    if directory:
+        tf.io.gfile.makedirs(directory)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with tf.io.TFRecordWriter(tmp) as writer:
+            for record in records:
+                writer.write(record)
+        tf.io.gfile.rename(tmp, path, overwrite=True)
+    except BaseException:
+        if tf.io.gfile.exists(tmp):
+            tf.io.gfile.remove(tmp)
+        raise
+    return path
+
+
+def _shard_paths(path: str, num_shards: int) -> list[str]:
+    if num_shards == 1:
+        return [path]
+    stem, ext = (path[: -len(".tfrecord")], ".tfrecord") if path.endswith(".tfrecord") else (path, "")
+    return [f"{stem}-{i:05d}-of-{num_shards:05d}{ext}" for i in range(num_shards)]
+
+
+def write_synthetic(
+    path: str,
+    num_videos: int,
+    frame_level: bool,
+    num_classes: int = DEFAULT_NUM_CLASSES,
+    seed: int = 0,
+    *,
+    num_shards: int = 1,
+    feature_names: Sequence[str] | None = None,
+    feature_sizes: Sequence[int] | None = None,
+    id_key: str = "id",
+    labels_key: str = "labels",
+    frames: tuple[int, int] = (20, 120),
+    max_labels: int = 3,
+    unlabeled_fraction: float = 0.05,
+    signal: float = 0.15,
+    noise: float = 0.5,
+) -> list[str]:
+    """Writes a synthetic YouTube-8M data set with learnable class structure; returns the shard paths.
+
+    Each class c has a random prototype direction ``p_c`` (entries ``N(0, signal^2)`` in the concatenated
+    raw feature space). A video gets 1..``max_labels`` labels drawn from a skewed (Zipf-like) class
+    distribution (a fraction ``unlabeled_fraction`` gets none), a centre ``sum_c p_c + N(0, (noise/2)^2)``
+    and, at frame level, ``T ~ U[frames]`` frames ``centre + N(0, noise^2)``, quantised to uint8 as in the
+    release. Video-level records hold the means of the dequantised frames (``mean_<name>``) like the
+    release. With ``num_shards > 1`` the files are ``<stem>-00000-of-0000N.tfrecord``.
+    """
+    if frame_level:
+        names = tuple(feature_names or ("rgb", "audio"))
+    else:
+        names = tuple(feature_names or ("mean_rgb", "mean_audio"))
+    sizes = tuple(feature_sizes or (1024, 128))
+    _check_feature_spec(names, sizes)
+    if num_videos < 0 or num_shards < 1 or not 1 <= frames[0] <= frames[1]:
+        raise ValueError(f"bad write_synthetic arguments: num_videos={num_videos}, num_shards={num_shards}, "
+                         f"frames={frames}")
+    rng = np.random.default_rng(seed)
+    dim = sum(sizes)
+    prototypes = rng.normal(0.0, signal, size=(num_classes, dim)).astype(np.float32)
+    popularity = 1.0 / np.sqrt(np.arange(1, num_classes + 1))
+    popularity /= popularity.sum()
+    splits = np.cumsum(sizes)[:-1]
+    paths = _shard_paths(path, num_shards)
+
+    def videos(shard: int):
+        for v in range(shard, num_videos, num_shards):
+            if rng.random() < unlabeled_fraction:
+                labels = np.zeros(0, np.int64)
+            else:
+                k = int(rng.integers(1, max_labels + 1))
+                labels = np.sort(rng.choice(num_classes, size=min(k, num_classes), replace=False, p=popularity))
+            centre = prototypes[labels].sum(axis=0) + rng.normal(0.0, noise / 2, size=dim).astype(np.float32)
+            t = int(rng.integers(frames[0], frames[1] + 1))
+            codes = yt8m_features.quantize(centre[None, :] + rng.normal(0.0, noise, size=(t, dim)))
+            vid = f"synth{v:07d}"
+            if frame_level:
+                feats = dict(zip(names, np.split(codes, splits, axis=1), strict=True))
+                yield frame_example(vid, labels, feats, id_key=id_key, labels_key=labels_key)
+            else:
+                mean = yt8m_features.dequantize(codes).mean(axis=0)
+                feats = dict(zip(names, np.split(mean, splits), strict=True))
+                yield video_example(vid, labels, feats, id_key=id_key, labels_key=labels_key)
+
+    return [write_records(p, videos(i)) for i, p in enumerate(paths)]
+
+
+def quantize_frame_records(
+    input_pattern: str | Sequence[str],
+    output_path: str,
+    feature_names: Sequence[str] = ("rgb", "audio"),
+    min_value: float = yt8m_features.QUANT_MIN,
+    max_value: float = yt8m_features.QUANT_MAX,
+) -> str:
+    """Converter: frame-level SequenceExamples whose feature lists hold *float* lists per frame -> the
+    release's quantised format (one uint8 byte string per frame). Other keys are copied unchanged.
+    Streams record by record; writes ``output_path`` atomically. Errors name the file and record index."""
+
+    def converted():
+        for filename in list_files(input_pattern):
+            for index, raw in enumerate(tf.data.TFRecordDataset(filename).as_numpy_iterator()):
+                example = tf.train.SequenceExample.FromString(raw)
+                for name in feature_names:
+                    if name not in example.feature_lists.feature_list:
+                        raise ValueError(
+                            f"{filename} record {index}: feature list {name!r} not found; the record has "
+                            f"{sorted(example.feature_lists.feature_list)}")
+                    flist = example.feature_lists.feature_list[name]
+                    rows = [np.asarray(f.float_list.value, np.float32) for f in flist.feature]
+                    if any(f.WhichOneof("kind") != "float_list" for f in flist.feature):
+                        raise ValueError(f"{filename} record {index}: feature list {name!r} is not float lists")
+                    codes = yt8m_features.quantize(np.stack(rows), min_value, max_value) if rows else []
+                    del flist.feature[:]
+                    for row in codes:
+                        flist.feature.add().bytes_list.value.append(row.tobytes())
+                yield example.SerializeToString()
+
+    return write_records(output_path, converted())

@@ -1,0 +1,180 @@
+"""YouTube-8M feature processing (Abu-El-Haija et al. 2016, §3.3 and §4.2).
+
+* 8-bit quantisation and its inverse, exactly as the official starter code (google/youtube-8m
+  ``utils.Dequantize`` and the feature extractor's ``quantize``): with range [-2, 2],
+  ``q = round((clip(x, -2, 2) + 2) * 255 / 4)`` and ``x = q * 4/255 + (4/512 - 2)``
+  (q = 0 -> -1.9921875, q = 255 -> 2.0078125).
+* Video-level statistics over the *real* frames of a video: [mean; std; top-K per dimension] (§4.2, K = 5).
+* PCA with whitening, fitted by streaming over the training set (§3.3 / §4.2), then L2 normalisation.
+
+NumPy versions serve preprocessing jobs; :func:`tf_dequantize` and :func:`tf_video_statistics` run inside
+tf.data pipelines.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+__all__ = [
+    "QUANT_MIN",
+    "QUANT_MAX",
+    "quantize",
+    "dequantize",
+    "tf_dequantize",
+    "l2_normalize",
+    "video_statistics",
+    "tf_video_statistics",
+    "StreamingPCA",
+]
+
+#: Official quantisation range of the released features.
+QUANT_MIN = -2.0
+QUANT_MAX = 2.0
+
+
+def _dequant_coefficients(min_value: float, max_value: float) -> tuple[float, float]:
+    value_range = max_value - min_value
+    return value_range / 255.0, value_range / 512.0 + min_value
+
+
+def quantize(x: Any, min_value: float = QUANT_MIN, max_value: float = QUANT_MAX) -> np.ndarray:
+    """Floats -> uint8 codes: ``round((clip(x) - min) * 255 / (max - min))`` (official feature extractor)."""
+    x = np.clip(np.asarray(x, dtype=np.float64), min_value, max_value)
+    return np.round((x - min_value) * (255.0 / (max_value - min_value))).astype(np.uint8)
+
+
+def dequantize(q: Any, min_value: float = QUANT_MIN, max_value: float = QUANT_MAX) -> np.ndarray:
+    """uint8 codes -> float32: ``q * (max - min)/255 + ((max - min)/512 + min)`` (official ``Dequantize``)."""
+    scale, bias = _dequant_coefficients(min_value, max_value)
+    return (np.asarray(q, dtype=np.float32) * np.float32(scale) + np.float32(bias)).astype(np.float32)
+
+
+def tf_dequantize(q: tf.Tensor, min_value: float = QUANT_MIN, max_value: float = QUANT_MAX) -> tf.Tensor:
+    """TF version of :func:`dequantize` (any shape; returns float32)."""
+    scale, bias = _dequant_coefficients(min_value, max_value)
+    return tf.cast(q, tf.float32) * scale + bias
+
+
+def l2_normalize(x: Any, axis: int = -1, epsilon: float = 1e-12) -> np.ndarray:
+    """``x / sqrt(max(sum(x^2), epsilon))`` along ``axis`` (same as ``tf.nn.l2_normalize``; zeros stay 0)."""
+    x = np.asarray(x)
+    sq = np.sum(np.square(x, dtype=np.float64), axis=axis, keepdims=True)
+    return (x / np.sqrt(np.maximum(sq, epsilon))).astype(x.dtype if x.dtype.kind == "f" else np.float64)
+
+
+def video_statistics(frames: Any, num_frames: int | None = None, top_k: int = 5) -> np.ndarray:
+    """[mean; std; top-K] per dimension over the first ``num_frames`` (real) frames of ``frames [T, D]``.
+
+    ``std`` is the population standard deviation. Top-K values are sorted descending per dimension
+    (``[K, D]`` flattened K-major, i.e. the first D values are the per-dimension maxima); a video with fewer
+    than K frames gets 0 for the missing order statistics. Returns float32 ``[(2 + K) * D]``.
+    """
+    frames = np.asarray(frames, dtype=np.float64)
+    n = frames.shape[0] if num_frames is None else int(num_frames)
+    real = frames[:n]
+    d = frames.shape[1]
+    if n == 0:
+        return np.zeros((2 + top_k) * d, np.float32)
+    mean = real.mean(axis=0)
+    std = real.std(axis=0)
+    top = -np.sort(-real, axis=0)[:top_k]
+    if top.shape[0] < top_k:
+        top = np.concatenate([top, np.zeros((top_k - top.shape[0], d))], axis=0)
+    return np.concatenate([mean, std, top.reshape(-1)]).astype(np.float32)
+
+
+def tf_video_statistics(frames: tf.Tensor, num_frames: tf.Tensor, top_k: int = 5) -> tf.Tensor:
+    """Batched TF version of :func:`video_statistics`: ``[B, T, D]``, ``[B]`` -> ``[B, (2 + K) * D]``."""
+    frames = tf.convert_to_tensor(frames, tf.float32)
+    d = frames.shape[-1]
+    t = tf.shape(frames)[1]
+    mask = tf.sequence_mask(num_frames, t, dtype=tf.float32)[:, :, None]  # [B, T, 1]
+    n = tf.maximum(tf.cast(num_frames, tf.float32), 1.0)[:, None]
+    mean = tf.reduce_sum(frames * mask, axis=1) / n
+    var = tf.reduce_sum(tf.square(frames - mean[:, None, :]) * mask, axis=1) / n
+    std = tf.sqrt(tf.maximum(var, 0.0))
+    pad = max(0, top_k)
+    masked = tf.where(mask > 0, frames, tf.fill(tf.shape(frames), -np.inf))
+    masked = tf.pad(masked, [[0, 0], [0, pad], [0, 0]], constant_values=-np.inf)  # at least K rows
+    top = tf.math.top_k(tf.transpose(masked, [0, 2, 1]), k=top_k, sorted=True).values  # [B, D, K]
+    top = tf.where(tf.math.is_inf(top), 0.0, top)
+    top = tf.reshape(tf.transpose(top, [0, 2, 1]), [-1, top_k * d])
+    return tf.concat([mean, std, top], axis=1)
+
+
+class StreamingPCA:
+    """PCA with whitening, fitted in one streaming pass (float64 sums of x and x x^T).
+
+    ``update(x)`` with batches ``[N, D]``; ``fit(num_components)``; ``transform(x)`` returns
+    ``(x - mean) V_k / sqrt(lambda_k + epsilon)`` (whitened; paper §3.3 reduces 2048 -> 1024 this way),
+    optionally L2-normalised. Memory is O(D^2).
+    """
+
+    def __init__(self, dim: int) -> None:
+        if dim < 1:
+            raise ValueError(f"dim must be >= 1, got {dim}")
+        self.dim = dim
+        self.count = 0
+        self._sum = np.zeros(dim, np.float64)
+        self._outer = np.zeros((dim, dim), np.float64)
+        self.mean: np.ndarray | None = None
+        self.components: np.ndarray | None = None  # [D, k], columns sorted by eigenvalue descending
+        self.eigenvalues: np.ndarray | None = None  # [k]
+
+    def update(self, x: Any) -> None:
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != self.dim:
+            raise ValueError(f"expected a batch [N, {self.dim}], got shape {x.shape}")
+        self.count += x.shape[0]
+        self._sum += x.sum(axis=0)
+        self._outer += x.T @ x
+
+    def fit(self, num_components: int) -> StreamingPCA:
+        if not 1 <= num_components <= self.dim:
+            raise ValueError(f"num_components must be in [1, {self.dim}], got {num_components}")
+        if self.count < 2:
+            raise ValueError(f"PCA needs at least 2 examples, got {self.count}")
+        mean = self._sum / self.count
+        cov = (self._outer - self.count * np.outer(mean, mean)) / (self.count - 1)
+        eigenvalues, vectors = np.linalg.eigh((cov + cov.T) / 2)
+        order = np.argsort(eigenvalues)[::-1][:num_components]
+        self.mean = mean
+        self.eigenvalues = np.maximum(eigenvalues[order], 0.0)
+        self.components = vectors[:, order]
+        return self
+
+    def transform(
+        self, x: Any, whiten: bool = True, epsilon: float = 1e-4, normalize: bool = True
+    ) -> np.ndarray:
+        """Project ``x [N, D]`` on the components (whitened), then L2-normalise each row if ``normalize``."""
+        if self.components is None:
+            raise ValueError("StreamingPCA.transform called before fit()")
+        y = (np.asarray(x, dtype=np.float64) - self.mean) @ self.components
+        if whiten:
+            y = y / np.sqrt(self.eigenvalues + epsilon)
+        if normalize:
+            y = l2_normalize(y, axis=-1)
+        return y.astype(np.float32)
+
+    def save(self, path: str) -> None:
+        """Writes the fitted PCA to ``path`` (``.npz``) via a temporary file renamed into place."""
+        if self.components is None:
+            raise ValueError("StreamingPCA.save called before fit()")
+        tmp = f"{path}.tmp-{os.getpid()}.npz"
+        np.savez(tmp, mean=self.mean, components=self.components, eigenvalues=self.eigenvalues,
+                 count=self.count)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str) -> StreamingPCA:
+        with np.load(path) as data:
+            pca = cls(int(data["mean"].shape[0]))
+            pca.mean = data["mean"]
+            pca.components = data["components"]
+            pca.eigenvalues = data["eigenvalues"]
+            pca.count = int(data["count"])
+        return pca

@@ -1,0 +1,274 @@
+"""The ``char_lm`` task: stateful character language models (HyperNetworks §4.3-4.4, Tables 3-4).
+
+Model contract (``zoo/models/char_lm.py``): a functional keras.Model with inputs ``ids`` (int32 [B, T]) and
+``state_0, state_1, ...`` (float32 [B, size]) returning ``{"logits": [B, T, V], "state_0": ..., ...}``;
+zero states are the initial state.
+
+Datasets (``--dataset``; ``zoo/data/text.py`` documents the formats and the stream batching):
+  - ``ptb_char``: ``--data_dir`` holds ``ptb.char.{train,valid,test}.txt``;
+  - ``enwik8``: ``--data_dir`` is the ``enwik8`` file or a directory holding it (90M/5M/5M bytes);
+  - ``text``: ``--data_dir`` is any file (90% / 5% / 5%).
+
+Recipe keys read here: ``batch_size`` (global number of parallel streams), ``sequence_length`` (truncated
+BPTT length T, default 100), ``eval_batch_size`` (evaluation streams, default 16), optional
+``eval_sequence_length`` (default T) and ``split_sizes`` ([train, valid, test] symbols, for enwik8/text).
+A dataset's vocabulary may be smaller than the model's ``vocab_size`` (unused outputs learn to vanish), not
+larger. The vocabulary travels as ``TaskData.assets["vocab.json"]``.
+
+Training step: ``initial_carry`` is ``zoo.models.char_lm.initial_state(model, per_replica_batch)`` (zeros); ``forward``
+feeds the carry as the states and returns the new states as the next carry (truncated BPTT: no gradient
+flows into the previous window). ``per_example_loss`` of a row is its mean cross-entropy over the window in
+nats, so ``sum / global_batch`` is the mean nats per character; ``bpc`` = that / ln 2.
+
+Serving (a SavedModel that TF Serving runs without zoo code; the client carries the state):
+  - ``serving_default(ids [N, T] int32, state_i [N, size_i]) -> {"probabilities": [N, V]`` next-character
+    distribution after the last input, ``"state_i"`` new states ``}``;
+  - ``score(ids, targets [N, T] int32, state_i) -> {"nats": [N, T]`` cross-entropy of each target (0 where
+    the target is negative), ``"state_i"}`` (bits per character through the SavedModel);
+  - ``initial_state(batch_size [] int32) -> {"state_i": zeros}``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import weakref
+from collections.abc import Mapping
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from zoo.data import text as text_data
+from zoo.metrics.lm import BitsPerCharacter, masked_cross_entropy, split_bits_per_character
+from zoo.tasks.base import ForwardOutput, Task, TaskData
+
+__all__ = ["CharLMTask", "TASK", "state_specs", "model_inputs", "VOCAB_ASSET"]
+
+#: name of the vocabulary file in ``TaskData.assets`` (and so in ``assets.extra`` and the model_dir).
+VOCAB_ASSET = "vocab.json"
+DEFAULT_SEQUENCE_LENGTH = 100
+DEFAULT_EVAL_BATCH_SIZE = 16
+_STATE = re.compile(r"^state_(\d+)$")
+
+
+def state_specs(model: Any) -> list[tuple[str, int]]:
+    """``[(name, size), ...]`` of the model's ``state_i`` inputs, in index order."""
+    found = []
+    for t in model.inputs:
+        name = getattr(t, "name", "")
+        m = _STATE.match(name)
+        if m:
+            found.append((int(m.group(1)), name, int(t.shape[-1])))
+    found.sort()
+    if [i for i, _, _ in found] != list(range(len(found))):
+        raise ValueError(
+            f"model {model.name!r}: state inputs must be named state_0..state_{{n-1}}, got "
+            f"{[n for _, n, _ in found]}"
+        )
+    names = [getattr(t, "name", "") for t in model.inputs]
+    if "ids" not in names:
+        raise ValueError(f"model {model.name!r} has no 'ids' input (inputs: {names}); not a char_lm model")
+    return [(name, size) for _, name, size in found]
+
+
+def model_inputs(model: Any, ids: Any, carry: Any) -> dict[str, Any]:
+    """The model's input dict for ``ids`` and the carried states (``carry`` in ``state_i`` order)."""
+    inputs = {"ids": keras.ops.convert_to_tensor(ids, "int32")}
+    for (name, _), s in zip(state_specs(model), carry, strict=True):
+        inputs[name] = keras.ops.convert_to_tensor(s, "float32")
+    return inputs
+
+
+def _new_carry(model: Any, outputs: Mapping[str, Any]) -> tuple[Any, ...]:
+    return tuple(outputs[name] for name, _ in state_specs(model))
+
+
+def _resolve_data(dataset: str, data_dir: str, recipe: Mapping[str, Any]) -> text_data.CharSplits:
+    split_sizes = recipe.get("split_sizes")
+    if dataset == "ptb_char":
+        return text_data.read_ptb_char(data_dir)
+    if dataset == "enwik8":
+        return text_data.read_enwik8(data_dir, split_sizes=split_sizes)
+    return text_data.read_text(data_dir, split_sizes=split_sizes)
+
+
+class CharLMTask(Task):
+    """Character-level language modelling with carried state (see the module docstring)."""
+
+    name = "char_lm"
+    datasets = ("ptb_char", "enwik8", "text")
+
+    def __init__(self) -> None:
+        self._eval_steps: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    # ----------------------------------------------------------------- data
+    def check_data(self, dataset: str, data_dir: str | None) -> None:
+        super().check_data(dataset, data_dir)
+        if not data_dir:
+            raise ValueError(f"--dataset={dataset} needs --data_dir (no built-in copy of the data)")
+        if dataset == "ptb_char":
+            if not os.path.isdir(data_dir):
+                raise FileNotFoundError(f"--data_dir={data_dir!r} is not a directory (dataset ptb_char)")
+            missing = [
+                n for n in text_data.PTB_FILES.values() if not os.path.isfile(os.path.join(data_dir, n))
+            ]
+            if missing:
+                raise FileNotFoundError(f"--data_dir={data_dir!r} lacks {', '.join(missing)} (dataset ptb_char)")
+        elif dataset == "enwik8":
+            text_data._resolve_file(data_dir, "enwik8")
+        elif not os.path.isfile(data_dir):
+            raise FileNotFoundError(f"--data_dir={data_dir!r} is not a file (dataset text expects one)")
+
+    def build_data(
+        self,
+        dataset: str,
+        data_dir: str | None,
+        global_batch_size: int,
+        config: Mapping[str, Any],
+        recipe: Mapping[str, Any],
+        seed: int,
+    ) -> TaskData:
+        self.check_data(dataset, data_dir)
+        assert data_dir is not None
+        splits = _resolve_data(dataset, data_dir, recipe)
+        vocab = splits.vocab
+        vocab_size = config.get("vocab_size")
+        if vocab_size is not None and len(vocab) > int(vocab_size):
+            raise ValueError(
+                f"--dataset={dataset} --data_dir={data_dir!r} has {len(vocab)} symbols but the model's "
+                f"vocab_size is {vocab_size}; pass --config vocab_size={len(vocab)}"
+            )
+        seq_len = int(recipe.get("sequence_length", DEFAULT_SEQUENCE_LENGTH))
+        eval_seq = int(recipe.get("eval_sequence_length", seq_len))
+        eval_batch = int(recipe.get("eval_batch_size", DEFAULT_EVAL_BATCH_SIZE))
+        train_in, train_tg = text_data.stream_windows(splits.ids["train"], global_batch_size, seq_len)
+        train = text_data.windows_dataset(train_in, train_tg, repeat=True)
+        evals, sizes = {}, {"train": int(train_in.shape[0] * train_in.shape[1])}
+        for split in ("valid", "test"):
+            ids = splits.ids[split]
+            if ids.size < 2:
+                evals[split], sizes[split] = None, 0
+                continue
+            e_in, e_tg = text_data.eval_windows(ids, eval_batch, eval_seq)
+            evals[split] = text_data.windows_dataset(e_in, e_tg)
+            sizes[split] = int(e_in.shape[0] * e_in.shape[1])
+        sizes["eval"] = sizes.pop("valid")
+        return TaskData(
+            train=train,
+            eval=evals["valid"],
+            test=evals["test"],
+            sizes=sizes,
+            assets={VOCAB_ASSET: vocab.to_bytes()},
+            info={
+                "vocabulary": vocab,
+                "vocab_size": len(vocab),
+                "sequence_length": seq_len,
+                "chars": {k: int(v.size) for k, v in splits.ids.items()},
+                "steps_per_epoch": int(train_in.shape[0]),
+                "source": splits.source,
+            },
+        )
+
+    # ----------------------------------------------------------------- step
+    def initial_carry(self, model: Any, batch_size: int) -> Any:
+        """Zero states, ``zoo.models.char_lm.initial_state(model, batch_size)``, as a tuple."""
+        from zoo.models.char_lm import initial_state
+
+        return tuple(initial_state(model, batch_size))
+
+    def forward(self, model: Any, batch: Any, carry: Any, training: bool) -> ForwardOutput:
+        ids, targets = batch
+        outputs = model(model_inputs(model, ids, carry), training=training)
+        logits = outputs["logits"]
+        nats, mask = masked_cross_entropy(targets, logits)
+        per_example = keras.ops.sum(nats, axis=-1) / keras.ops.maximum(keras.ops.sum(mask, axis=-1), 1.0)
+        return ForwardOutput(
+            per_example_loss=per_example, carry=_new_carry(model, outputs), outputs={"logits": logits}
+        )
+
+    def metrics(self) -> dict[str, Any]:
+        return {"bpc": BitsPerCharacter(name="bpc")}
+
+    def update_metrics(self, metrics: Mapping[str, Any], batch: Any, outputs: Mapping[str, Any]) -> None:
+        metrics["bpc"].update_state(batch[1], outputs["logits"])
+
+    def evaluate(self, model: Any, dataset: Any) -> dict[str, float]:
+        """Bits per character over the whole split, state carried across its windows.
+
+        The XLA-compiled step is cached per model, so periodic evaluation compiles once.
+        """
+        step = self._eval_steps.get(model)
+        if step is None:
+
+            @tf.function(jit_compile=True, reduce_retracing=True)
+            def step(ids: Any, targets: Any, carry: Any) -> tuple[Any, Any]:
+                outputs = model(model_inputs(model, ids, carry), training=False)
+                nats, _ = masked_cross_entropy(targets, outputs["logits"])
+                return nats, _new_carry(model, outputs)
+
+            self._eval_steps[model] = step
+        return split_bits_per_character(step, dataset, lambda b: self.initial_carry(model, b))
+
+    # -------------------------------------------------------------- serving
+    def serving_functions(self, model: Any, config: Mapping[str, Any]) -> dict[str, Any]:
+        specs = state_specs(model)
+        state_sig = {n: tf.TensorSpec([None, size], tf.float32, name=n) for n, size in specs}
+        ids_sig = tf.TensorSpec([None, None], tf.int32, name="ids")
+
+        def run(inputs: Mapping[str, Any]) -> dict[str, Any]:
+            carry = [inputs[n] for n, _ in specs]
+            return model(model_inputs(model, inputs["ids"], carry), training=False)
+
+        @tf.function(input_signature=[{"ids": ids_sig, **state_sig}])
+        def serving_default(inputs: Mapping[str, Any]) -> dict[str, Any]:
+            outputs = run(inputs)
+            probs = tf.nn.softmax(tf.cast(outputs["logits"][:, -1, :], tf.float32), axis=-1)
+            return {"probabilities": probs, **{n: outputs[n] for n, _ in specs}}
+
+        @tf.function(
+            input_signature=[{"ids": ids_sig, "targets": tf.TensorSpec([None, None], tf.int32, name="targets"),
+                              **state_sig}]
+        )
+        def score(inputs: Mapping[str, Any]) -> dict[str, Any]:
+            outputs = run(inputs)
+            nats, _ = masked_cross_entropy(inputs["targets"], outputs["logits"])
+            return {"nats": nats, **{n: outputs[n] for n, _ in specs}}
+
+        @tf.function(input_signature=[tf.TensorSpec([], tf.int32, name="batch_size")])
+        def initial_state(batch_size: Any) -> dict[str, Any]:
+            return {n: tf.zeros(tf.stack([batch_size, size]), tf.float32) for n, size in specs}
+
+        return {"serving_default": serving_default, "score": score, "initial_state": initial_state}
+
+    def warmup_inputs(self, model: Any, config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+        states = {n: np.zeros((1, size), np.float32) for n, size in state_specs(model)}
+        ids = np.zeros((1, 4), np.int32)
+        return {
+            "serving_default": {"ids": ids, **states},
+            "score": {"ids": ids, "targets": np.zeros((1, 4), np.int32), **states},
+            "initial_state": {"batch_size": np.array(1, np.int32)},
+        }
+
+    def evaluate_serving(self, loaded: Any, dataset: Any) -> dict[str, float]:
+        """Bits per character through the SavedModel's ``score`` and ``initial_state`` signatures."""
+        score = loaded.signatures["score"]
+        init = loaded.signatures["initial_state"]
+        names = sorted(
+            (n for n in score.structured_input_signature[1] if _STATE.match(n)), key=lambda n: int(n[6:])
+        )
+
+        def step(ids: Any, targets: Any, carry: Any) -> tuple[Any, Any]:
+            out = score(ids=tf.cast(ids, tf.int32), targets=tf.cast(targets, tf.int32),
+                        **dict(zip(names, carry, strict=True)))
+            return out["nats"], tuple(out[n] for n in names)
+
+        def first(batch_size: int) -> Any:
+            out = init(batch_size=tf.constant(batch_size, tf.int32))
+            return tuple(out[n] for n in names)
+
+        return split_bits_per_character(step, dataset, first)
+
+
+TASK = CharLMTask()

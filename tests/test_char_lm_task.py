@@ -29,8 +29,14 @@ def corpus_file(tmp_path):
 
 
 def _data(path, batch=4, seq=16, vocab_size=50, **recipe):
-    return TASK.build_data("text", path, batch, {"vocab_size": vocab_size},
-                           {"sequence_length": seq, "eval_batch_size": 2, **recipe}, seed=0)
+    return TASK.build_data(
+        "text",
+        path,
+        batch,
+        {"vocab_size": vocab_size},
+        {"sequence_length": seq, "eval_batch_size": 2, **recipe},
+        seed=0,
+    )
 
 
 def test_task_is_registered_and_checks_its_data(tmp_path, corpus_file):
@@ -44,7 +50,9 @@ def test_task_is_registered_and_checks_its_data(tmp_path, corpus_file):
         TASK.check_data("ptb_char", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="has no file 'enwik8'"):
         TASK.check_data("enwik8", str(tmp_path))
-    with pytest.raises(FileNotFoundError, match="is not a file"):
+    TASK.check_data("text", str(tmp_path))  # a directory holding one file (the trainer wants directories)
+    (tmp_path / "other.txt").write_text("x")
+    with pytest.raises(FileNotFoundError, match="expects a file, or a directory holding exactly one"):
         TASK.check_data("text", str(tmp_path))
     TASK.check_data("text", corpus_file)
 
@@ -80,7 +88,8 @@ def test_forward_loss_and_carried_state_equal_one_long_window():
     second = TASK.forward(model, (ids[:, 5:], targets[:, 5:]), first.carry, training=False)
     np.testing.assert_allclose(
         np.concatenate([first.outputs["logits"], second.outputs["logits"]], axis=1),
-        whole.outputs["logits"], atol=1e-5,
+        whole.outputs["logits"],
+        atol=1e-5,
     )
     for a, b in zip(second.carry, whole.carry, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-5)
@@ -126,7 +135,7 @@ def test_a_short_training_run_lowers_bits_per_character(corpus_file):
 
 def test_serving_signatures_are_stateful_and_score_the_same_bpc(tmp_path, corpus_file):
     data = _data(corpus_file, vocab_size=30)
-    model = tiny_model(30, name="ln_hyper_lstm_1000_ptb", hyper_units=8, embedding_size=4)
+    model = tiny_model(30, name="lstm_1000x2_ptb")  # two layers: four states
     fns = TASK.serving_functions(model, {})
     assert set(fns) == {"serving_default", "score", "initial_state"}
     module = tf.Module()

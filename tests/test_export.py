@@ -312,10 +312,8 @@ def test_restore_for_export_errors(model, tmp_path):
         export.restore_for_export(str(tmp_path))
     with pytest.raises(export.ExportError, match="holds no checkpoint"):
         export.restore_for_export(str(tmp_path), model=MODEL)
-    tf.train.Checkpoint(model=model).write(str(tmp_path / "ckpt"))
-    restored, name, task, config = export.restore_for_export(
-        str(tmp_path), model=MODEL, checkpoint=str(tmp_path / "ckpt")
-    )
+    prefix = tf.train.Checkpoint(model=model).save(str(tmp_path / "ckpt"))
+    restored, name, task, config = export.restore_for_export(str(tmp_path), model=MODEL, checkpoint=prefix)
     assert name == MODEL and task is TASK and config["z_dim"] == 4
     for a, b in zip(restored.get_weights(), model.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)

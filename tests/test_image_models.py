@@ -59,6 +59,10 @@ def test_wrn_counts(name, trainable, embeddings):
         generator_weights = {id(w) for w in hyper[0].generator.trainable_weights}
         assert len(generator_weights & {id(w) for w in model.trainable_weights}) == 4
         assert len(model.trainable_weights) == len({id(w) for w in model.trainable_weights})
+        # Every generated kernel starts at He scale for its own fan-in, although the generator is shared.
+        for layer in hyper:
+            he = (2.0 / (9 * layer.in_channels)) ** 0.5
+            assert abs(float(np.std(ops.convert_to_numpy(layer.kernel))) / he - 1.0) < 0.12, layer.name
 
 
 def test_wrn_28_10_counts_near_table_2():

@@ -1,10 +1,10 @@
 """LSTM baseline and Layer Norm LSTM cells (HyperNetworks A.2.2, Eq. 9-10, 13) against numpy references."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-import keras
 from zoo.layers import BasicLSTMCell, BlockOrthogonal, LayerNormLSTMCell
 
 

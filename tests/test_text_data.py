@@ -76,8 +76,14 @@ def test_text_files_utf8_chars_or_bytes(tmp_path):
     binary = tmp_path / "blob.bin"
     binary.write_bytes(bytes([0xFF, 0xFE, 0x41] * 50))
     assert text.read_text(str(binary)).vocab.kind == "bytes"
-    with pytest.raises(FileNotFoundError, match="expects a file"):
+    with pytest.raises(FileNotFoundError, match=r"directory with 2 files \(blob.bin, poem.txt\)"):
         text.read_text(str(tmp_path))
+    only = tmp_path / "only"
+    only.mkdir()
+    (only / "a.txt").write_text("abcabc" * 20)
+    assert text.read_text(str(only)).source == str(only / "a.txt")  # a directory holding one file
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        text.read_text(str(tmp_path / "nope.txt"))
 
 
 def test_vocabulary_round_trip_and_unknown_characters(tmp_path):

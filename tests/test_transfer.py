@@ -21,7 +21,10 @@ CFG = {
     "hidden_size": 8,
 }
 RNG = np.random.default_rng(0)
-INPUTS = {"features": RNG.normal(size=(3, 6, 8)).astype("float32"), "num_frames": np.array([6, 2, 4], "int32")}
+INPUTS = {
+    "features": RNG.normal(size=(3, 6, 8)).astype("float32"),
+    "num_frames": np.array([6, 2, 4], "int32"),
+}
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +42,11 @@ def trained(tmp_path_factory):
     tf.train.CheckpointManager(
         tf.train.Checkpoint(model=model, optimizer=keras.optimizers.Adam()), run, max_to_keep=1
     ).save(checkpoint_number=7)
-    return model, {"keras": os.path.join(d, "m.keras"), "h5": os.path.join(d, "m.weights.h5"), "checkpoint": run}
+    return model, {
+        "keras": os.path.join(d, "m.keras"),
+        "h5": os.path.join(d, "m.weights.h5"),
+        "checkpoint": run,
+    }
 
 
 def _same(a, b):

@@ -72,7 +72,9 @@ def test_builds_outputs_and_ignores_padding(name):
         x = X.copy()
         x[1, 3:] = 123.0  # garbage in padded frames must not change anything
         x[2, 1:] = -7.0
-        np.testing.assert_allclose(np.asarray(model(_inputs(name, x), training=False)), out, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            np.asarray(model(_inputs(name, x), training=False)), out, rtol=1e-5, atol=1e-6
+        )
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
@@ -156,6 +158,12 @@ def test_feature_layout_must_fit_feature_size():
         zoo.get("yt8m_moe", num_classes=3, feature_size=8)
     with pytest.raises(ValueError, match=r"feature_sizes=\[6, 3\] do not fit feature_size=8"):
         zoo.get("yt8m_moe", num_classes=3, feature_size=8, feature_sizes=[6, 3])
-    paper = zoo.get("yt8m_logistic", num_classes=4800, feature_size=1024, feature_names=["mean_inc3"],
-                    feature_sizes=[1024], id_key="video_id")
+    paper = zoo.get(
+        "yt8m_logistic",
+        num_classes=4800,
+        feature_size=1024,
+        feature_names=["mean_inc3"],
+        feature_sizes=[1024],
+        id_key="video_id",
+    )
     assert paper.output.shape == (None, 4800)

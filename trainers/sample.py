@@ -32,7 +32,16 @@ from typing import Any
 import numpy as np
 from absl import app, flags
 
-__all__ = ["RUN_FILES", "load_run", "find_first_cell", "generate", "main", "run"]
+__all__ = [
+    "RUN_FILES",
+    "VOCAB_FILE",
+    "load_run",
+    "find_first_cell",
+    "generate",
+    "write_figures",
+    "sample",
+    "run",
+]
 
 #: json files in a model_dir describing the run, tried in order.
 RUN_FILES = ("run.json", "config.json", "run_config.json")
@@ -42,6 +51,7 @@ FLAGS = flags.FLAGS
 
 
 def define_flags() -> None:
+    """Defines the sampler's flags (at start-up, not import, so it can share a process with the trainer)."""
     if "prime" in FLAGS:
         return
     flags.DEFINE_string("model_dir", None, "Trainer model_dir: checkpoints, run json and vocab.json.")
@@ -103,7 +113,8 @@ def load_run(
     name = model_name or info.get("model")
     if not name:
         raise ValueError(
-            f"--model_dir={model_dir!r} has no run json ({', '.join(RUN_FILES)}) naming the model; pass --model"
+            f"--model_dir={model_dir!r} has no run json ({', '.join(RUN_FILES)}) naming the model; "
+            "pass --model"
         )
     config = dict(info.get("config") or {})
     config.update(overrides or {})
@@ -221,7 +232,7 @@ def generate(
         "ids": ids,
         "num_prime": len(prime_ids),
         "text": vocab.decode_text(ids),
-        "generated": vocab.decode_text(ids[len(prime_ids):]),
+        "generated": vocab.decode_text(ids[len(prime_ids) :]),
         "symbols": vocab.decode(ids),
     }
     for key, values in traces.items():
@@ -255,7 +266,10 @@ def write_figures(
     if "d_x" in sample:
         changes, labels = scale_change_norms(sample["d_x"], sample["d_h"])
         written["fig4"] = plot_weight_dynamics(
-            sample["symbols"], changes, labels, os.path.join(figures_dir, "fig4_weight_dynamics.png"),
+            sample["symbols"],
+            changes,
+            labels,
+            os.path.join(figures_dir, "fig4_weight_dynamics.png"),
             title=f"{label}: norm of change of the main LSTM's weight-scaling vectors",
         )
     hist = {label: sample["tanh_c"]}
@@ -268,33 +282,73 @@ def write_figures(
 
 
 # ---------------------------------------------------------------- the app
+def sample(
+    model_dir: str,
+    prime: str = "The ",
+    length: int = 200,
+    temperature: float = 1.0,
+    seed: int = 0,
+    figures_dir: str | None = None,
+    histogram_model_dirs: Sequence[str] = (),
+    model: str | None = None,
+    config: Sequence[str] = (),
+    vocab: str | None = None,
+    checkpoint: str | None = None,
+    output: str | None = None,
+    say: Any = print,
+) -> dict[str, Any]:
+    """The sampler without absl: generates, prints, optionally writes the text and the figures.
+
+    Returns the :func:`generate` result plus ``"figures"`` (name -> path) and ``"run"`` (run info).
+    """
+    overrides = _parse_overrides(config)
+    net, vocabulary, info = load_run(model_dir, model, overrides, vocab, checkpoint)
+    result = generate(net, vocabulary, prime, length, temperature, seed, trace=bool(figures_dir))
+    say(f"model={info['model']} checkpoint={info['checkpoint']} temperature={temperature} seed={seed}")
+    say(result["text"])
+    if output:
+        from zoo.data.text import write_bytes_file
+
+        write_bytes_file(output, result["text"].encode("utf-8"))
+    result["figures"], result["run"] = {}, info
+    if figures_dir:
+        others = []
+        for other_dir in histogram_model_dirs:
+            m, v, i = load_run(other_dir)
+            s = generate(m, v, prime, length, temperature, seed, trace=True)
+            others.append((_label(i, m), s["tanh_c"]))
+        result["figures"] = write_figures(figures_dir, net, result, _label(info, net), others)
+        if "fig4" not in result["figures"]:
+            say(f"figure 4 skipped: model {info['model']!r} has no HyperLSTM first layer")
+        for name, path in result["figures"].items():
+            say(f"wrote {name}: {path}")
+    return result
+
+
 def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     if not FLAGS.model_dir:
         raise app.UsageError("--model_dir is required")
-    overrides = _parse_overrides(FLAGS.config)
-    model, vocab, info = load_run(FLAGS.model_dir, FLAGS.model, overrides, FLAGS.vocab, FLAGS.checkpoint)
-    want_figs = bool(FLAGS.figures_dir)
-    sample = generate(model, vocab, FLAGS.prime, FLAGS.length, FLAGS.temperature, FLAGS.seed, trace=want_figs)
-    print(f"model={info['model']} checkpoint={info['checkpoint']} temperature={FLAGS.temperature} "
-          f"seed={FLAGS.seed}", flush=True)
-    print(sample["text"], flush=True)
-    if FLAGS.output:
-        from zoo.data.text import write_bytes_file
-
-        write_bytes_file(FLAGS.output, sample["text"].encode("utf-8"))
-    if want_figs:
-        others = []
-        for other_dir in FLAGS.histogram_model_dirs:
-            m, v, i = load_run(other_dir)
-            s = generate(m, v, FLAGS.prime, FLAGS.length, FLAGS.temperature, FLAGS.seed, trace=True)
-            others.append((_label(i, m), s["tanh_c"]))
-        written = write_figures(FLAGS.figures_dir, model, sample, _label(info, model), others)
-        if "fig4" not in written:
-            print(f"figure 4 skipped: model {info['model']!r} has no HyperLSTM first layer", file=sys.stderr)
-        for name, path in written.items():
-            print(f"wrote {name}: {path}", flush=True)
+    try:
+        sample(
+            FLAGS.model_dir,
+            FLAGS.prime,
+            FLAGS.length,
+            FLAGS.temperature,
+            FLAGS.seed,
+            FLAGS.figures_dir,
+            FLAGS.histogram_model_dirs,
+            FLAGS.model,
+            FLAGS.config,
+            FLAGS.vocab,
+            FLAGS.checkpoint,
+            FLAGS.output,
+            say=lambda line: print(line, flush=True),
+        )
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        sys.exit(2)
 
 
 def run() -> None:
@@ -302,8 +356,6 @@ def run() -> None:
     define_flags()
     app.run(main)
 
-
-define_flags()
 
 if __name__ == "__main__":
     run()

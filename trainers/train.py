@@ -155,7 +155,7 @@ def train(options: flags_lib.TrainOptions, task: Any = None, say: Callable[[str]
     step = int(inner_opt.iterations.numpy())
     start_step = step
     loss_value = float("nan")
-    t_interval, steps_interval = time.perf_counter(), 0
+    t_interval, steps_interval, loss_sum = time.perf_counter(), 0, 0.0
     while step < train_steps:
         loss = loop.step(iterator)
         step += 1
@@ -167,24 +167,26 @@ def train(options: flags_lib.TrainOptions, task: Any = None, say: Callable[[str]
                 f"non-finite loss {loss_value} at step {step}; training stopped. "
                 f"Last good checkpoint: {last or 'none (no --model_dir or none saved yet)'}"
             )
+        loss_sum += loss_value
         if step % options.log_every == 0 or step == train_steps:
             elapsed = time.perf_counter() - t_interval
             rate = steps_interval / elapsed if elapsed > 0 else float("nan")
             metrics = loop.metric_results()
             lr = _current_lr(optimizer)
             eta = (train_steps - step) / rate if rate > 0 else float("nan")
+            mean_loss = loss_sum / steps_interval
             say(
-                f"step {step}/{train_steps} loss={loss_value:.4f} {_fmt(metrics)} lr={lr:.3g} "
+                f"step {step}/{train_steps} loss={mean_loss:.4f} {_fmt(metrics)} lr={lr:.3g} "
                 f"steps/s={rate:.2f} eta={eta:.0f}s"
             )
             with writer.as_default(step=step):
-                tf.summary.scalar("loss", loss_value)
+                tf.summary.scalar("loss", mean_loss)
                 tf.summary.scalar("learning_rate", lr)
                 tf.summary.scalar("steps_per_sec", rate)
                 for k, v in metrics.items():
                     tf.summary.scalar(k, v)
             loop.reset_metrics()
-            t_interval, steps_interval = time.perf_counter(), 0
+            t_interval, steps_interval, loss_sum = time.perf_counter(), 0, 0.0
         if step % options.checkpoint_every == 0:
             save(step)
         if options.eval_every and step % options.eval_every == 0 and data.eval is not None:

@@ -37,9 +37,13 @@ def define_flags() -> None:
     """Flags shared by ``yt8m_eval`` and ``yt8m_infer``."""
     flags.DEFINE_string("model_dir", None, "Trainer model_dir (its latest checkpoint is used).")
     flags.DEFINE_string("saved_model", None, "Exported SavedModel directory (BASE/<model>/<version>).")
-    flags.DEFINE_string("model", None, "Registered model name (with --model_dir, when the run json lacks it).")
+    flags.DEFINE_string(
+        "model", None, "Registered model name (with --model_dir, when the run json lacks it)."
+    )
     flags.DEFINE_multi_string("config", [], "key=value model config override (with --model_dir).")
-    flags.DEFINE_string("data_pattern", None, "TFRecord file pattern, comma-separated patterns, or directory.")
+    flags.DEFINE_string(
+        "data_pattern", None, "TFRecord file pattern, comma-separated patterns, or directory."
+    )
     flags.DEFINE_integer("batch_size", 256, "Videos per batch.")
     flags.DEFINE_string("id_key", "id", "Video id key of the records (--saved_model; paper-era: video_id).")
     flags.DEFINE_string("labels_key", "labels", "Labels key of the records (--saved_model).")
@@ -66,8 +70,9 @@ def _parse_overrides(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def _from_model_dir(model_dir: str, model: str | None, overrides: Mapping[str, Any], pattern: str,
-                    batch_size: int) -> Iterator[Predictions]:
+def _from_model_dir(
+    model_dir: str, model: str | None, overrides: Mapping[str, Any], pattern: str, batch_size: int
+) -> Iterator[Predictions]:
     import tensorflow as tf
 
     from exports.export import restore_for_export
@@ -81,8 +86,9 @@ def _from_model_dir(model_dir: str, model: str | None, overrides: Mapping[str, A
         yield Predictions(inputs["id"].numpy(), scores, labels.numpy())
 
 
-def _from_saved_model(path: str, pattern: str, batch_size: int, id_key: str, labels_key: str
-                      ) -> Iterator[Predictions]:
+def _from_saved_model(
+    path: str, pattern: str, batch_size: int, id_key: str, labels_key: str
+) -> Iterator[Predictions]:
     import tensorflow as tf
 
     from zoo.data import yt8m
@@ -107,7 +113,9 @@ def _from_saved_model(path: str, pattern: str, batch_size: int, id_key: str, lab
         labels = np.zeros((int(records.shape[0]), num_classes), np.float32)
         labels[sparse.indices[:, 0].numpy(), sparse.values.numpy()] = 1.0
         scores = np.full((int(records.shape[0]), num_classes), NOT_IN_TOP_K, np.float32)
-        np.put_along_axis(scores, out["class_indexes"].numpy().astype(np.int64), out["predictions"].numpy(), axis=1)
+        np.put_along_axis(
+            scores, out["class_indexes"].numpy().astype(np.int64), out["predictions"].numpy(), axis=1
+        )
         yield Predictions(out["video_id"].numpy(), scores, labels)
 
 
@@ -118,10 +126,20 @@ def iterate_predictions(values: Mapping[str, Any]) -> Iterator[Predictions]:
     if not values.get("data_pattern"):
         raise ValueError("--data_pattern is required (TFRecord files of the split)")
     if values["model_dir"]:
-        return _from_model_dir(values["model_dir"], values.get("model"), _parse_overrides(values.get("config", [])),
-                               values["data_pattern"], int(values["batch_size"]))
-    return _from_saved_model(values["saved_model"], values["data_pattern"], int(values["batch_size"]),
-                             values.get("id_key", "id"), values.get("labels_key", "labels"))
+        return _from_model_dir(
+            values["model_dir"],
+            values.get("model"),
+            _parse_overrides(values.get("config", [])),
+            values["data_pattern"],
+            int(values["batch_size"]),
+        )
+    return _from_saved_model(
+        values["saved_model"],
+        values["data_pattern"],
+        int(values["batch_size"]),
+        values.get("id_key", "id"),
+        values.get("labels_key", "labels"),
+    )
 
 
 def write_atomic(path: str, text: str) -> None:
@@ -146,7 +164,9 @@ def evaluate(values: Mapping[str, Any]) -> dict[str, float]:
     evaluator = None
     for batch in iterate_predictions(values):
         if evaluator is None:
-            evaluator = Evaluator(batch.scores.shape[1], top_k=20, empty_classes=values.get("empty_classes", "skip"))
+            evaluator = Evaluator(
+                batch.scores.shape[1], top_k=20, empty_classes=values.get("empty_classes", "skip")
+            )
         evaluator.update(batch.scores, batch.labels)
     if evaluator is None:
         raise ValueError(f"--data_pattern={values['data_pattern']!r} yielded no videos")
@@ -170,8 +190,12 @@ def main(argv: list[str]) -> None:
 def run() -> None:
     define_flags()
     flags.DEFINE_string("output_json", None, "Also write the metrics here (json).")
-    flags.DEFINE_enum("empty_classes", "skip", ["skip", "zero"],
-                      "mAP over classes with positives (official) or over all classes (TF Model Garden).")
+    flags.DEFINE_enum(
+        "empty_classes",
+        "skip",
+        ["skip", "zero"],
+        "mAP over classes with positives (official) or over all classes (TF Model Garden).",
+    )
     app.run(main)
 
 

@@ -1,11 +1,13 @@
 """Write a synthetic YouTube-8M data set (``zoo.data.yt8m.write_synthetic``) in the official split layout.
 
     python -m trainers.yt8m_synthetic --output_dir=/tmp/yt8m_frame --level=frame \
-        --num_classes=20 --feature_sizes=48,16 --train_videos=2000 --validate_videos=500
+        --num_classes=20 --feature_sizes=48,16 --num_videos=2500 --num_shards=5 --validate_shards=1
 
-writes ``<output_dir>/train.tfrecord`` and ``<output_dir>/validate.tfrecord`` (or ``train-0000i-of-0000N``
-shards with ``--num_shards``), the layout ``--data_dir`` of the video task expects. Each class has a
-prototype direction in feature space, so models can learn (see ``write_synthetic``).
+writes ``--num_shards`` files of one synthetic data set (videos dealt round-robin): the first
+``num_shards - validate_shards`` become ``<output_dir>/train-0000i-of-0000N.tfrecord``, the others
+``validate-....tfrecord``, the layout ``--data_dir`` of the video task expects. Both splits come from one
+``write_synthetic`` call so that they share its class prototypes (separate calls with different seeds
+would give unrelated classes); each class has a prototype direction in feature space, so models can learn.
 """
 
 from __future__ import annotations
@@ -21,15 +23,19 @@ FLAGS = flags.FLAGS
 
 def _define_flags() -> None:
     flags.DEFINE_string("output_dir", None, "Directory to write train*.tfrecord / validate*.tfrecord into.")
-    flags.DEFINE_enum("level", "frame", ["frame", "video"], "Frame-level SequenceExamples or video-level Examples.")
+    flags.DEFINE_enum(
+        "level", "frame", ["frame", "video"], "Frame-level SequenceExamples or video-level Examples."
+    )
     flags.DEFINE_integer("num_classes", 3862, "Number of classes.")
-    flags.DEFINE_list("feature_sizes", ["1024", "128"], "Feature sizes (rgb, audio); their sum is feature_size.")
-    flags.DEFINE_integer("train_videos", 1000, "Videos in the train split.")
-    flags.DEFINE_integer("validate_videos", 200, "Videos in the validate split.")
-    flags.DEFINE_integer("num_shards", 1, "Files per split.")
+    flags.DEFINE_list(
+        "feature_sizes", ["1024", "128"], "Feature sizes (rgb, audio); their sum is feature_size."
+    )
+    flags.DEFINE_integer("num_videos", 1200, "Videos in both splits together.")
+    flags.DEFINE_integer("num_shards", 6, "Files in all; videos are dealt round-robin.")
+    flags.DEFINE_integer("validate_shards", 1, "How many of the files form the validate split.")
     flags.DEFINE_integer("min_frames", 20, "Fewest frames per video (frame level).")
     flags.DEFINE_integer("max_frames", 120, "Most frames per video (frame level).")
-    flags.DEFINE_integer("seed", 0, "Random seed (validate uses seed + 1).")
+    flags.DEFINE_integer("seed", 0, "Random seed.")
 
 
 def main(argv: list[str]) -> None:
@@ -39,18 +45,30 @@ def main(argv: list[str]) -> None:
     if not FLAGS.output_dir:
         raise app.UsageError("--output_dir is required")
     sizes = tuple(int(s) for s in FLAGS.feature_sizes)
-    for split, n, seed in (("train", FLAGS.train_videos, FLAGS.seed), ("validate", FLAGS.validate_videos, FLAGS.seed + 1)):
-        paths = yt8m.write_synthetic(
-            os.path.join(FLAGS.output_dir, f"{split}.tfrecord"),
-            n,
-            FLAGS.level == "frame",
-            num_classes=FLAGS.num_classes,
-            seed=seed,
-            num_shards=FLAGS.num_shards,
-            feature_sizes=sizes,
-            frames=(FLAGS.min_frames, FLAGS.max_frames),
+    n = FLAGS.num_shards
+    if not 0 <= FLAGS.validate_shards < n:
+        raise app.UsageError(f"--validate_shards={FLAGS.validate_shards} must be in [0, --num_shards={n})")
+    os.makedirs(FLAGS.output_dir, exist_ok=True)
+    paths = yt8m.write_synthetic(
+        os.path.join(FLAGS.output_dir, ".synthetic.tfrecord"),
+        FLAGS.num_videos,
+        FLAGS.level == "frame",
+        num_classes=FLAGS.num_classes,
+        seed=FLAGS.seed,
+        num_shards=n,
+        feature_sizes=sizes,
+        frames=(FLAGS.min_frames, FLAGS.max_frames),
+    )
+    train_shards = n - FLAGS.validate_shards
+    for i, path in enumerate(sorted(paths)):
+        split, j, count = (
+            ("train", i, train_shards)
+            if i < train_shards
+            else ("validate", i - train_shards, n - train_shards)
         )
-        print(f"{split}: {n} videos -> {', '.join(paths)}", flush=True)
+        target = os.path.join(FLAGS.output_dir, f"{split}-{j:05d}-of-{count:05d}.tfrecord")
+        os.replace(path, target)
+        print(f"{split}: {target}", flush=True)
 
 
 def run() -> None:

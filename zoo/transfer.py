@@ -1,4 +1,4 @@
-"""Transfer learning: load pretrained weights into a (possibly different-headed) model, and feature extractors.
+"""Transfer learning: pretrained weights into a model with another head, and feature extractors.
 
 YouTube-8M §5.3-5.4 reuses a model trained on YouTube-8M on another label set (Sports-1M, ActivityNet):
 either as a fixed feature extractor (the LSTM's output at the last frame, DBoF's hidden layer) with a new
@@ -57,8 +57,10 @@ class TransferReport:
     skipped: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def summary(self) -> str:
-        lines = [f"transfer from {self.source} ({self.kind}): loaded {len(self.loaded)} layer(s), "
-                 f"skipped {len(self.skipped)}"]
+        lines = [
+            f"transfer from {self.source} ({self.kind}): loaded {len(self.loaded)} layer(s), "
+            f"skipped {len(self.skipped)}"
+        ]
         lines += [f"  loaded  {name}" for name in self.loaded]
         lines += [f"  skipped {name}: {why}" for name, why in self.skipped.items()]
         return "\n".join(lines)
@@ -112,7 +114,8 @@ def resolve_source(path: str) -> tuple[str, str]:
         if files:
             return resolve_source(max(files, key=os.path.getmtime))
         raise FileNotFoundError(
-            f"weights={path!r}: the directory holds no TF checkpoint (also looked in checkpoints/, ckpt/) and "
+            f"weights={path!r}: the directory holds no TF checkpoint (also looked in checkpoints/, ckpt/) "
+            "and "
             "no .keras / .weights.h5 file"
         )
     if path.endswith(".keras") and os.path.isfile(path):
@@ -248,5 +251,7 @@ def feature_extractor(model: keras.Model, layer_name: str) -> keras.Model:
     """
     names = [layer.name for layer in model.layers]
     if layer_name not in names:
-        raise ValueError(f"layer_name={layer_name!r} is not a layer of {model.name!r}; layers: {', '.join(names)}")
+        raise ValueError(
+            f"layer_name={layer_name!r} is not a layer of {model.name!r}; layers: {', '.join(names)}"
+        )
     return keras.Model(model.input, model.get_layer(layer_name).output, name=f"{model.name}_{layer_name}")

@@ -13,7 +13,7 @@ Three on-disk formats, one in-memory form (a 1-D array of symbol ids plus a :cla
   the next 5M for test. A file shorter than 10^8 bytes (a test fixture, a prefix) is split in the same
   90% / 5% / 5% proportions; ``split_sizes`` overrides both. The vocabulary is the sorted set of byte values
   that occur in the file (205 on the real data).
-- ``text``: any file. If it decodes as UTF-8 it is a stream of Unicode characters, otherwise of bytes. It
+- ``text``: any file (or a directory holding exactly one file). If it decodes as UTF-8 it is a stream of Unicode characters, otherwise of bytes. It
   is split like enwik8 (90% / 5% / 5% unless ``split_sizes`` is given); the vocabulary is every symbol of
   the file.
 
@@ -21,9 +21,10 @@ Batching for truncated backpropagation through time (:func:`stream_windows`): a 
 equally long, contiguous streams; batch ``k`` holds window ``k`` of every stream, row ``b`` being stream
 ``b``. A training window is ``T + 1`` characters (inputs are the first ``T``, targets the last ``T``) and
 window ``k + 1`` starts where window ``k``'s inputs end, so the state a model carries out of batch ``k`` row
-``b`` is exactly the state that batch ``k + 1`` row ``b`` needs. Under ``tf.distribute.MirroredStrategy`` on
-one machine, ``experimental_distribute_dataset`` splits every global batch of ``B`` rows into ``R``
-contiguous blocks of ``B / R`` rows in replica order, the same rows at every step, so replica ``r`` always
+``b`` is exactly the state that batch ``k + 1`` row ``b`` needs. Under a ``tf.distribute`` strategy with
+``R`` replicas each global batch of ``B`` rows is split into ``R`` contiguous blocks of ``B / R`` rows in
+replica order, the same rows at every step (``trainers/loop.py`` slices each global batch by replica id, on
+every worker; ``experimental_distribute_dataset`` on one machine does the same), so replica ``r`` always
 owns streams ``r*B/R .. (r+1)*B/R - 1`` and its carried state stays aligned (``B`` must be divisible by
 ``R``). The training stream is not shuffled (shuffling would break the carried state) and wraps around
 at the end of an epoch with the state carried across the wrap.
@@ -54,6 +55,7 @@ __all__ = [
     "read_ptb_char_file",
     "read_enwik8",
     "read_text",
+    "text_file",
     "split_sizes_for",
     "stream_windows",
     "eval_windows",
@@ -317,13 +319,31 @@ def _encode_bytes(raw: np.ndarray, vocab: Vocabulary, source: str) -> np.ndarray
     return ids
 
 
+def text_file(data_dir: str) -> str:
+    """The file of dataset ``text``: ``data_dir`` itself, or the only (non-hidden) file in that directory."""
+    if os.path.isfile(data_dir):
+        return data_dir
+    if not os.path.isdir(data_dir):
+        raise FileNotFoundError(f"--data_dir={data_dir!r} does not exist; dataset 'text' expects a file")
+    files = sorted(
+        n for n in os.listdir(data_dir) if not n.startswith(".") and os.path.isfile(os.path.join(data_dir, n))
+    )
+    if len(files) != 1:
+        raise FileNotFoundError(
+            f"--data_dir={data_dir!r} is a directory with {len(files)} files ({', '.join(files[:5])}); "
+            "dataset 'text' expects a file, or a directory holding exactly one"
+        )
+    return os.path.join(data_dir, files[0])
+
+
 def read_text(
     path: str, vocab: Vocabulary | None = None, split_sizes: Sequence[int] | None = None
 ) -> CharSplits:
-    """Any file: UTF-8 characters if it decodes, else bytes; split 90/5/5 (see :func:`split_sizes_for`)."""
-    if not os.path.isfile(path):
-        what = "a directory" if os.path.isdir(path) else "missing"
-        raise FileNotFoundError(f"--data_dir={path!r} is {what}; dataset 'text' expects a file")
+    """Any file: UTF-8 characters if it decodes, else bytes; split 90/5/5 (see :func:`split_sizes_for`).
+
+    ``path`` may also be a directory holding exactly one file (:func:`text_file`).
+    """
+    path = text_file(path)
     with open(path, "rb") as f:
         data = f.read()
     if not data:

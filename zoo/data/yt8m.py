@@ -109,20 +109,22 @@ def make_bad_record_counter() -> tf.Variable:
 
 
 def _file_records(filename: tf.Tensor, size: tf.Tensor, skip: bool, counter: tf.Variable | None):
-    """(name, record) for each record of one file, where name = '<file> record <index>'.
+    """(filename, record index, record) for each record of one file.
 
     Framing errors (truncated file, bad CRC) are detected by comparing the bytes read with the file size:
-    TF's own error for them names neither the file nor the record.
+    TF's own error for them names neither the file nor the record. The check runs on blocks of records
+    (one function call per block, not per record).
     """
-    records = tf.data.TFRecordDataset(filename, buffer_size=1 << 20).ignore_errors().enumerate()
-    records = records.concatenate(tf.data.Dataset.from_tensors((tf.constant(-1, tf.int64), tf.constant(""))))
+    block = 64
+    records = tf.data.TFRecordDataset(filename, buffer_size=1 << 20).ignore_errors().enumerate().batch(block)
+    end = tf.data.Dataset.from_tensors((tf.constant([-1], tf.int64), tf.constant([""])))
 
     def step(state, element):
         nbytes, last = state
         index, record = element
-        is_end = index < 0
-        record_bytes = tf.cast(tf.strings.length(record), tf.int64) + _RECORD_OVERHEAD
-        nbytes = nbytes + tf.where(is_end, tf.constant(0, tf.int64), record_bytes)
+        is_end = index[0] < 0
+        nbytes = nbytes + tf.reduce_sum(tf.cast(tf.strings.length(record), tf.int64) + _RECORD_OVERHEAD)
+        nbytes = tf.where(is_end, state[0], nbytes)
         ok = tf.logical_or(tf.logical_not(is_end), tf.equal(nbytes, size))
         if skip:
             if counter is not None:
@@ -135,12 +137,13 @@ def _file_records(filename: tf.Tensor, size: tf.Tensor, skip: bool, counter: tf.
                 " of ", tf.strings.as_string(size), " bytes)"])])
             with tf.control_dependencies([assertion]):
                 checked = tf.identity(index)
-        name = tf.strings.join([filename, " record ", tf.strings.as_string(index)])
-        return (nbytes, tf.where(is_end, last, index)), (checked, name, record)
+        last = tf.where(is_end, last, index[-1])
+        keep = checked >= 0  # the end marker yields an empty block
+        kept = tf.boolean_mask(checked, keep)
+        return (nbytes, last), (tf.fill(tf.shape(kept), filename), kept, tf.boolean_mask(record, keep))
 
     init = (tf.constant(0, tf.int64), tf.constant(-1, tf.int64))
-    scanned = records.scan(init, step)
-    return scanned.filter(lambda i, n, r: i >= 0).map(lambda i, n, r: (n, r))
+    return records.concatenate(end).scan(init, step).unbatch()
 
 
 def _record_stream(
@@ -156,7 +159,7 @@ def _record_stream(
     if repeat:
         ds = ds.repeat()
     ds = ds.interleave(
-        lambda f, s: _file_records(f, s, skip, counter),
+        lambda f, size: _file_records(f, size, skip, counter),
         cycle_length=max(1, min(cycle_length, len(files))),
         block_length=1,
         num_parallel_calls=_AUTOTUNE,
@@ -170,14 +173,14 @@ def _record_stream(
 def _skip_invalid(ds: tf.data.Dataset, parse_one, counter: tf.Variable | None) -> tf.data.Dataset:
     """Drops records whose parse/validation raises; counts them (+1 before, -1 after a successful parse)."""
 
-    def validate(name, record):
+    def validate(filename, index, record):
         if counter is not None:
             counter.assign_add(1)
-        parsed = tf.nest.flatten(parse_one(record[None], name[None]))
+        parsed = tf.nest.flatten(parse_one(record[None], _record_names(filename, index)[None]))
         with tf.control_dependencies(parsed):
             if counter is not None:
                 counter.assign_sub(1)
-            return tf.identity(name), tf.identity(record)
+            return tf.identity(filename), tf.identity(index), tf.identity(record)
 
     return ds.map(validate, num_parallel_calls=_AUTOTUNE, deterministic=True).ignore_errors(log_warning=True)
 
@@ -221,7 +224,7 @@ def _ids_and_labels(context, records, names, batch, *, id_key, labels_key, num_c
     id_count = _row_counts(id_sparse, batch)
     ids = tf.pad(tf.sparse.to_dense(id_sparse, default_value=""), [[0, 0], [0, 1]])[:, 0]
     checks = [_assert_rows(tf.not_equal(id_count, 1), lambda i: tf.strings.join([
-        names[i], ": the id feature '", id_key, "' is missing or has ", tf.strings.as_string(id_count[i]),
+        names[i], ": the id feature ", id_key, " is missing or has ", tf.strings.as_string(id_count[i]),
         " values (expected 1); ", _keys_of(records[i], sequence), hint]))]
     labels = context[labels_key]
     bad_value = tf.logical_or(labels.values < 0, labels.values >= num_classes)
@@ -237,11 +240,15 @@ def _ids_and_labels(context, records, names, batch, *, id_key, labels_key, num_c
         return tf.identity(ids), tf.cast(dense, tf.float32)
 
 
+def _record_names(filenames: tf.Tensor, indices: tf.Tensor) -> tf.Tensor:
+    return tf.strings.join([filenames, " record ", tf.strings.as_string(indices)])
+
+
 def _default_names(serialized: tf.Tensor) -> tf.Tensor:
     return tf.strings.join(["record ", tf.strings.as_string(tf.range(tf.shape(serialized)[0]))])
 
 
-_PAPER_HINT = (" (the paper-era release uses 'video_id', 'inc3' / 'mean_inc3' and 4800 classes: pass "
+_PAPER_HINT = (" (the paper-era release uses video_id, inc3 / mean_inc3 and 4800 classes: pass "
                "**zoo.data.yt8m.PAPER_FRAME_LEVEL or PAPER_VIDEO_LEVEL)")
 
 
@@ -290,7 +297,7 @@ def parse_frame_batch(
     for name in feature_names:
         length = lengths[name]
         checks.append(_assert_rows(tf.equal(length, 0), lambda i, name=name: tf.strings.join([
-            names[i], ": feature list '", name, "' is missing or empty; ", _keys_of(serialized[i], True),
+            names[i], ": feature list ", name, " is missing or empty; ", _keys_of(serialized[i], True),
             _PAPER_HINT])))
         num_frames = tf.minimum(num_frames, length)
     num_frames = tf.cast(num_frames, tf.int32)
@@ -304,28 +311,32 @@ def parse_frame_batch(
         first_frame = tf.argmax(tf.cast(bad, tf.int32), axis=1, output_type=tf.int32)
         checks.append(_assert_rows(tf.reduce_any(bad, axis=1), lambda i, name=name, size=size, nbytes=nbytes,
                                    ff=first_frame: tf.strings.join([
-            names[i], ": frame ", tf.strings.as_string(ff[i]), " of feature '", name, "' has ",
+            names[i], ": frame ", tf.strings.as_string(ff[i]), " of feature ", name, " has ",
             tf.strings.as_string(nbytes[i, ff[i]]), " bytes, expected ", str(size)])))
-        parts.append(tf.io.decode_raw(frames, tf.uint8, fixed_length=size))
-    with tf.control_dependencies(checks):
-        quantized = tf.concat(parts, axis=-1) if len(parts) > 1 else parts[0]
-        features = yt8m_features.tf_dequantize(quantized)  # [B, steps, D]
-    features = features * tf.sequence_mask(num_frames, steps, dtype=tf.float32)[:, :, None]
+        parts.append(frames)
     total = sum(feature_sizes)
-    if num_samples is not None:
+    if num_samples is None:
+        # Pad the *strings* to max_frames: decoding "" gives zero bytes, so no float padding pass is needed.
+        length_out = max_frames
+        parts = [tf.pad(p, [[0, 0], [0, max_frames - steps]], constant_values="") for p in parts]
+        valid = tf.sequence_mask(num_frames, max_frames)
+    else:
         if sample_seed is None:
             raise ValueError("parse_frame_batch: num_samples needs a sample_seed (int32 [2])")
-        u = tf.random.stateless_uniform([batch, num_samples], seed=sample_seed)
-        nf = tf.cast(num_frames, tf.float32)[:, None]
-        index = tf.minimum(tf.cast(tf.floor(u * nf), tf.int32), tf.maximum(num_frames[:, None] - 1, 0))
-        features = tf.gather(tf.pad(features, [[0, 0], [0, 1], [0, 0]]), index, batch_dims=1)
-        num_frames = tf.where(num_frames > 0, num_samples, 0)
         length_out = num_samples
-    else:
-        features = tf.pad(features, [[0, 0], [0, max_frames - steps], [0, 0]])
-        length_out = max_frames
-    if normalize:
-        features = tf.math.l2_normalize(features, axis=-1)
+        valid = tf.broadcast_to((num_frames > 0)[:, None], [batch, num_samples])
+    decoded = [tf.io.decode_raw(p, tf.uint8, fixed_length=size)
+               for p, size in zip(parts, feature_sizes, strict=True)]
+    with tf.control_dependencies(checks):
+        quantized = tf.concat(decoded, axis=-1) if len(decoded) > 1 else tf.identity(decoded[0])
+    if num_samples is not None:
+        # Official SampleRandomFrames: floor(U[0, 1) * num_frames), so only real frames are drawn.
+        u = tf.random.stateless_uniform([batch, num_samples], seed=sample_seed)
+        index = tf.cast(tf.floor(u * tf.cast(num_frames, tf.float32)[:, None]), tf.int32)
+        index = tf.clip_by_value(index, 0, tf.maximum(num_frames[:, None] - 1, 0))
+        quantized = tf.gather(tf.pad(quantized, [[0, 0], [0, 1], [0, 0]]), index, batch_dims=1)
+        num_frames = tf.where(num_frames > 0, num_samples, 0)
+    features = _dequantize_frames(quantized, valid, normalize)
     features = tf.ensure_shape(features, [None, length_out, total])
     return {"features": features, "num_frames": num_frames, "id": ids}, labels
 
@@ -361,7 +372,7 @@ def parse_video_batch(
         count = tf.cast(values.row_lengths(), tf.int32)
         checks.append(_assert_rows(tf.not_equal(count, size), lambda i, name=name, size=size, count=count:
                                    tf.strings.join([
-            names[i], ": feature '", name, "' has ", tf.strings.as_string(count[i]), " values, expected ",
+            names[i], ": feature ", name, " has ", tf.strings.as_string(count[i]), " values, expected ",
             str(size), " (0 means missing; ", _keys_of(serialized[i], False), ")"])))
         parts.append(values)
     with tf.control_dependencies(checks):
@@ -371,6 +382,28 @@ def parse_video_batch(
         features = tf.math.l2_normalize(features, axis=-1)
     features = tf.ensure_shape(features, [None, sum(feature_sizes)])
     return {"features": features, "num_frames": tf.ones([batch], tf.int32), "id": ids}, labels
+
+
+def _dequantize_frames(quantized: tf.Tensor, valid: tf.Tensor, normalize: bool) -> tf.Tensor:
+    """uint8 ``[B, T, D]`` -> dequantised (official formula), zero where ``valid`` is False, optionally
+    L2-normalised per frame, in a single float pass.
+
+    x = a q + b, so ||x||^2 = a^2 sum(q^2) + 2ab sum(q) + D b^2; the sums are exact in int32 and the
+    formula is evaluated in float64 per frame, then ``x / max(||x||, 1e-6)`` (as ``tf.math.l2_normalize``)
+    becomes one multiply-add with per-frame scale and bias.
+    """
+    a, b = yt8m_features.dequantization_coefficients()
+    depth = quantized.shape[-1]
+    mask = tf.cast(valid, tf.float64)
+    if normalize:
+        q = tf.cast(quantized, tf.int32)
+        s1 = tf.cast(tf.reduce_sum(q, axis=-1), tf.float64)
+        s2 = tf.cast(tf.reduce_sum(q * q, axis=-1), tf.float64)
+        sum_sq = a * a * s2 + 2.0 * a * b * s1 + depth * b * b
+        mask = mask * tf.math.rsqrt(tf.maximum(sum_sq, 1e-12))
+    frame_scale = tf.cast(a * mask, tf.float32)[..., None]
+    frame_bias = tf.cast(b * mask, tf.float32)[..., None]
+    return tf.cast(quantized, tf.float32) * frame_scale + frame_bias
 
 
 def _check_feature_spec(feature_names: Sequence[str], feature_sizes: Sequence[int]) -> None:
@@ -400,7 +433,8 @@ def _dataset(
     base = 0 if seed is None else int(seed)
 
     def parse_batch(step, batch):
-        names, records = batch
+        filenames, indices, records = batch
+        names = _record_names(filenames, indices)
         sample_seed = tf.stack([tf.constant(base, tf.int32), tf.cast(step % (2**31 - 1), tf.int32)])
         return parse(records, names, sample_seed)
 

@@ -24,6 +24,7 @@ __all__ = [
     "QUANT_MAX",
     "quantize",
     "dequantize",
+    "dequantization_coefficients",
     "tf_dequantize",
     "l2_normalize",
     "video_statistics",
@@ -36,7 +37,10 @@ QUANT_MIN = -2.0
 QUANT_MAX = 2.0
 
 
-def _dequant_coefficients(min_value: float, max_value: float) -> tuple[float, float]:
+def dequantization_coefficients(
+    min_value: float = QUANT_MIN, max_value: float = QUANT_MAX
+) -> tuple[float, float]:
+    """``(a, b)`` with ``x = a * q + b``: ``a = (max - min)/255``, ``b = (max - min)/512 + min``."""
     value_range = max_value - min_value
     return value_range / 255.0, value_range / 512.0 + min_value
 
@@ -49,13 +53,13 @@ def quantize(x: Any, min_value: float = QUANT_MIN, max_value: float = QUANT_MAX)
 
 def dequantize(q: Any, min_value: float = QUANT_MIN, max_value: float = QUANT_MAX) -> np.ndarray:
     """uint8 codes -> float32: ``q * (max - min)/255 + ((max - min)/512 + min)`` (official ``Dequantize``)."""
-    scale, bias = _dequant_coefficients(min_value, max_value)
+    scale, bias = dequantization_coefficients(min_value, max_value)
     return (np.asarray(q, dtype=np.float32) * np.float32(scale) + np.float32(bias)).astype(np.float32)
 
 
 def tf_dequantize(q: tf.Tensor, min_value: float = QUANT_MIN, max_value: float = QUANT_MAX) -> tf.Tensor:
     """TF version of :func:`dequantize` (any shape; returns float32)."""
-    scale, bias = _dequant_coefficients(min_value, max_value)
+    scale, bias = dequantization_coefficients(min_value, max_value)
     return tf.cast(q, tf.float32) * scale + bias
 
 

@@ -94,11 +94,15 @@ class MixtureOfExperts(keras.layers.Layer):
         d = int(input_shape[-1])
         c, h = self.num_classes, self.num_mixtures
         self.gate_kernel = self.add_weight(
-            name="gate_kernel", shape=(d, c * (h + 1)), initializer="glorot_uniform",
+            name="gate_kernel",
+            shape=(d, c * (h + 1)),
+            initializer="glorot_uniform",
             regularizer=_l2(self.weight_decay),
         )
         self.expert_kernel = self.add_weight(
-            name="expert_kernel", shape=(d, c * h), initializer="glorot_uniform",
+            name="expert_kernel",
+            shape=(d, c * h),
+            initializer="glorot_uniform",
             regularizer=_l2(self.weight_decay),
         )
         self.expert_bias = self.add_weight(name="expert_bias", shape=(c * h,), initializer="zeros")

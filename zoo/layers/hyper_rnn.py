@@ -104,7 +104,11 @@ class HyperLSTMCell(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         name = type(self).__name__
-        for key, value in (("units", units), ("hyper_units", hyper_units), ("embedding_size", embedding_size)):
+        for key, value in (
+            ("units", units),
+            ("hyper_units", hyper_units),
+            ("embedding_size", embedding_size),
+        ):
             if int(value) < 1:
                 raise ValueError(f"{name}: {key}={value!r} must be a positive integer")
         self.units = int(units)
@@ -147,10 +151,16 @@ class HyperLSTMCell(keras.layers.Layer):
         if self.use_layer_norm:
             for prefix, size in (("", n), ("hyper_", hu)):
                 for part, width in (("gate", 4 * size), ("cell", size)):
-                    setattr(self, f"{prefix}{part}_gamma", self.add_weight(
-                        name=f"{prefix}{part}_gamma", shape=(width,), initializer="ones"))
-                    setattr(self, f"{prefix}{part}_beta", self.add_weight(
-                        name=f"{prefix}{part}_beta", shape=(width,), initializer="zeros"))
+                    setattr(
+                        self,
+                        f"{prefix}{part}_gamma",
+                        self.add_weight(name=f"{prefix}{part}_gamma", shape=(width,), initializer="ones"),
+                    )
+                    setattr(
+                        self,
+                        f"{prefix}{part}_beta",
+                        self.add_weight(name=f"{prefix}{part}_beta", shape=(width,), initializer="zeros"),
+                    )
 
     # ------------------------------------------------------------------ the hypernetwork's outputs
     def _embeddings_to_vectors(self, hyper_output: Any) -> tuple[Any, Any, Any]:
@@ -193,7 +203,10 @@ class HyperLSTMCell(keras.layers.Layer):
 
         # 1. the hyper cell over [x_t, h_{t-1}]
         hyper_pre = (
-            x_proj[:, n4:] + h_proj[:, n4:] + ops.matmul(hh_prev, self.hyper_recurrent_kernel) + self.hyper_bias
+            x_proj[:, n4:]
+            + h_proj[:, n4:]
+            + ops.matmul(hh_prev, self.hyper_recurrent_kernel)
+            + self.hyper_bias
         )
         hyper_norm = None
         if self.use_layer_norm:
@@ -224,8 +237,14 @@ class HyperLSTMCell(keras.layers.Layer):
             cell_norm=main_norm,
         )
         return {
-            "h": h, "c": c, "tanh_c": tanh_c, "hyper_h": hyper_h, "hyper_c": hyper_c,
-            "d_x": d_x, "d_h": d_h, "b": b,
+            "h": h,
+            "c": c,
+            "tanh_c": tanh_c,
+            "hyper_h": hyper_h,
+            "hyper_c": hyper_c,
+            "d_x": d_x,
+            "d_h": d_h,
+            "b": b,
         }
 
     def call(self, inputs: Any, states: Sequence[Any], training: bool | None = None) -> tuple[Any, list]:

@@ -239,4 +239,3 @@ class LayerNormLSTMCell(BasicLSTMCell):
             seed=seed,
             **kwargs,
         )
-

@@ -69,9 +69,7 @@ class BitsPerCharacter(keras.metrics.Metric):
         self.count.assign_add(keras.ops.cast(keras.ops.sum(mask), "float64"))
 
     def result(self) -> Any:
-        return keras.ops.cast(
-            keras.ops.divide_no_nan(self.total_nats, self.count) / LN2, "float32"
-        )
+        return keras.ops.cast(keras.ops.divide_no_nan(self.total_nats, self.count) / LN2, "float32")
 
     def reset_state(self) -> None:
         self.total_nats.assign(0.0)

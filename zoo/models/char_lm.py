@@ -252,26 +252,47 @@ _ROWS: dict[str, tuple[str, dict[str, Any], dict[str, Any], int]] = {
     "ln_lstm_1000_ptb": ("Table 3 'Layer Norm LSTM, 1000 units'", {**_PTB, **_LN}, {}, 4_260_050),
     "hyper_lstm_1000_ptb": ("Table 3 'HyperLSTM, 1000 units'", {**_PTB, **_HYPER}, {}, 4_911_874),
     "ln_hyper_lstm_1000_ptb": (
-        "Table 3 'Layer Norm HyperLSTM, 1000 units'", {**_PTB, **_HYPER, **_LN}, {}, 4_923_154
+        "Table 3 'Layer Norm HyperLSTM, 1000 units'",
+        {**_PTB, **_HYPER, **_LN},
+        {},
+        4_923_154,
     ),
     "ln_hyper_lstm_1000_large_ptb": (
         "Table 3 'Layer Norm HyperLSTM, 1000 units, Large Embedding' (A.3.3: E 16, keep 0.85)",
-        {**_PTB, **_HYPER, **_LN, "embedding_size": 16, "input_dropout": 0.15, "output_dropout": 0.15,
-         "recurrent_dropout": 0.15},
+        {
+            **_PTB,
+            **_HYPER,
+            **_LN,
+            "embedding_size": 16,
+            "input_dropout": 0.15,
+            "output_dropout": 0.15,
+            "recurrent_dropout": 0.15,
+        },
         {},
         5_060_000,  # printed "5.06M"; the description gives 5,085,682 (NOTES.md)
     ),
     "ln_hyper_lstm_1000x2_ptb": (
         "Table 3 '2-Layer Norm HyperLSTM, 1000 units' (A.3.3: E 16, keep 0.80)",
-        {**_PTB, **_HYPER, **_LN, "num_layers": 2, "embedding_size": 16, "input_dropout": 0.2,
-         "output_dropout": 0.2, "recurrent_dropout": 0.2},
+        {
+            **_PTB,
+            **_HYPER,
+            **_LN,
+            "num_layers": 2,
+            "embedding_size": 16,
+            "input_dropout": 0.2,
+            "output_dropout": 0.2,
+            "recurrent_dropout": 0.2,
+        },
         {},
         14_407_714,
     ),
     "lstm_1800_enwik8": ("Table 4 'LSTM, 1800 units'", {**_ENWIK8, "units": 1800}, {}, 14_812_405),
     "lstm_2000_enwik8": ("Table 4 'LSTM, 2000 units'", {**_ENWIK8, "units": 2000}, {}, 18_058_205),
     "ln_lstm_1800_enwik8": (
-        "Table 4 'Layer Norm LSTM, 1800 units'", {**_ENWIK8, **_LN, "units": 1800}, {}, 14_823_205
+        "Table 4 'Layer Norm LSTM, 1800 units'",
+        {**_ENWIK8, **_LN, "units": 1800},
+        {},
+        14_823_205,
     ),
     "hyper_lstm_1800_enwik8": (
         "Table 4 'HyperLSTM, 1800 units' (A.3.4: H 256, E 64)",
@@ -287,8 +308,15 @@ _ROWS: dict[str, tuple[str, dict[str, Any], dict[str, Any], int]] = {
     ),
     "ln_hyper_lstm_2048_enwik8": (
         "Table 4 'Layer Norm HyperLSTM, 2048 units' (A.3.4: H 512, E 64, hyper keep 0.85, sequence 300)",
-        {**_ENWIK8, **_HYPER, **_LN, "units": 2048, "hyper_units": 512, "embedding_size": 64,
-         "hyper_recurrent_dropout": 0.15},
+        {
+            **_ENWIK8,
+            **_HYPER,
+            **_LN,
+            "units": 2048,
+            "hyper_units": 512,
+            "embedding_size": 64,
+            "hyper_recurrent_dropout": 0.15,
+        },
         {"sequence_length": 300},
         26_541_773,
     ),
@@ -300,7 +328,9 @@ def _description(config: dict[str, Any]) -> str:
     if config["use_layer_norm"]:
         cell = "Layer Norm " + cell
     layers = f"{config['num_layers']} x " if config["num_layers"] > 1 else ""
-    extra = f", H {config['hyper_units']}, E {config['embedding_size']}" if config["cell"] == "hyper_lstm" else ""
+    extra = (
+        f", H {config['hyper_units']}, E {config['embedding_size']}" if config["cell"] == "hyper_lstm" else ""
+    )
     return f"char LM: {layers}{cell} {config['units']}{extra}, vocabulary {config['vocab_size']}"
 
 

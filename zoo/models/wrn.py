@@ -195,7 +195,7 @@ _VARIANTS = {
     "wrn_28_10": (28, 10, False, "'Wide Residual Network 28-10' (Zagoruyko & Komodakis, 4.17%)", 36_500_000),
     "hyper_wrn_40_1": (40, 1, True, "'Hyper Residual Network 40-1' (8.02%)", 97_000),
     "hyper_wrn_40_2": (40, 2, True, "'Hyper Residual Network 40-2' (7.23%)", 148_000),
-    "hyper_wrn_28_10": (28, 10, True, "none (no hyper 28-10 row; same construction as 40-k)", None),
+    "hyper_wrn_28_10": (28, 10, True, None, None),  # no row in Table 2; built like Hyper 40-k
 }
 
 
@@ -205,7 +205,11 @@ def _spec(name: str) -> ModelSpec:
         name=name,
         builder=lambda cfg: build_wrn(cfg, hyper=hyper, name=name),
         task="image_classification",
-        paper=f"HyperNetworks §4.2, A.3.2, Table 2 row {row}",
+        paper=(
+            f"HyperNetworks §4.2, A.3.2, Table 2 row {row}"
+            if row
+            else "HyperNetworks §4.2, A.3.2 (no Table 2 row; same construction as Hyper 40-k)"
+        ),
         config=wrn_config(depth, width, hyper),
         recipe=dict(HYPER_WRN_RECIPE if hyper else WRN_RECIPE),
         input_spec={"images": ((32, 32, 3), "float32")},

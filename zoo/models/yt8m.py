@@ -97,7 +97,8 @@ def feature_spec(config: dict[str, Any]) -> tuple[tuple[str, ...], tuple[int, ..
         if sum(DEFAULT_FEATURE_SIZES) != config["feature_size"] or len(names) != 2:
             raise ValueError(
                 f"config feature_size={config['feature_size']} with feature_names={list(names)}: give "
-                f"feature_sizes (one per name, summing to feature_size); the default {list(DEFAULT_FEATURE_SIZES)} "
+                "feature_sizes (one per name, summing to feature_size); the default "
+                f"{list(DEFAULT_FEATURE_SIZES)} "
                 "only fits feature_size=1152 with two names"
             )
         sizes = DEFAULT_FEATURE_SIZES
@@ -108,6 +109,7 @@ def feature_spec(config: dict[str, Any]) -> tuple[tuple[str, ...], tuple[int, ..
             f"feature_size={config['feature_size']} (one size per name, summing to feature_size)"
         )
     return names, sizes
+
 
 _TRAIN_VIDEOS = 3_888_919  # 2018 train split (official); 5 epochs at batch 1024 ~ 18,990 steps.
 
@@ -182,7 +184,9 @@ def build_dbof(config: dict[str, Any]) -> keras.Model:
     frames = FrameSampler(config["sample_frames"], seed=config["seed"], name="frame_sampler")(
         [features, num_frames]
     )
-    pooled = DBoFBlock(config["cluster_size"], config["activation"], config["batch_norm"], name="dbof")(frames)
+    pooled = DBoFBlock(config["cluster_size"], config["activation"], config["batch_norm"], name="dbof")(
+        frames
+    )
     hidden = keras.layers.Dense(config["hidden_size"], activation="relu", name="hidden")(pooled)
     out = _head(config, config["head"])(hidden)
     return _finish("yt8m_dbof", config, {"features": features, "num_frames": num_frames}, out)
@@ -221,7 +225,10 @@ def build_moe_stats(config: dict[str, Any]) -> keras.Model:
 
 
 def _frame_spec(config: dict[str, Any]) -> dict[str, tuple[tuple[int | None, ...], str]]:
-    return {"features": ((config["max_frames"], config["feature_size"]), "float32"), "num_frames": ((), "int32")}
+    return {
+        "features": ((config["max_frames"], config["feature_size"]), "float32"),
+        "num_frames": ((), "int32"),
+    }
 
 
 _PAPER = "YouTube-8M (Abu-El-Haija et al. 2016)"
@@ -255,7 +262,7 @@ _SPECS = [
         },
         recipe=_recipe("yt8m_frame"),
         input_spec=_frame_spec(_FRAME),
-        description="Deep Bag of Frames: sampled frames, 8192 ReLU up-projection, BN, max pool, hidden 1024, MoE",
+        description="Deep Bag of Frames: k frames, 8192 ReLU up-projection, BN, max pool, hidden 1024, MoE",
     ),
     ModelSpec(
         name="yt8m_lstm",

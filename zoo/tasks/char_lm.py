@@ -7,7 +7,7 @@ zero states are the initial state.
 Datasets (``--dataset``; ``zoo/data/text.py`` documents the formats and the stream batching):
   - ``ptb_char``: ``--data_dir`` holds ``ptb.char.{train,valid,test}.txt``;
   - ``enwik8``: ``--data_dir`` is the ``enwik8`` file or a directory holding it (90M/5M/5M bytes);
-  - ``text``: ``--data_dir`` is any file (90% / 5% / 5%).
+  - ``text``: ``--data_dir`` is any file, or a directory holding exactly one (90% / 5% / 5%).
 
 Recipe keys read here: ``batch_size`` (global number of parallel streams), ``sequence_length`` (truncated
 BPTT length T, default 100), ``eval_batch_size`` (evaluation streams, default 16), optional
@@ -15,10 +15,11 @@ BPTT length T, default 100), ``eval_batch_size`` (evaluation streams, default 16
 A dataset's vocabulary may be smaller than the model's ``vocab_size`` (unused outputs learn to vanish), not
 larger. The vocabulary travels as ``TaskData.assets["vocab.json"]``.
 
-Training step: ``initial_carry`` is ``zoo.models.char_lm.initial_state(model, per_replica_batch)`` (zeros); ``forward``
-feeds the carry as the states and returns the new states as the next carry (truncated BPTT: no gradient
-flows into the previous window). ``per_example_loss`` of a row is its mean cross-entropy over the window in
-nats, so ``sum / global_batch`` is the mean nats per character; ``bpc`` = that / ln 2.
+Training step: ``initial_carry`` is ``zoo.models.char_lm.initial_state(model, per_replica_batch)``
+(zeros); ``forward`` feeds the carry as the states and returns the new states as the next carry
+(truncated BPTT: no gradient flows into the previous window). ``per_example_loss`` of a row is its
+mean cross-entropy over the window in nats, so ``sum / global_batch`` is the mean nats per character;
+``bpc`` = that / ln 2.
 
 Serving (a SavedModel that TF Serving runs without zoo code; the client carries the state):
   - ``serving_default(ids [N, T] int32, state_i [N, size_i]) -> {"probabilities": [N, V]`` next-character
@@ -115,11 +116,13 @@ class CharLMTask(Task):
                 n for n in text_data.PTB_FILES.values() if not os.path.isfile(os.path.join(data_dir, n))
             ]
             if missing:
-                raise FileNotFoundError(f"--data_dir={data_dir!r} lacks {', '.join(missing)} (dataset ptb_char)")
+                raise FileNotFoundError(
+                    f"--data_dir={data_dir!r} lacks {', '.join(missing)} (dataset ptb_char)"
+                )
         elif dataset == "enwik8":
             text_data._resolve_file(data_dir, "enwik8")
-        elif not os.path.isfile(data_dir):
-            raise FileNotFoundError(f"--data_dir={data_dir!r} is not a file (dataset text expects one)")
+        else:
+            text_data.text_file(data_dir)
 
     def build_data(
         self,
@@ -213,28 +216,31 @@ class CharLMTask(Task):
 
     # -------------------------------------------------------------- serving
     def serving_functions(self, model: Any, config: Mapping[str, Any]) -> dict[str, Any]:
+        """The three signatures of the module docstring.
+
+        Each takes flat, named tensors (positional, one ``TensorSpec(name=...)`` per input), so the
+        SavedModel's signature keys are ``ids``, ``targets``, ``state_0``, ... exactly.
+        """
         specs = state_specs(model)
-        state_sig = {n: tf.TensorSpec([None, size], tf.float32, name=n) for n, size in specs}
+        names = [n for n, _ in specs]
+        state_sig = [tf.TensorSpec([None, size], tf.float32, name=n) for n, size in specs]
         ids_sig = tf.TensorSpec([None, None], tf.int32, name="ids")
+        targets_sig = tf.TensorSpec([None, None], tf.int32, name="targets")
 
-        def run(inputs: Mapping[str, Any]) -> dict[str, Any]:
-            carry = [inputs[n] for n, _ in specs]
-            return model(model_inputs(model, inputs["ids"], carry), training=False)
+        def run(ids: Any, states: Any) -> dict[str, Any]:
+            return model(model_inputs(model, ids, states), training=False)
 
-        @tf.function(input_signature=[{"ids": ids_sig, **state_sig}])
-        def serving_default(inputs: Mapping[str, Any]) -> dict[str, Any]:
-            outputs = run(inputs)
+        @tf.function(input_signature=[ids_sig, *state_sig])
+        def serving_default(ids: Any, *states: Any) -> dict[str, Any]:
+            outputs = run(ids, states)
             probs = tf.nn.softmax(tf.cast(outputs["logits"][:, -1, :], tf.float32), axis=-1)
-            return {"probabilities": probs, **{n: outputs[n] for n, _ in specs}}
+            return {"probabilities": probs, **{n: outputs[n] for n in names}}
 
-        @tf.function(
-            input_signature=[{"ids": ids_sig, "targets": tf.TensorSpec([None, None], tf.int32, name="targets"),
-                              **state_sig}]
-        )
-        def score(inputs: Mapping[str, Any]) -> dict[str, Any]:
-            outputs = run(inputs)
-            nats, _ = masked_cross_entropy(inputs["targets"], outputs["logits"])
-            return {"nats": nats, **{n: outputs[n] for n, _ in specs}}
+        @tf.function(input_signature=[ids_sig, targets_sig, *state_sig])
+        def score(ids: Any, targets: Any, *states: Any) -> dict[str, Any]:
+            outputs = run(ids, states)
+            nats, _ = masked_cross_entropy(targets, outputs["logits"])
+            return {"nats": nats, **{n: outputs[n] for n in names}}
 
         @tf.function(input_signature=[tf.TensorSpec([], tf.int32, name="batch_size")])
         def initial_state(batch_size: Any) -> dict[str, Any]:
@@ -260,8 +266,11 @@ class CharLMTask(Task):
         )
 
         def step(ids: Any, targets: Any, carry: Any) -> tuple[Any, Any]:
-            out = score(ids=tf.cast(ids, tf.int32), targets=tf.cast(targets, tf.int32),
-                        **dict(zip(names, carry, strict=True)))
+            out = score(
+                ids=tf.cast(ids, tf.int32),
+                targets=tf.cast(targets, tf.int32),
+                **dict(zip(names, carry, strict=True)),
+            )
             return out["nats"], tuple(out[n] for n in names)
 
         def first(batch_size: int) -> Any:

@@ -124,7 +124,6 @@ class VideoClassificationTask(Task):
         recipe: Mapping[str, Any],
         seed: int,
     ) -> TaskData:
-        from zoo.data import yt8m
         from zoo.models.yt8m import feature_spec, is_frame_level
 
         self.check_data(dataset, data_dir)
@@ -132,12 +131,14 @@ class VideoClassificationTask(Task):
         if frame != (dataset == "yt8m_frame"):
             want = "yt8m_frame" if frame else "yt8m_video"
             raise ValueError(
-                f"--dataset={dataset!r} does not fit a {'frame' if frame else 'video'}-level model; use {want!r}"
+                f"--dataset={dataset!r} does not fit a {'frame' if frame else 'video'}-level model; "
+                f"use {want!r}"
             )
         files = split_files(data_dir)
         reader = self._reader(config)
-        train = reader(files["train"], global_batch_size, shuffle=True, repeat=True, drop_remainder=True,
-                       seed=seed)
+        train = reader(
+            files["train"], global_batch_size, shuffle=True, repeat=True, drop_remainder=True, seed=seed
+        )
         train = train.map(lambda inputs, labels: ({k: v for k, v in inputs.items() if k != "id"}, labels))
         eval_batch = int(recipe.get("eval_batch_size") or global_batch_size)
         evals = reader(files["eval"], eval_batch) if files["eval"] else None
@@ -196,8 +197,9 @@ class VideoClassificationTask(Task):
         from zoo.losses import yt8m_cross_entropy, yt8m_hinge
 
         inputs, labels = batch
-        preds = keras.ops.cast(model({k: inputs[k] for k in model_input_names(model)}, training=training),
-                               "float32")
+        preds = keras.ops.cast(
+            model({k: inputs[k] for k in model_input_names(model)}, training=training), "float32"
+        )
         labels = keras.ops.cast(labels, "float32")
         if _loss_name(model) == "hinge":
             loss = yt8m_hinge(labels, preds)
@@ -272,11 +274,17 @@ class VideoClassificationTask(Task):
             @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="example_bytes")])
             def serving_default(example_bytes: Any) -> dict[str, Any]:
                 inputs, _ = yt8m.parse_frame_batch(
-                    example_bytes, max_frames=max_frames, num_classes=num_classes, feature_names=names,
-                    feature_sizes=sizes, **keys,
+                    example_bytes,
+                    max_frames=max_frames,
+                    num_classes=num_classes,
+                    feature_names=names,
+                    feature_sizes=sizes,
+                    **keys,
                 )
                 preds = tf.cast(
-                    model({"features": inputs["features"], "num_frames": inputs["num_frames"]}, training=False),
+                    model(
+                        {"features": inputs["features"], "num_frames": inputs["num_frames"]}, training=False
+                    ),
                     tf.float32,
                 )
                 return {"video_id": inputs["id"], **top(preds)}
@@ -288,7 +296,9 @@ class VideoClassificationTask(Task):
                 ]
             )
             def serving_features(features: Any, num_frames: Any) -> dict[str, Any]:
-                preds = tf.cast(model({"features": features, "num_frames": num_frames}, training=False), tf.float32)
+                preds = tf.cast(
+                    model({"features": features, "num_frames": num_frames}, training=False), tf.float32
+                )
                 return {**top(preds), "all_predictions": preds}
 
         else:
@@ -322,7 +332,12 @@ class VideoClassificationTask(Task):
         if is_frame_level(cfg):
             records = [
                 yt8m.frame_example(
-                    f"warmup{i}", [0], {n: rng.integers(0, 256, (t, s), dtype=np.uint8) for n, s in zip(names, sizes, strict=True)},
+                    f"warmup{i}",
+                    [0],
+                    {
+                        n: rng.integers(0, 256, (t, s), dtype=np.uint8)
+                        for n, s in zip(names, sizes, strict=True)
+                    },
                     **keys,
                 )
                 for i, t in enumerate((3, 1))
@@ -335,7 +350,9 @@ class VideoClassificationTask(Task):
         else:
             records = [
                 yt8m.video_example(
-                    f"warmup{i}", [0], {n: rng.normal(size=s).astype(np.float32) for n, s in zip(names, sizes, strict=True)},
+                    f"warmup{i}",
+                    [0],
+                    {n: rng.normal(size=s).astype(np.float32) for n, s in zip(names, sizes, strict=True)},
                     **keys,
                 )
                 for i in range(2)

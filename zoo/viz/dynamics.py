@@ -98,7 +98,8 @@ def plot_weight_dynamics(
     changes = np.asarray(changes, dtype=np.float64)
     if changes.ndim != 2 or changes.shape[1] != len(symbols) or changes.shape[0] != len(row_labels):
         raise ValueError(
-            f"changes {changes.shape} must be [len(row_labels)={len(row_labels)}, len(symbols)={len(symbols)}]"
+            f"changes {changes.shape} must be "
+            f"[len(row_labels)={len(row_labels)}, len(symbols)={len(symbols)}]"
         )
     if len(symbols) == 0:
         raise ValueError("no symbols to plot")
@@ -106,8 +107,10 @@ def plot_weight_dynamics(
     rows = changes.shape[0]
     vmax = float(changes.max()) or 1.0
     fig, axes = plt.subplots(
-        2 * num_lines, 1, figsize=(chars_per_line * 0.16 + 1.0, num_lines * (0.45 + rows * 0.12) + 0.4),
-        gridspec_kw={"height_ratios": [0.45, rows * 0.12] * num_lines, "hspace": 0.05},
+        2 * num_lines,
+        1,
+        figsize=(chars_per_line * 0.16 + 1.0, num_lines * (0.45 + rows * 0.16) + 0.4),
+        gridspec_kw={"height_ratios": [0.45, rows * 0.16] * num_lines, "hspace": 0.05},
         squeeze=False,
     )
     image = None
@@ -118,15 +121,30 @@ def plot_weight_dynamics(
         text_ax.set_ylim(0, 1)
         text_ax.axis("off")
         for k, s in enumerate(symbols[lo:hi]):
-            text_ax.text(k, 0.3, display_char(s), ha="center", va="bottom", family="monospace",
-                         fontsize=9, parse_math=False)
+            text_ax.text(
+                k,
+                0.3,
+                display_char(s),
+                ha="center",
+                va="bottom",
+                family="monospace",
+                fontsize=9,
+                parse_math=False,
+            )
         strip = np.full((rows, chars_per_line), np.nan)
         strip[:, : hi - lo] = changes[:, lo:hi]
-        image = strip_ax.imshow(strip, aspect="auto", cmap="magma", vmin=0.0, vmax=vmax,
-                                interpolation="nearest", extent=(-0.5, chars_per_line - 0.5, rows - 0.5, -0.5))
+        image = strip_ax.imshow(
+            strip,
+            aspect="auto",
+            cmap="magma",
+            vmin=0.0,
+            vmax=vmax,
+            interpolation="nearest",
+            extent=(-0.5, chars_per_line - 0.5, rows - 0.5, -0.5),
+        )
         strip_ax.set_xticks([])
         strip_ax.set_yticks(range(rows))
-        strip_ax.set_yticklabels([f"${lbl}$" for lbl in row_labels], fontsize=5)
+        strip_ax.set_yticklabels([lbl.replace("^", " ") for lbl in row_labels], fontsize=6, family="monospace")
     if image is not None:
         fig.colorbar(image, ax=axes[:, 0].tolist(), fraction=0.015, pad=0.01, label="||Δd||")
     fig.suptitle(title or "Change of the main LSTM's weight-scaling vectors during sampling", fontsize=9)
@@ -159,7 +177,7 @@ def plot_tanh_c_histograms(
         ax.set_title(label, fontsize=9)
         ax.set_xlabel("tanh(c)", fontsize=8)
     axes[0, 0].set_ylabel("fraction", fontsize=8)
-    fig.suptitle(title or "Normalised histograms of tanh(c_t) during sampling", fontsize=9)
+    fig.suptitle(title or "Normalised histograms of tanh(c_t) during sampling", fontsize=9, y=1.02)
     try:
         return _save(fig, path)
     finally:

@@ -1,0 +1,140 @@
+"""MirroredStrategy with XLA on 2 logical CPU devices, against a single-device run on the same data.
+
+Logical devices must be configured before TensorFlow initialises, which pytest (and other tests in the
+same worker) may already have done; so the measurements run once in a fresh subprocess (this file run
+as a script) that writes a JSON report, and the tests assert on it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+STEPS = 6
+GLOBAL_BATCH = 16
+
+
+def _child(report_path: str) -> None:
+    sys.path.insert(0, HERE)
+    sys.path.insert(0, ROOT)
+    from trainers.strategy import make_strategy
+
+    mirrored = make_strategy("mirrored", num_devices=2)  # before TF initialises
+
+    import keras
+    import tensorflow as tf
+    from trainer_helpers import TinyTask, build_tiny_mlp, tiny_data
+
+    from trainers.loop import TrainLoop
+    from zoo.optim import build_optimizer
+
+    x, y = tiny_data(GLOBAL_BATCH * STEPS, 5)
+    config = {"units": 8, "weight_decay": 1e-3, "dropout": 0.0, "batch_norm": False}
+    keras.utils.set_random_seed(0)
+    init = {k: build_tiny_mlp({**config, "batch_norm": k}).get_weights() for k in (False, True)}
+
+    def run(strategy, cfg, steps, clip_norm=None):
+        with strategy.scope():
+            model = build_tiny_mlp(cfg)
+            model.set_weights(init[cfg["batch_norm"]])
+            opt = build_optimizer({"optimizer": "sgd", "momentum": 0.9, "learning_rate": 0.1})
+        loop = TrainLoop(strategy=strategy, model=model, task=TinyTask(), optimizer=opt,
+                         global_batch_size=GLOBAL_BATCH, jit_compile=True, clip_norm=clip_norm)
+        it = iter(tf.data.Dataset.from_tensor_slices((x, y)).batch(GLOBAL_BATCH))
+        losses = [float(loop.step(it)) for _ in range(steps)]
+        return model, loop, losses
+
+    def replica_spread(strategy, model, opt):
+        """Max |replica 1 - replica 0| over every model and optimizer variable."""
+        worst = 0.0
+        for v in list(model.weights) + list(opt.variables):
+            parts = [np.asarray(t) for t in strategy.experimental_local_results(v.value)]
+            assert len(parts) == strategy.num_replicas_in_sync, (v.path, len(parts))
+            worst = max(worst, max(float(np.max(np.abs(p - parts[0]))) for p in parts))
+        return worst
+
+    single = tf.distribute.get_strategy()
+    report = {"replicas": mirrored.num_replicas_in_sync}
+    # 1. No BatchNorm: the mirrored run must reproduce the single-device run (with L2 and global clipping).
+    m_single, _, l_single = run(single, config, STEPS, clip_norm=0.5)
+    m_mirror, loop, l_mirror = run(mirrored, config, STEPS, clip_norm=0.5)
+    report["losses_single"], report["losses_mirrored"] = l_single, l_mirror
+    report["weights_max_diff"] = max(
+        float(np.max(np.abs(a - b))) for a, b in zip(m_single.get_weights(), m_mirror.get_weights(), strict=True)
+    )
+    report["spread_plain"] = replica_spread(mirrored, m_mirror, loop.optimizer)
+    report["jit_compile_flag"] = bool(loop.loss_and_grads._jit_compile)
+    # 2. Synchronized BatchNorm + dropout: replicas (weights, moving statistics, seeds) stay identical.
+    bn_cfg = {**config, "batch_norm": True, "dropout": 0.2}
+    m_bn, loop_bn, l_bn = run(mirrored, bn_cfg, STEPS)
+    report["spread_bn"] = replica_spread(mirrored, m_bn, loop_bn.optimizer)
+    report["losses_bn"] = l_bn
+    mm = m_bn.get_layer("bn").moving_mean
+    report["bn_moving_mean_changed"] = float(np.max(np.abs(np.asarray(mm.numpy()) - init[True][4])))
+    # 3. One step from the same weights: the averaged moving mean equals the single-device one.
+    one_cfg = {**config, "batch_norm": True}
+    s1, _, _ = run(single, one_cfg, 1)
+    r1, _, _ = run(mirrored, one_cfg, 1)
+    bn_s, bn_r = s1.get_layer("bn"), r1.get_layer("bn")
+    report["moving_mean_diff"] = float(np.max(np.abs(bn_s.moving_mean.numpy() - bn_r.moving_mean.numpy())))
+    report["moving_var_rel_diff"] = float(
+        np.max(np.abs(bn_s.moving_variance.numpy() - bn_r.moving_variance.numpy()) / bn_s.moving_variance.numpy())
+    )
+    with open(report_path, "w") as f:
+        json.dump(report, f)
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("dist")
+    dump = tmp / "xla_dump"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", XLA_FLAGS=f"--xla_dump_to={dump}", PYTHONPATH=ROOT)
+    proc = subprocess.run(
+        [sys.executable, __file__, str(tmp / "report.json")], env=env, capture_output=True, text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    with open(tmp / "report.json") as f:
+        result = json.load(f)
+    result["xla_modules"] = sorted(os.listdir(dump)) if dump.exists() else []
+    return result
+
+
+def test_two_replicas(report):
+    assert report["replicas"] == 2
+
+
+def test_losses_and_weights_match_single_device(report):
+    np.testing.assert_allclose(report["losses_mirrored"], report["losses_single"], rtol=1e-5, atol=1e-6)
+    assert report["losses_single"][-1] < report["losses_single"][0]
+    assert report["weights_max_diff"] < 1e-5
+
+
+def test_replicas_stay_identical(report):
+    assert report["spread_plain"] == 0.0
+    assert report["spread_bn"] == 0.0  # incl. BatchNorm moving statistics and dropout seed state
+    assert report["bn_moving_mean_changed"] > 1e-4  # the statistics did move
+    assert all(np.isfinite(report["losses_bn"]))
+
+
+def test_batch_norm_moving_statistics_are_synchronized(report):
+    # Mean of equal-sized replica means == global mean; the variance omits the spread of replica means.
+    assert report["moving_mean_diff"] < 1e-6
+    assert report["moving_var_rel_diff"] < 0.05
+
+
+def test_xla_compiled_the_per_replica_step(report):
+    assert report["jit_compile_flag"] is True
+    compiled = [n for n in report["xla_modules"] if "loss_and_grads" in n]
+    assert compiled, f"no XLA module for the per-replica step among {report['xla_modules'][:20]}"
+
+
+if __name__ == "__main__":
+    _child(sys.argv[1])

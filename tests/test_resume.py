@@ -1,0 +1,91 @@
+"""Checkpoints and faults: a killed trainer resumes where it stopped; a NaN loss stops training."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from trainer_helpers import TinyTask, register_tiny
+
+from trainers import flags as flags_lib
+from trainers import train as train_lib
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+LOG_EVERY = 500
+register_tiny()
+
+
+def _command(model_dir: str, steps: int) -> list[str]:
+    return [
+        sys.executable, os.path.join(HERE, "trainer_helpers.py"), "--model=tiny_mlp", f"--train_steps={steps}",
+        "--checkpoint_every=100", f"--log_every={LOG_EVERY}", f"--model_dir={model_dir}",
+    ]
+
+
+def _summary(stdout: str) -> dict:
+    lines = [s for s in stdout.splitlines() if s.startswith("summary ")]
+    assert lines, stdout[-3000:]
+    return json.loads(lines[-1][len("summary "):])
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_same_result(tmp_path):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
+    steps = 1500
+    killed_dir = str(tmp_path / "killed")
+    proc = subprocess.Popen(_command(killed_dir, steps), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 240
+    # The CheckpointManager's state file is written (atomically) after the checkpoint's files.
+    while not os.path.exists(os.path.join(killed_dir, "checkpoint")):
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        assert time.time() < deadline, "no checkpoint appeared"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    out, _ = proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+    assert "summary " not in out.decode()  # it really died mid-run
+
+    resumed = subprocess.run(_command(killed_dir, steps), env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    line = next(s for s in resumed.stdout.splitlines() if s.startswith("resumed from step "))
+    start = int(line.split()[3])
+    assert 100 <= start < steps and start % 100 == 0
+    first_progress = next(s for s in resumed.stdout.splitlines() if s.startswith("step "))
+    assert first_progress.startswith(f"step {(start // LOG_EVERY + 1) * LOG_EVERY}/{steps}")
+    got = _summary(resumed.stdout)
+    assert got["step"] == steps
+
+    # Weights, optimizer state and the data iterator's position were restored: the resumed run ends with
+    # the same weights as an uninterrupted one.
+    full = subprocess.run(
+        _command(str(tmp_path / "full"), steps), env=env, capture_output=True, text=True, timeout=300
+    )
+    assert full.returncode == 0, full.stderr[-3000:]
+    want = _summary(full.stdout)
+    assert got["weights_checksum"] == pytest.approx(want["weights_checksum"], rel=1e-6, abs=1e-6)
+    assert got["test"]["accuracy"] == pytest.approx(want["test"]["accuracy"], abs=1e-6)
+
+    again = subprocess.run(_command(killed_dir, steps), env=env, capture_output=True, text=True, timeout=300)
+    assert f"resumed from step {steps}" in again.stdout and "already trained" in again.stdout
+
+
+def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
+    opts = flags_lib.resolve({
+        "model": "tiny_mlp", "train_steps": 20, "checkpoint_every": 5, "model_dir": str(tmp_path),
+        "config": ["nan_at_batch=7"], "jit_compile": True,
+    })
+    with pytest.raises(train_lib.NonFiniteLossError, match=r"non-finite loss nan at step 8; training stopped"):
+        train_lib.train(opts, task=TinyTask(), say=lambda s: None)
+    latest = tf.train.latest_checkpoint(str(tmp_path))
+    assert latest.endswith("ckpt-5")
+    reader = tf.train.load_checkpoint(latest)
+    floats = [n for n, dt in reader.get_variable_to_dtype_map().items() if dt.is_floating]
+    assert floats and all(np.all(np.isfinite(reader.get_tensor(n))) for n in floats)

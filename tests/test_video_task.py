@@ -1,0 +1,170 @@
+"""zoo/tasks/video.py: data checks, pipelines, loss, metrics, evaluation and serving signatures."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import zoo
+from zoo.data import yt8m
+from zoo.losses import yt8m_cross_entropy
+from zoo.metrics.yt8m import evaluate as reference_evaluate
+from zoo.tasks import get_task
+from zoo.tasks.video import TASK, split_files
+
+C = 10
+LAYOUT = {"num_classes": C, "feature_size": 8, "feature_sizes": [6, 2]}
+MODELS = {
+    "frame": (
+        "yt8m_dbof",
+        {**LAYOUT, "max_frames": 6, "sample_frames": 4, "cluster_size": 16, "hidden_size": 8},
+    ),
+    "video": ("yt8m_hinge", LAYOUT),
+}
+
+
+def write_splits(directory, frame_level, num_videos=60, seed=0):
+    """train-*/validate-* shards of one synthetic data set (shared class prototypes)."""
+    paths = yt8m.write_synthetic(
+        os.path.join(directory, ".all.tfrecord"),
+        num_videos,
+        frame_level,
+        num_classes=C,
+        seed=seed,
+        num_shards=3,
+        feature_sizes=(6, 2),
+        frames=(1, 9),
+    )
+    for i, p in enumerate(sorted(paths)):
+        os.replace(p, os.path.join(directory, f"train-{i}.tfrecord" if i < 2 else "validate-0.tfrecord"))
+    return directory
+
+
+@pytest.fixture(scope="module")
+def data_dirs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("yt8m")
+    return {level: write_splits(str(root / level), level == "frame") for level in ("frame", "video")}
+
+
+def _setup(level, data_dirs, batch=8):
+    name, over = MODELS[level]
+    config = {**zoo.get_spec(name).default_config(), **over}
+    model = zoo.get(name, **over)
+    data = TASK.build_data(f"yt8m_{level}", data_dirs[level], batch, config, {"eval_batch_size": 7}, seed=0)
+    return model, config, data
+
+
+def test_registered_task_and_data_checks(data_dirs, tmp_path):
+    assert get_task("video_classification") is TASK
+    with pytest.raises(ValueError, match="--dataset='mnist'.*yt8m_frame, yt8m_video"):
+        TASK.check_data("mnist", data_dirs["frame"])
+    with pytest.raises(ValueError, match="--data_dir is required"):
+        TASK.check_data("yt8m_frame", None)
+    with pytest.raises(ValueError, match=r"--data_dir='.*nothing-\*\.tfrecord'.*no TFRecord files match"):
+        TASK.check_data("yt8m_frame", str(tmp_path / "nothing-*.tfrecord"))
+    with pytest.raises(ValueError, match="holds no \\*.tfrecord files"):
+        TASK.check_data("yt8m_frame", str(tmp_path))
+    files = split_files(data_dirs["frame"])
+    assert [os.path.basename(f) for f in files["train"]] == ["train-0.tfrecord", "train-1.tfrecord"]
+    assert [os.path.basename(f) for f in files["eval"]] == ["validate-0.tfrecord"]
+    pattern = split_files(os.path.join(data_dirs["frame"], "train-*.tfrecord"))
+    assert len(pattern["train"]) == 2 and pattern["eval"] == []
+
+
+def test_build_data_batches(data_dirs):
+    model, config, data = _setup("frame", data_dirs)
+    assert data.sizes == {"train": 40, "eval": 20}
+    inputs, labels = next(iter(data.train))
+    assert set(inputs) == {"features", "num_frames"}  # no string id in the XLA training step
+    assert inputs["features"].shape == (8, 6, 8) and labels.shape == (8, C) and labels.dtype == tf.float32
+    assert int(tf.reduce_max(inputs["num_frames"])) <= 6
+    ev_inputs, _ = next(iter(data.eval))
+    assert ev_inputs["id"].dtype == tf.string and ev_inputs["features"].shape[0] == 7
+    with pytest.raises(
+        ValueError, match="--dataset='yt8m_video' does not fit a frame-level model; use 'yt8m_frame'"
+    ):
+        TASK.build_data("yt8m_video", data_dirs["video"], 8, config, {}, 0)
+
+
+def test_forward_losses_and_training_metric(data_dirs):
+    for level in ("frame", "video"):
+        model, _, data = _setup(level, data_dirs)
+        batch = next(iter(data.train))
+        out = TASK.forward(model, batch, (), training=False)
+        preds = np.asarray(out.outputs["predictions"], np.float64)
+        y = np.asarray(batch[1], np.float64)
+        if level == "video":  # yt8m_hinge: sum_c max(0, 1 - (2y - 1) s)
+            want = np.maximum(0, 1 - (2 * y - 1) * preds).sum(1)
+        else:
+            want = -(y * np.log(preds + 1e-5) + (1 - y) * np.log(1 - preds + 1e-5)).sum(1)
+        np.testing.assert_allclose(np.asarray(out.per_example_loss), want, rtol=1e-5)
+        metrics = TASK.metrics()
+        TASK.update_metrics(metrics, batch, out.outputs)
+        hits = y[np.arange(len(y)), preds.argmax(1)].mean()
+        assert float(metrics["hit_at_one"].result()) == pytest.approx(hits)
+
+
+def _all_predictions(model, dataset):
+    preds, labels, ids = [], [], []
+    for inputs, y in dataset:
+        preds.append(np.asarray(model({k: inputs[k] for k in model.input}, training=False)))
+        labels.append(y.numpy())
+        ids.append(inputs["id"].numpy())
+    return np.concatenate(preds), np.concatenate(labels), np.concatenate(ids)
+
+
+@pytest.mark.parametrize("level", ["frame", "video"])
+def test_evaluate_matches_reference_metrics(data_dirs, level):
+    model, _, data = _setup(level, data_dirs)
+    got = TASK.evaluate(model, data.eval)
+    preds, labels, _ = _all_predictions(model, data.eval)
+    want = reference_evaluate(preds, labels)
+    for key in ("hit_at_one", "perr", "gap", "map"):
+        assert got[key] == pytest.approx(want[key], abs=1e-12)
+    assert got["num_examples"] == 20
+    if level == "frame":
+        assert got["loss"] == pytest.approx(float(np.mean(yt8m_cross_entropy(labels, preds))), rel=1e-5)
+
+
+@pytest.mark.parametrize("level", ["frame", "video"])
+def test_serving_signatures_in_a_saved_model(data_dirs, level, tmp_path):
+    model, config, data = _setup(level, data_dirs)
+    fns = TASK.serving_functions(model, config)
+    assert set(fns) == {"serving_default", "serving_features"}
+    archive = keras.export.ExportArchive()  # what exports.export does
+    archive.track(model)
+    for name, fn in fns.items():
+        archive.add_endpoint(name, fn)
+    path = str(tmp_path / "sm")
+    archive.write_out(path, verbose=False)
+    loaded = tf.saved_model.load(path)
+
+    preds, labels, ids = _all_predictions(model, data.eval)
+    records = [r.numpy() for r in tf.data.TFRecordDataset(split_files(data_dirs[level])["eval"])]
+    out = loaded.signatures["serving_default"](example_bytes=tf.constant(records))
+    assert out["video_id"].numpy().tolist() == ids.tolist()
+    assert out["class_indexes"].shape == (20, C) and out["class_indexes"].dtype == tf.int32
+    order = np.argsort(-preds, axis=1, kind="stable")
+    np.testing.assert_allclose(
+        out["predictions"].numpy(), np.take_along_axis(preds, order, 1), rtol=1e-5, atol=1e-6
+    )
+    np.testing.assert_array_equal(out["class_indexes"].numpy()[:, 0], order[:, 0])
+
+    served = TASK.evaluate_serving(loaded, data.eval)
+    direct = TASK.evaluate(model, data.eval)
+    for key in ("hit_at_one", "perr", "gap", "map"):
+        assert served[key] == pytest.approx(direct[key], abs=1e-6)
+
+    warm = TASK.warmup_inputs(model, config)
+    assert set(warm) == set(fns)
+    for name, request in warm.items():
+        result = loaded.signatures[name](**{k: tf.constant(v) for k, v in request.items()})
+        assert result["predictions"].shape == (2, C)
+    assert [
+        v.decode()
+        for v in loaded.signatures["serving_default"](
+            example_bytes=tf.constant(warm["serving_default"]["example_bytes"])
+        )["video_id"].numpy()
+    ] == ["warmup0", "warmup1"]

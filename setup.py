@@ -17,6 +17,8 @@ setup(
         "absl-py>=2.0,<3",
         "numpy>=1.26,<3",
         "matplotlib>=3.7,<4",
+        # PredictionLog protos for TF Serving warmup records written by exports/.
+        "tensorflow-serving-api>=2.21,<2.22",
     ],
     extras_require={
         # The quickstart's embedded data: the 1,797 handwritten digits that ship inside scikit-learn.
@@ -26,7 +28,6 @@ setup(
             "pytest-xdist>=3.5,<4",
             "pytest-timeout>=2.2,<3",
             "scikit-learn>=1.3,<2",
-            "tensorflow-serving-api>=2.21,<2.22",
             "ruff>=0.6",
         ],
     },

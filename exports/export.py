@@ -23,6 +23,7 @@ Command line (export the last checkpoint of a trainer ``--model_dir``)::
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
@@ -203,17 +204,24 @@ def export_model(
 
 def _publish(tmp: str, model_dir: str, version: int | None) -> str:
     """Renames ``tmp`` to ``model_dir/<version>``; with ``version=None`` takes the next free number,
-    moving on if another exporter takes it first."""
+    moving on if another exporter takes it first.
+
+    ``rename(2)`` of a folder is atomic and fails when the target is a non-empty folder, so the version
+    appears complete or not at all, and two exporters racing for one number cannot overwrite each other.
+    (No empty placeholder folder is ever created: a polling server would try to load it.)"""
     for _ in range(1000):
         v = version if version is not None else next_version(model_dir)
         final = os.path.join(model_dir, str(v))
+        if os.path.exists(final) and version is None:
+            continue
         try:
-            os.mkdir(final)  # claim the name; fails if another export has it
-        except FileExistsError:
+            os.rename(tmp, final)
+        except OSError as e:
+            if e.errno not in (errno.EEXIST, errno.ENOTEMPTY, errno.EISDIR, errno.ENOTDIR):
+                raise
             if version is not None:
                 raise ExportError(f"version {version} of {model_dir!r} already exists at {final}") from None
             continue
-        os.replace(tmp, final)  # replaces the empty claimed folder in one step
         return final
     raise ExportError(f"could not find a free version under {model_dir!r}")
 

@@ -138,6 +138,10 @@ def test_serving_signatures_are_stateful_and_score_the_same_bpc(tmp_path, corpus
     model = tiny_model(30, name="lstm_1000x2_ptb")  # two layers: four states
     fns = TASK.serving_functions(model, {})
     assert set(fns) == {"serving_default", "score", "initial_state"}
+    for sig, request in TASK.warmup_inputs(model, {}).items():  # keyword calls, as the exporter makes them
+        args, kwargs = fns[sig].get_concrete_function().structured_input_signature
+        assert [a.name for a in args] == list(request) and not kwargs
+        fns[sig].get_concrete_function()(**{k: tf.constant(v) for k, v in request.items()})
     module = tf.Module()
     module.model = model
     tf.saved_model.save(module, str(tmp_path / "sm"), signatures=fns)

@@ -319,3 +319,18 @@ def test_task_serving_function_on_uint8():
     assert warm["serving_default"]["images"].shape == (2, 28, 28, 1)
     assert warm["serving_default"]["images"].dtype == np.uint8
     assert image_shape(_tiny_model((32, 32, 3))) == (32, 32, 3)
+
+
+def test_mnist_without_data_dir_names_the_files():
+    try:
+        import tensorflow_datasets  # noqa: F401
+
+        pytest.skip("tensorflow-datasets is installed: data_dir=None reads through it")
+    except ImportError:
+        pass
+    with pytest.raises(images.DataFormatError, match="'mnist' needs --data_dir.*train-images-idx3-ubyte.gz"):
+        TASK.check_data("mnist", None)
+    with pytest.raises(
+        images.DataFormatError, match="'cifar10' needs --data_dir.*data_batch_1.*cifar-10-batches-py"
+    ):
+        images.load("cifar10", "test")

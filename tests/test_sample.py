@@ -70,7 +70,9 @@ def test_restores_the_checkpoint_and_generates_reproducibly(hyper_dir, vocab):
     for a, b in zip(model.get_weights(), trained.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
     fresh = zoo.get("ln_hyper_lstm_1000_ptb", vocab_size=len(vocab), **HYPER)
-    assert not np.array_equal(fresh.get_layer("logits").get_weights()[0], model.get_layer("logits").get_weights()[0])
+    assert not np.array_equal(
+        fresh.get_layer("logits").get_weights()[0], model.get_layer("logits").get_weights()[0]
+    )
     out = sampler.generate(model, vocab, "the ", 40, temperature=1.0, seed=3)
     assert out["text"].startswith("the ") and len(out["ids"]) == 44 and out["num_prime"] == 4
     assert set(out["generated"]) <= set(CORPUS)
@@ -79,8 +81,14 @@ def test_restores_the_checkpoint_and_generates_reproducibly(hyper_dir, vocab):
     # greedy: every generated id is the argmax of the model run on the whole sequence so far
     greedy = sampler.generate(model, vocab, "the ", 12, temperature=0.0)
     ids = np.array([greedy["ids"]], np.int32)
-    logits = model({"ids": tf.constant(ids), **dict(zip(
-        ["state_0", "state_1", "state_2", "state_3"], TASK.initial_carry(model, 1), strict=True))})["logits"]
+    logits = model(
+        {
+            "ids": tf.constant(ids),
+            **dict(
+                zip(["state_0", "state_1", "state_2", "state_3"], TASK.initial_carry(model, 1), strict=True)
+            ),
+        }
+    )["logits"]
     np.testing.assert_array_equal(np.argmax(logits[0, 3:-1], axis=-1), greedy["ids"][4:])
     with pytest.raises(ValueError, match=r"unknown character 'Z' at position 1 of --prime"):
         sampler.generate(model, vocab, "tZe", 5)
@@ -101,7 +109,9 @@ def test_trace_matches_the_models_own_step_by_step_trace(hyper_dir, vocab):
 
 
 def test_scale_change_norms_by_hand():
-    d_h = np.array([[1.0, 0, 0, 0, 0, 0, 0, 0], [4.0, 4, 0, 0, 0, 0, 0, 0]])  # N = 2, gate i changes by (3, 4)
+    d_h = np.array(
+        [[1.0, 0, 0, 0, 0, 0, 0, 0], [4.0, 4, 0, 0, 0, 0, 0, 0]]
+    )  # N = 2, gate i changes by (3, 4)
     d_x = np.zeros((2, 8))
     d_x[1, 6:] = [1.0, 1.0]  # gate o changes by (1, 1)
     changes, labels = dynamics.scale_change_norms(d_x, d_h)
@@ -126,8 +136,15 @@ def test_sampler_writes_text_and_both_figures(tmp_path, hyper_dir, vocab):
     make_model_dir(lstm_dir, "lstm_1000_ptb", vocab, units=16, **NO_DROPOUT)
     lines = []
     out = sampler.sample(
-        hyper_dir[0], prime="the ", length=70, temperature=0.8, seed=2, figures_dir=str(tmp_path / "figs"),
-        histogram_model_dirs=[str(lstm_dir)], output=str(tmp_path / "sample.txt"), say=lines.append,
+        hyper_dir[0],
+        prime="the ",
+        length=70,
+        temperature=0.8,
+        seed=2,
+        figures_dir=str(tmp_path / "figs"),
+        histogram_model_dirs=[str(lstm_dir)],
+        output=str(tmp_path / "sample.txt"),
+        say=lines.append,
     )
     assert lines[1] == out["text"] and (tmp_path / "sample.txt").read_text(encoding="utf-8") == out["text"]
     assert set(out["figures"]) == {"fig4", "fig5"}
@@ -142,8 +159,9 @@ def test_sampler_writes_text_and_both_figures(tmp_path, hyper_dir, vocab):
     changes, _ = dynamics.scale_change_norms(out["d_x"], out["d_h"])
     assert changes[:, 1:].min() >= 0 and changes[:, 1:].max() > 0
     # an LSTM model has no scaling vectors: figure 5 only
-    plain = sampler.sample(str(lstm_dir), prime="the", length=5, figures_dir=str(tmp_path / "f2"),
-                           say=lines.append)
+    plain = sampler.sample(
+        str(lstm_dir), prime="the", length=5, figures_dir=str(tmp_path / "f2"), say=lines.append
+    )
     assert set(plain["figures"]) == {"fig5"} and "figure 4 skipped" in " ".join(lines)
 
 
@@ -160,8 +178,16 @@ def test_histogram_figure_has_one_panel_per_model(tmp_path):
 
 @pytest.mark.slow
 def test_sample_command_line(hyper_dir):
-    cmd = [sys.executable, "-m", "trainers.sample", f"--model_dir={hyper_dir[0]}", "--prime=the ",
-           "--length=30", "--temperature=0.5", "--seed=7"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "trainers.sample",
+        f"--model_dir={hyper_dir[0]}",
+        "--prime=the ",
+        "--length=30",
+        "--temperature=0.5",
+        "--seed=7",
+    ]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": REPO}
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -170,3 +196,63 @@ def test_sample_command_line(hyper_dir):
     assert expected in proc.stdout
     bad = subprocess.run(cmd + ["--prime=Q"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "unknown character 'Q'" in bad.stderr
+
+
+@pytest.mark.slow
+def test_trainer_to_sampler_end_to_end(tmp_path):
+    """trainers.train on a small text lowers bpc, exports, and trainers.sample draws from its model_dir."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "corpus.txt").write_text(CORPUS * 2, encoding="utf-8")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": REPO}
+    config = [
+        "units=32",
+        "hyper_units=8",
+        "embedding_size=4",
+        "vocab_size=28",
+        "input_dropout=0.0",
+        "output_dropout=0.0",
+        "recurrent_dropout=0.0",
+    ]
+    cmd = [
+        sys.executable,
+        "-m",
+        "trainers.train",
+        "--model=ln_hyper_lstm_1000_ptb",
+        "--dataset=text",
+        f"--data_dir={data}",
+        f"--model_dir={tmp_path / 'run'}",
+        f"--export_dir={tmp_path / 'export'}",
+        "--batch_size=8",
+        "--train_steps=60",
+        "--checkpoint_every=30",
+        "--learning_rate=0.01",
+        "--config=sequence_length=20",
+        "--config=eval_batch_size=2",
+        *[f"--config={c}" for c in config],
+    ]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout.split("summary ", 1)[1].splitlines()[0])
+    assert summary["test"]["bpc"] < 3.0  # from about log2(28) = 4.8 untrained
+    assert summary["serving_test"]["bpc"] == pytest.approx(summary["test"]["bpc"], rel=1e-4)
+    vocab_path = os.path.join(summary["export_path"], "assets.extra", "vocab.json")
+    assert len(Vocabulary.load(vocab_path)) == 28
+    cmd = [
+        sys.executable,
+        "-m",
+        "trainers.sample",
+        f"--model_dir={tmp_path / 'run'}",
+        "--model=ln_hyper_lstm_1000_ptb",
+        f"--vocab={vocab_path}",
+        *[f"--config={c}" for c in config],
+        "--prime=the ",
+        "--length=60",
+        "--temperature=0.5",
+        f"--figures_dir={tmp_path / 'figs'}",
+    ]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = proc.stdout.splitlines()[1]
+    assert text.startswith("the ") and len(text) == 64 and set(text) <= set(CORPUS)
+    assert sorted(os.listdir(tmp_path / "figs")) == ["fig4_weight_dynamics.png", "fig5_tanh_c_histograms.png"]

@@ -148,19 +148,19 @@ class HyperLSTMCell(keras.layers.Layer):
         )
         self.d_b_kernel = self.add_weight(name="d_b_kernel", shape=(4, e, n), initializer="zeros")
         self.bias = self.add_weight(name="bias", shape=(4 * n,), initializer="zeros")
-        if self.use_layer_norm:
-            for prefix, size in (("", n), ("hyper_", hu)):
-                for part, width in (("gate", 4 * size), ("cell", size)):
-                    setattr(
-                        self,
-                        f"{prefix}{part}_gamma",
-                        self.add_weight(name=f"{prefix}{part}_gamma", shape=(width,), initializer="ones"),
-                    )
-                    setattr(
-                        self,
-                        f"{prefix}{part}_beta",
-                        self.add_weight(name=f"{prefix}{part}_beta", shape=(width,), initializer="zeros"),
-                    )
+        if self.use_layer_norm:  # gain 1, shift 0 (Ba et al. 2016; the authors' layer_norm_all)
+            self.gate_gamma = self.add_weight(name="gate_gamma", shape=(4 * n,), initializer="ones")
+            self.gate_beta = self.add_weight(name="gate_beta", shape=(4 * n,), initializer="zeros")
+            self.cell_gamma = self.add_weight(name="cell_gamma", shape=(n,), initializer="ones")
+            self.cell_beta = self.add_weight(name="cell_beta", shape=(n,), initializer="zeros")
+            self.hyper_gate_gamma = self.add_weight(
+                name="hyper_gate_gamma", shape=(4 * hu,), initializer="ones"
+            )
+            self.hyper_gate_beta = self.add_weight(
+                name="hyper_gate_beta", shape=(4 * hu,), initializer="zeros"
+            )
+            self.hyper_cell_gamma = self.add_weight(name="hyper_cell_gamma", shape=(hu,), initializer="ones")
+            self.hyper_cell_beta = self.add_weight(name="hyper_cell_beta", shape=(hu,), initializer="zeros")
 
     # ------------------------------------------------------------------ the hypernetwork's outputs
     def _embeddings_to_vectors(self, hyper_output: Any) -> tuple[Any, Any, Any]:

@@ -31,6 +31,7 @@ Serving (a SavedModel that TF Serving runs without zoo code; the client carries 
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 import weakref
@@ -80,6 +81,19 @@ def model_inputs(model: Any, ids: Any, carry: Any) -> dict[str, Any]:
     for (name, _), s in zip(state_specs(model), carry, strict=True):
         inputs[name] = keras.ops.convert_to_tensor(s, "float32")
     return inputs
+
+
+def _named_function(fn: Any, specs: list[Any]) -> Any:
+    """``tf.function(fn)`` whose parameters are named after ``specs`` (``fn`` may take ``*states``), so
+    the concrete function accepts keyword inputs ``ids=..., state_0=...`` like the SavedModel signature."""
+    params = [inspect.Parameter(s.name, inspect.Parameter.POSITIONAL_OR_KEYWORD) for s in specs]
+
+    def named(*args: Any) -> Any:
+        return fn(*args)
+
+    named.__name__ = fn.__name__
+    named.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    return tf.function(named, input_signature=specs)
 
 
 def _new_carry(model: Any, outputs: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -216,11 +230,8 @@ class CharLMTask(Task):
 
     # -------------------------------------------------------------- serving
     def serving_functions(self, model: Any, config: Mapping[str, Any]) -> dict[str, Any]:
-        """The three signatures of the module docstring.
-
-        Each takes flat, named tensors (positional, one ``TensorSpec(name=...)`` per input), so the
-        SavedModel's signature keys are ``ids``, ``targets``, ``state_0``, ... exactly.
-        """
+        """The three signatures of the module docstring, taking flat named tensors (``ids``, ``targets``,
+        ``state_0``, ...) that can be passed by keyword, as TF Serving and the exporter do."""
         specs = state_specs(model)
         names = [n for n, _ in specs]
         state_sig = [tf.TensorSpec([None, size], tf.float32, name=n) for n, size in specs]
@@ -230,23 +241,24 @@ class CharLMTask(Task):
         def run(ids: Any, states: Any) -> dict[str, Any]:
             return model(model_inputs(model, ids, states), training=False)
 
-        @tf.function(input_signature=[ids_sig, *state_sig])
         def serving_default(ids: Any, *states: Any) -> dict[str, Any]:
             outputs = run(ids, states)
             probs = tf.nn.softmax(tf.cast(outputs["logits"][:, -1, :], tf.float32), axis=-1)
             return {"probabilities": probs, **{n: outputs[n] for n in names}}
 
-        @tf.function(input_signature=[ids_sig, targets_sig, *state_sig])
         def score(ids: Any, targets: Any, *states: Any) -> dict[str, Any]:
             outputs = run(ids, states)
             nats, _ = masked_cross_entropy(targets, outputs["logits"])
             return {"nats": nats, **{n: outputs[n] for n in names}}
 
-        @tf.function(input_signature=[tf.TensorSpec([], tf.int32, name="batch_size")])
         def initial_state(batch_size: Any) -> dict[str, Any]:
             return {n: tf.zeros(tf.stack([batch_size, size]), tf.float32) for n, size in specs}
 
-        return {"serving_default": serving_default, "score": score, "initial_state": initial_state}
+        return {
+            "serving_default": _named_function(serving_default, [ids_sig, *state_sig]),
+            "score": _named_function(score, [ids_sig, targets_sig, *state_sig]),
+            "initial_state": _named_function(initial_state, [tf.TensorSpec([], tf.int32, name="batch_size")]),
+        }
 
     def warmup_inputs(self, model: Any, config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         states = {n: np.zeros((1, size), np.float32) for n, size in state_specs(model)}

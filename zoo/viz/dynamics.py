@@ -144,7 +144,9 @@ def plot_weight_dynamics(
         )
         strip_ax.set_xticks([])
         strip_ax.set_yticks(range(rows))
-        strip_ax.set_yticklabels([lbl.replace("^", " ") for lbl in row_labels], fontsize=6, family="monospace")
+        strip_ax.set_yticklabels(
+            [lbl.replace("^", " ") for lbl in row_labels], fontsize=6, family="monospace"
+        )
     if image is not None:
         fig.colorbar(image, ax=axes[:, 0].tolist(), fraction=0.015, pad=0.01, label="||Δd||")
     fig.suptitle(title or "Change of the main LSTM's weight-scaling vectors during sampling", fontsize=9)

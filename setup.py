@@ -17,6 +17,7 @@ setup(
         "absl-py>=2.0,<3",
         "numpy>=1.26,<3",
         "matplotlib>=3.7,<4",
+        "h5py>=3.8",  # .weights.h5 files in zoo.transfer
         # PredictionLog protos for TF Serving warmup records written by exports/.
         "tensorflow-serving-api>=2.21,<2.22",
     ],
@@ -38,6 +39,8 @@ setup(
             "zoo-sample=trainers.sample:run",
             "zoo-yt8m-eval=trainers.yt8m_eval:run",
             "zoo-yt8m-infer=trainers.yt8m_infer:run",
+            "zoo-yt8m-synthetic=trainers.yt8m_synthetic:run",
+            "zoo-yt8m-preprocess=trainers.yt8m_preprocess:run",
         ]
     },
 )

@@ -45,7 +45,7 @@ def _time_steps(model_name: str, strategy, batch_size: int, steps: int, warmup: 
 
     spec = zoo.get_spec(model_name)
     task = get_task(spec.task)
-    (shape, _), = spec.input_spec.values()
+    ((shape, _),) = spec.input_spec.values()
     rng = np.random.default_rng(0)
     images = rng.uniform(size=(batch_size, *shape)).astype("float32")
     labels = rng.integers(0, 10, size=(batch_size,)).astype("int32")
@@ -53,8 +53,14 @@ def _time_steps(model_name: str, strategy, batch_size: int, steps: int, warmup: 
     with strategy.scope():
         model = zoo.get(model_name)
         optimizer = build_optimizer({"optimizer": "sgd", "momentum": 0.9, "learning_rate": 0.01})
-    loop = TrainLoop(strategy=strategy, model=model, task=task, optimizer=optimizer,
-                     global_batch_size=batch_size, jit_compile=jit)
+    loop = TrainLoop(
+        strategy=strategy,
+        model=model,
+        task=task,
+        optimizer=optimizer,
+        global_batch_size=batch_size,
+        jit_compile=jit,
+    )
     data = iter(tf.data.Dataset.from_tensors(batch).repeat())
     for _ in range(warmup):
         float(loop.step(data))
@@ -79,11 +85,16 @@ def main(argv: list[str]) -> None:
     t_hyper = _time_steps(FLAGS.hyper, single, *args)
     t_plain = _time_steps(FLAGS.plain, single, *args)
     t_mirror = _time_steps(FLAGS.mirrored_model, mirrored, *args)
-    t_single = t_plain if FLAGS.mirrored_model == FLAGS.plain else _time_steps(FLAGS.mirrored_model, single, *args)
+    t_single = (
+        t_plain if FLAGS.mirrored_model == FLAGS.plain else _time_steps(FLAGS.mirrored_model, single, *args)
+    )
     print(f"batch_size={FLAGS.batch_size} jit_compile={FLAGS.jit_compile} median of {FLAGS.steps} steps")
     print(f"{FLAGS.hyper}: {t_hyper * 1e3:.1f} ms/step   {FLAGS.plain}: {t_plain * 1e3:.1f} ms/step")
     print(f"hyper/plain = {t_hyper / t_plain:.3f}  (target <= 1.10)")
-    print(f"{FLAGS.mirrored_model} mirrored x2: {t_mirror * 1e3:.1f} ms/step   single: {t_single * 1e3:.1f} ms/step")
+    print(
+        f"{FLAGS.mirrored_model} mirrored x2: {t_mirror * 1e3:.1f} ms/step   "
+        f"single: {t_single * 1e3:.1f} ms/step"
+    )
     print(f"mirrored/single = {t_mirror / t_single:.3f}")
 
 

@@ -45,8 +45,15 @@ def _child(report_path: str) -> None:
             model = build_tiny_mlp(cfg)
             model.set_weights(init[cfg["batch_norm"]])
             opt = build_optimizer({"optimizer": "sgd", "momentum": 0.9, "learning_rate": 0.1})
-        loop = TrainLoop(strategy=strategy, model=model, task=TinyTask(), optimizer=opt,
-                         global_batch_size=GLOBAL_BATCH, jit_compile=True, clip_norm=clip_norm)
+        loop = TrainLoop(
+            strategy=strategy,
+            model=model,
+            task=TinyTask(),
+            optimizer=opt,
+            global_batch_size=GLOBAL_BATCH,
+            jit_compile=True,
+            clip_norm=clip_norm,
+        )
         it = iter(tf.data.Dataset.from_tensor_slices((x, y)).batch(GLOBAL_BATCH))
         losses = [float(loop.step(it)) for _ in range(steps)]
         return model, loop, losses
@@ -67,7 +74,8 @@ def _child(report_path: str) -> None:
     m_mirror, loop, l_mirror = run(mirrored, config, STEPS, clip_norm=0.5)
     report["losses_single"], report["losses_mirrored"] = l_single, l_mirror
     report["weights_max_diff"] = max(
-        float(np.max(np.abs(a - b))) for a, b in zip(m_single.get_weights(), m_mirror.get_weights(), strict=True)
+        float(np.max(np.abs(a - b)))
+        for a, b in zip(m_single.get_weights(), m_mirror.get_weights(), strict=True)
     )
     report["spread_plain"] = replica_spread(mirrored, m_mirror, loop.optimizer)
     report["jit_compile_flag"] = bool(loop.loss_and_grads._jit_compile)
@@ -85,7 +93,9 @@ def _child(report_path: str) -> None:
     bn_s, bn_r = s1.get_layer("bn"), r1.get_layer("bn")
     report["moving_mean_diff"] = float(np.max(np.abs(bn_s.moving_mean.numpy() - bn_r.moving_mean.numpy())))
     report["moving_var_rel_diff"] = float(
-        np.max(np.abs(bn_s.moving_variance.numpy() - bn_r.moving_variance.numpy()) / bn_s.moving_variance.numpy())
+        np.max(
+            np.abs(bn_s.moving_variance.numpy() - bn_r.moving_variance.numpy()) / bn_s.moving_variance.numpy()
+        )
     )
     with open(report_path, "w") as f:
         json.dump(report, f)
@@ -97,7 +107,10 @@ def report(tmp_path_factory):
     dump = tmp / "xla_dump"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", XLA_FLAGS=f"--xla_dump_to={dump}", PYTHONPATH=ROOT)
     proc = subprocess.run(
-        [sys.executable, __file__, str(tmp / "report.json")], env=env, capture_output=True, text=True,
+        [sys.executable, __file__, str(tmp / "report.json")],
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]

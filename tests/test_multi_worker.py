@@ -33,11 +33,20 @@ def test_two_workers_train_to_identical_weights(tmp_path):
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT, TF_CONFIG=json.dumps(tf_config))
         cmd = [
-            sys.executable, os.path.join(HERE, "trainer_helpers.py"), "--model=tiny_mlp", "--strategy=multi_worker",
-            "--train_steps=30", "--batch_size=16", "--checkpoint_every=10", "--log_every=10",
-            "--config=dropout=0.2", f"--model_dir={tmp_path / 'run'}",
+            sys.executable,
+            os.path.join(HERE, "trainer_helpers.py"),
+            "--model=tiny_mlp",
+            "--strategy=multi_worker",
+            "--train_steps=30",
+            "--batch_size=16",
+            "--checkpoint_every=10",
+            "--log_every=10",
+            "--config=dropout=0.2",
+            f"--model_dir={tmp_path / 'run'}",
         ]
-        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        procs.append(
+            subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        )
     outputs = []
     for proc in procs:
         try:

@@ -25,15 +25,20 @@ register_tiny()
 
 def _command(model_dir: str, steps: int) -> list[str]:
     return [
-        sys.executable, os.path.join(HERE, "trainer_helpers.py"), "--model=tiny_mlp", f"--train_steps={steps}",
-        "--checkpoint_every=100", f"--log_every={LOG_EVERY}", f"--model_dir={model_dir}",
+        sys.executable,
+        os.path.join(HERE, "trainer_helpers.py"),
+        "--model=tiny_mlp",
+        f"--train_steps={steps}",
+        "--checkpoint_every=100",
+        f"--log_every={LOG_EVERY}",
+        f"--model_dir={model_dir}",
     ]
 
 
 def _summary(stdout: str) -> dict:
     lines = [s for s in stdout.splitlines() if s.startswith("summary ")]
     assert lines, stdout[-3000:]
-    return json.loads(lines[-1][len("summary "):])
+    return json.loads(lines[-1][len("summary ") :])
 
 
 @pytest.mark.slow
@@ -41,7 +46,9 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
     steps = 1500
     killed_dir = str(tmp_path / "killed")
-    proc = subprocess.Popen(_command(killed_dir, steps), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        _command(killed_dir, steps), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     deadline = time.time() + 240
     # The CheckpointManager's state file is written (atomically) after the checkpoint's files.
     while not os.path.exists(os.path.join(killed_dir, "checkpoint")):
@@ -53,7 +60,9 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
     assert proc.returncode == -signal.SIGKILL
     assert "summary " not in out.decode()  # it really died mid-run
 
-    resumed = subprocess.run(_command(killed_dir, steps), env=env, capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(
+        _command(killed_dir, steps), env=env, capture_output=True, text=True, timeout=300
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     line = next(s for s in resumed.stdout.splitlines() if s.startswith("resumed from step "))
     start = int(line.split()[3])
@@ -78,11 +87,19 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
 
 
 def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
-    opts = flags_lib.resolve({
-        "model": "tiny_mlp", "train_steps": 20, "checkpoint_every": 5, "model_dir": str(tmp_path),
-        "config": ["nan_at_batch=7"], "jit_compile": True,
-    })
-    with pytest.raises(train_lib.NonFiniteLossError, match=r"non-finite loss nan at step 8; training stopped"):
+    opts = flags_lib.resolve(
+        {
+            "model": "tiny_mlp",
+            "train_steps": 20,
+            "checkpoint_every": 5,
+            "model_dir": str(tmp_path),
+            "config": ["nan_at_batch=7"],
+            "jit_compile": True,
+        }
+    )
+    with pytest.raises(
+        train_lib.NonFiniteLossError, match=r"non-finite loss nan at step 8; training stopped"
+    ):
         train_lib.train(opts, task=TinyTask(), say=lambda s: None)
     latest = tf.train.latest_checkpoint(str(tmp_path))
     assert latest.endswith("ckpt-5")

@@ -148,3 +148,41 @@ def test_windows_dataset_batches_rows_in_stream_order():
     train = text.windows_dataset(*text.stream_windows(np.arange(300) % 7, 2, 10), repeat=True)
     first = [x for x, _ in train.take(30).as_numpy_iterator()]
     np.testing.assert_array_equal(first[0], first[14])  # 14 windows per epoch, then it wraps
+
+
+DISTRIBUTED_CHECK = """
+import numpy as np, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from zoo.data import text
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+ds = text.windows_dataset(*text.stream_windows(np.arange(4 * 41) % 251, 4, 5))
+rows = [[], []]
+for batch in strategy.experimental_distribute_dataset(ds):
+    for r, x in enumerate(strategy.experimental_local_results(batch[0])):
+        rows[r].append(x.numpy())
+for r in range(2):
+    assert all(x.shape == (2, 5) for x in rows[r])
+    for a, b in zip(rows[r], rows[r][1:]):
+        assert (b[:, 0] == a[:, -1] + 1).all(), (r, a, b)  # each replica keeps its own streams
+    assert rows[r][0][0, 0] == 41 * 2 * r  # replica r owns streams 2r and 2r + 1
+print("ok")
+"""
+
+
+@pytest.mark.slow
+def test_each_replica_keeps_its_streams_under_mirrored_strategy():
+    import subprocess
+    import sys
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": repo}
+    proc = subprocess.run(
+        [sys.executable, "-c", DISTRIBUTED_CHECK],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-3000:]

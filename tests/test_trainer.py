@@ -35,14 +35,15 @@ def test_defaults_come_from_the_recipe():
 
 def test_config_overrides_split_between_model_and_recipe():
     opts = _resolve(
-        config=["units=16", "learning_rate=0.5", "recipe.clip_per_tensor=1.0", 'model.weight_decay=0'],
+        config=["units=16", "learning_rate=0.5", "recipe.clip_per_tensor=1.0", "model.weight_decay=0"],
         optimizer="adam",
     )
     assert opts.config["units"] == 16 and opts.config["weight_decay"] == 0
     assert opts.recipe["learning_rate"] == 0.5 and opts.recipe["clip_per_tensor"] == 1.0
     assert opts.recipe["optimizer"] == "adam"
-    sched = _resolve(config=['learning_rate={"schedule": "piecewise_constant", "boundaries": [5], '
-                             '"values": [0.1, 0.01]}'])
+    sched = _resolve(
+        config=['learning_rate={"schedule": "piecewise_constant", "boundaries": [5], "values": [0.1, 0.01]}']
+    )
     assert sched.recipe["learning_rate"]["values"] == [0.1, 0.01]
 
 
@@ -80,12 +81,19 @@ def test_learning_rate_schedules():
     )
     assert [float(pw(s)) for s in (0, 10, 11, 21)] == pytest.approx([1.0, 1.0, 0.1, 0.01])
     ex = optim.learning_rate_from_recipe(
-        {"schedule": "exponential", "initial_learning_rate": 1.0, "decay_steps": 10, "decay_rate": 0.5,
-         "staircase": True}
+        {
+            "schedule": "exponential",
+            "initial_learning_rate": 1.0,
+            "decay_steps": 10,
+            "decay_rate": 0.5,
+            "staircase": True,
+        }
     )
     assert [float(ex(s)) for s in (0, 9, 10, 25)] == pytest.approx([1.0, 1.0, 0.5, 0.25])
     with pytest.raises(ValueError, match="len\\(values\\) == len\\(boundaries\\) \\+ 1"):
-        optim.learning_rate_from_recipe({"schedule": "piecewise_constant", "boundaries": [1], "values": [1.0]})
+        optim.learning_rate_from_recipe(
+            {"schedule": "piecewise_constant", "boundaries": [1], "values": [1.0]}
+        )
     with pytest.raises(ValueError, match="schedule 'cosine'.*valid: piecewise_constant, exponential"):
         optim.learning_rate_from_recipe({"schedule": "cosine"})
 
@@ -121,8 +129,11 @@ def test_loop_compiles_with_xla_and_loss_is_the_batch_mean():
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
     task = TinyTask()
     loop = TrainLoop(
-        strategy=tf.distribute.get_strategy(), model=model, task=task,
-        optimizer=optim.build_optimizer({"optimizer": "sgd", "learning_rate": 0.1}), global_batch_size=8,
+        strategy=tf.distribute.get_strategy(),
+        model=model,
+        task=task,
+        optimizer=optim.build_optimizer({"optimizer": "sgd", "learning_rate": 0.1}),
+        global_batch_size=8,
     )
     x, y = tiny_data(8, 3)
     batch = (tf.constant(x), tf.constant(y))
@@ -136,13 +147,23 @@ def test_loop_compiles_with_xla_and_loss_is_the_batch_mean():
 def test_train_runs_checkpoints_summaries_and_exports(tmp_path):
     lines: list[str] = []
     opts = _resolve(
-        train_steps=60, model_dir=str(tmp_path / "run"), export_dir=str(tmp_path / "export"),
-        checkpoint_every=25, eval_every=30, log_every=20, config=["dropout=0.1"],
+        train_steps=60,
+        model_dir=str(tmp_path / "run"),
+        export_dir=str(tmp_path / "export"),
+        checkpoint_every=25,
+        eval_every=30,
+        log_every=20,
+        config=["dropout=0.1"],
     )
     summary = train_lib.train(opts, task=TinyTask(), say=lines.append)
     head = lines[0]
-    for part in ("model=tiny_mlp", "strategy=default replicas=1 jit_compile=True", "params=83",
-                 "train=256", "test=96"):
+    for part in (
+        "model=tiny_mlp",
+        "strategy=default replicas=1 jit_compile=True",
+        "params=83",
+        "train=256",
+        "test=96",
+    ):
         assert part in head
     progress = [s for s in lines if s.startswith("step ")]
     assert [s.split()[1] for s in progress] == ["20/60", "40/60", "60/60"]
@@ -154,7 +175,9 @@ def test_train_runs_checkpoints_summaries_and_exports(tmp_path):
     assert summary["serving_test"]["accuracy"] == pytest.approx(summary["test"]["accuracy"], abs=1e-6)
     assert summary["export_path"] == str(tmp_path / "export" / "tiny_mlp" / "1")
     assert os.path.exists(tmp_path / "export" / "models.config")
-    ckpts = sorted(int(p.split("-")[-1].split(".")[0]) for p in glob.glob(str(tmp_path / "run" / "ckpt-*.index")))
+    ckpts = sorted(
+        int(p.split("-")[-1].split(".")[0]) for p in glob.glob(str(tmp_path / "run" / "ckpt-*.index"))
+    )
     assert ckpts == [25, 50, 60]
     tags = set()
     for event_file in glob.glob(str(tmp_path / "run" / "train" / "events.*")):
@@ -167,7 +190,8 @@ def test_mixed_precision_bfloat16_trains(tmp_path):
     try:
         summary = train_lib.train(
             _resolve(train_steps=10, mixed_precision=True, config=["batch_norm=false"]),
-            task=TinyTask(), say=lambda s: None,
+            task=TinyTask(),
+            say=lambda s: None,
         )
     finally:
         keras.mixed_precision.set_global_policy("float32")

@@ -117,8 +117,16 @@ def register_tiny() -> None:
             task="image_classification",  # the tests pass TinyTask explicitly
             paper="test model",
             config={"units": 8, "weight_decay": 1e-3, "dropout": 0.0, "batch_norm": True},
-            recipe={"dataset": "tiny", "batch_size": 16, "train_steps": 20, "optimizer": "sgd",
-                    "momentum": 0.9, "learning_rate": 0.1, "clip_norm": 5.0, "nan_at_batch": -1},
+            recipe={
+                "dataset": "tiny",
+                "batch_size": 16,
+                "train_steps": 20,
+                "optimizer": "sgd",
+                "momentum": 0.9,
+                "learning_rate": 0.1,
+                "clip_norm": 5.0,
+                "nan_at_batch": -1,
+            },
             input_spec={"features": ((NUM_FEATURES,), "float32")},
         )
     )

@@ -40,7 +40,9 @@ def define_flags() -> None:
         return
     flags.DEFINE_string("model", None, "Registered model name (see zoo.list_models()).")
     flags.DEFINE_string("dataset", None, "Dataset of the model's task; default: the recipe's.")
-    flags.DEFINE_string("data_dir", None, "Directory with the dataset's files (not needed for embedded data).")
+    flags.DEFINE_string(
+        "data_dir", None, "Directory with the dataset's files (not needed for embedded data)."
+    )
     flags.DEFINE_string("model_dir", None, "Checkpoints and TensorBoard summaries; rerunning resumes.")
     flags.DEFINE_string("export_dir", None, "Base directory of the TF Serving export (BASE/<model>/<n>/).")
     flags.DEFINE_integer("batch_size", None, "Global batch size (all replicas); default: the recipe's.")
@@ -124,7 +126,8 @@ def parse_config_overrides(
         if where is None:
             raise ValueError(
                 f"--config {item!r}: unknown key {key!r} for model {model!r}; "
-                f"model config keys: {', '.join(sorted(config))}; recipe keys: {', '.join(sorted(recipe_keys))}"
+                f"model config keys: {', '.join(sorted(config))}; "
+                f"recipe keys: {', '.join(sorted(recipe_keys))}"
             )
         (model_over if where == "model" else recipe_over)[key] = value
     return model_over, recipe_over

@@ -149,7 +149,9 @@ class TrainLoop:
         def take(t: tf.Tensor) -> tf.Tensor:
             if static is not None:
                 return t[int(static) * size : (int(static) + 1) * size]
-            return tf.gather(tf.reshape(t, tf.concat([[self.num_replicas, size], tf.shape(t)[1:]], 0)), replica)
+            return tf.gather(
+                tf.reshape(t, tf.concat([[self.num_replicas, size], tf.shape(t)[1:]], 0)), replica
+            )
 
         return tf.nest.map_structure(take, batch)
 

@@ -38,7 +38,9 @@ def configure_devices(num_devices: int | None) -> None:
     if current is not None and len(current) == num_devices:
         return
     try:
-        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * num_devices)
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * num_devices
+        )
     except RuntimeError as e:
         raise ValueError(
             f"--num_devices={num_devices}: TensorFlow was already initialised with "

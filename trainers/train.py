@@ -35,7 +35,7 @@ from absl import app, flags, logging
 
 from trainers import flags as flags_lib
 
-__all__ = ["train", "main", "run", "NonFiniteLossError"]
+__all__ = ["train", "main", "run", "NonFiniteLossError", "SetupError"]
 
 flags_lib.define_flags()
 FLAGS = flags.FLAGS
@@ -43,6 +43,10 @@ FLAGS = flags.FLAGS
 
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or Inf."""
+
+
+class SetupError(ValueError):
+    """A bad value found before training (devices, dataset, data_dir); the message names it."""
 
 
 def _say(message: str) -> None:
@@ -68,7 +72,10 @@ def train(options: flags_lib.TrainOptions, task: Any = None, say: Callable[[str]
     from trainers.strategy import is_chief, make_strategy, worker_index
 
     # Devices first: logical CPU devices can only be set before TensorFlow initialises.
-    strategy = make_strategy(options.strategy, options.num_devices)
+    try:
+        strategy = make_strategy(options.strategy, options.num_devices)
+    except ValueError as e:
+        raise SetupError(str(e)) from e
 
     import keras
     import tensorflow as tf
@@ -81,7 +88,10 @@ def train(options: flags_lib.TrainOptions, task: Any = None, say: Callable[[str]
 
     spec = options.spec
     task = task if task is not None else get_task(spec.task)
-    task.check_data(options.dataset, options.data_dir)
+    try:
+        task.check_data(options.dataset, options.data_dir)
+    except ValueError as e:
+        raise SetupError(str(e)) from e
     keras.utils.set_random_seed(options.seed)
     float16 = False
     if options.mixed_precision:
@@ -147,7 +157,9 @@ def train(options: flags_lib.TrainOptions, task: Any = None, say: Callable[[str]
                 manager.save(checkpoint_number=step)
             except (tf.errors.OpError, ValueError, TypeError) as e:
                 # tf.data cannot save every pipeline (e.g. py_function): keep model + optimizer.
-                logging.warning("cannot checkpoint the data iterator (%s); saving model and optimizer only", e)
+                logging.warning(
+                    "cannot checkpoint the data iterator (%s); saving model and optimizer only", e
+                )
                 manager._checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)  # noqa: SLF001
                 manager.save(checkpoint_number=step)
 
@@ -207,7 +219,10 @@ def train(options: flags_lib.TrainOptions, task: Any = None, say: Callable[[str]
     # A fingerprint of the final weights (compares runs: resumed vs uninterrupted, worker vs worker).
     checksum = float(sum(np.sum(np.asarray(w, np.float64)) for w in model.get_weights()))
     summary: dict[str, Any] = {
-        "model": options.model, "step": step, "loss": loss_value, "weights_checksum": checksum,
+        "model": options.model,
+        "step": step,
+        "loss": loss_value,
+        "weights_checksum": checksum,
     }
     if data.test is not None:
         summary["test"] = task.evaluate(model, data.test)
@@ -248,14 +263,15 @@ def main(argv: list[str], task: Any = None) -> None:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     try:
         options = flags_lib.resolve(flags_lib.values_from_flags(FLAGS))
-    except (ValueError, KeyError) as e:
-        raise app.UsageError(str(e)) from None
+    except (ValueError, KeyError) as e:  # bad flag/config values: fail before anything is built
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        sys.exit(2)
     try:
         summary = train(options, task=task)
     except NonFiniteLossError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         sys.exit(3)
-    except ValueError as e:  # data checks (task.check_data) and other bad values before training
+    except SetupError as e:  # bad devices, dataset or data_dir, found before training
         print(f"error: {e}", file=sys.stderr, flush=True)
         sys.exit(2)
     _say("summary " + json.dumps(summary, default=str, sort_keys=True))

@@ -76,10 +76,10 @@ class LogisticClassifier(keras.layers.Layer):
 class MixtureOfExperts(keras.layers.Layer):
     """Mixture of ``num_mixtures`` logistic experts per class with a dummy "no" state (§4.3.3).
 
-    ``[B, D] -> [B, C]`` probabilities. Weight layout follows the official ``MoeModel`` (so that its
-    checkpoints map one to one): ``gate_kernel`` ``[D, C * (H + 1)]`` (no bias) and ``expert_kernel``
-    ``[D, C * H]`` + ``expert_bias``; class c's states are columns ``c*(H+1) .. c*(H+1)+H`` (the last one
-    is the dummy state).
+    ``[B, D] -> [B, C]`` probabilities. Weight layout is the official ``MoeModel``'s (its reshape of the
+    gate and expert activations): ``gate_kernel`` ``[D, C * (H + 1)]`` (no bias) and ``expert_kernel``
+    ``[D, C * H]`` + ``expert_bias``; class c's states are columns ``c*(H+1) .. c*(H+1)+H`` (the last
+    one is the dummy state).
     """
 
     def __init__(self, num_classes: int, num_mixtures: int = 2, weight_decay: float = 0.0, **kwargs: Any):

@@ -21,7 +21,8 @@ Serving signatures:
 
 - ``serving_default``: ``example_bytes`` (string ``[N]``, serialized SequenceExamples for frame-level
   models, Examples for video-level ones; labels may be absent) -> ``video_id`` ``[N]``, ``class_indexes``
-  int32 ``[N, 20]`` and ``predictions`` float32 ``[N, 20]`` (the top 20 classes, best first);
+  int32 ``[N, 20]`` and ``predictions`` float32 ``[N, 20]`` (the top 20 classes, best first; probabilities,
+  or scores for ``yt8m_hinge``);
 - ``serving_features``: dense, already dequantised and L2-normalised ``features`` (``[N, max_frames, D]``
   with ``num_frames`` ``[N]``, or ``[N, D]``) -> ``class_indexes``, ``predictions`` and ``all_predictions``
   ``[N, num_classes]``.

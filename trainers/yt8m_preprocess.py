@@ -1,0 +1,206 @@
+"""Frame-level YouTube-8M TFRecords -> video-level TFRecords with [mean; std; top-K] and optional PCA.
+
+Paper §4.2 (Abu-El-Haija et al. 2016): video-level features are statistics of the frame features over the
+real frames (mean µ, standard deviation σ and the top-K ordinal statistics per dimension, K = 5), and
+"PCA-whitened then L2-normalised". For every input video this job writes a ``tf.train.Example`` with
+``id``, ``labels`` and, per frame feature ``f`` (e.g. ``rgb``, ``audio``): ``mean_f`` [size],
+``std_f`` [size] and ``top<K>_f`` [K * size] (K-major: the first ``size`` values are the maxima) of the
+*dequantised* (not L2-normalised) frames. With ``--pca_dim`` it also writes ``pca`` [pca_dim]: the
+whitened projection of the concatenated ``--pca_input`` statistics, fitted by streaming over this input
+(or loaded from ``--pca_path`` when that file exists, e.g. fitted on the training split). The reader
+``zoo.data.yt8m.video_dataset(feature_names=("pca",), feature_sizes=(pca_dim,))`` L2-normalises it.
+
+    python -m trainers.yt8m_preprocess --input='frames/train*.tfrecord' --output_dir=video_stats \\
+        --num_shards=4 --pca_dim=1024 --pca_path=video_stats/pca.npz
+
+Output files are ``<output_dir>/<prefix>-0000i-of-0000N.tfrecord``, each written to a temporary file and
+renamed into place.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+from absl import app, flags, logging
+
+from zoo.data import yt8m
+from zoo.data import yt8m_features
+
+__all__ = ["preprocess", "stats_feature_layout", "run", "main"]
+
+_PCA_INPUTS = ("mean", "stats")
+
+
+def stats_feature_layout(
+    feature_names: Sequence[str], feature_sizes: Sequence[int], top_k: int = 5
+) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """The ``(feature_names, feature_sizes)`` this job writes, in order, for ``video_dataset``.
+
+    E.g. ``("mean_rgb", "std_rgb", "top5_rgb", "mean_audio", ...)``, ``(1024, 1024, 5120, 128, ...)``.
+    """
+    names, sizes = [], []
+    for name, size in zip(feature_names, feature_sizes, strict=True):
+        names += [f"mean_{name}", f"std_{name}", f"top{top_k}_{name}"]
+        sizes += [size, size, top_k * size]
+    return tuple(names), tuple(sizes)
+
+
+def _split_stats(stats: np.ndarray, size: int, top_k: int) -> dict[str, np.ndarray]:
+    return {"mean": stats[:, :size], "std": stats[:, size : 2 * size], "top": stats[:, 2 * size :]}
+
+
+def preprocess(
+    input_pattern: str,
+    output_dir: str,
+    *,
+    num_shards: int = 1,
+    prefix: str = "video",
+    batch_size: int = 64,
+    max_frames: int = yt8m.DEFAULT_MAX_FRAMES,
+    top_k: int = 5,
+    num_classes: int = yt8m.DEFAULT_NUM_CLASSES,
+    feature_names: Sequence[str] = ("rgb", "audio"),
+    feature_sizes: Sequence[int] = (1024, 128),
+    id_key: str = "id",
+    labels_key: str = "labels",
+    pca_dim: int = 0,
+    pca_input: str = "mean",
+    pca_path: str | None = None,
+    pca_whiten: bool = True,
+    skip_bad_records: bool = False,
+) -> dict[str, Any]:
+    """Runs the job; returns ``{"files", "num_videos", "feature_names", "feature_sizes", "bad_records"}``."""
+    if num_shards < 1 or top_k < 1 or pca_dim < 0:
+        raise ValueError(f"num_shards and top_k must be >= 1 and pca_dim >= 0; got {num_shards}, {top_k}, "
+                         f"{pca_dim}")
+    if pca_input not in _PCA_INPUTS:
+        raise ValueError(f"--pca_input must be one of {_PCA_INPUTS}, got {pca_input!r}")
+    tf.io.gfile.makedirs(output_dir)
+    counter = yt8m.make_bad_record_counter() if skip_bad_records else None
+    ds = yt8m.frame_dataset(
+        input_pattern, batch_size, max_frames=max_frames, num_classes=num_classes, feature_names=feature_names,
+        feature_sizes=feature_sizes, id_key=id_key, labels_key=labels_key, normalize=False,
+        skip_bad_records=skip_bad_records, bad_record_counter=counter)
+    names, sizes = stats_feature_layout(feature_names, feature_sizes, top_k)
+    pca_names = [n for n in names if n.startswith("mean_")] if pca_input == "mean" else list(names)
+    pca_width = sum(s for n, s in zip(names, sizes, strict=True) if n in pca_names)
+    fitted = None
+    if pca_dim and pca_path and tf.io.gfile.exists(pca_path):
+        fitted = yt8m_features.StreamingPCA.load(pca_path)
+        if fitted.dim != pca_width or fitted.components.shape[1] != pca_dim:
+            raise ValueError(f"--pca_path {pca_path} holds a PCA {fitted.dim} -> {fitted.components.shape[1]}, "
+                             f"but this job needs {pca_width} -> {pca_dim}")
+    streaming = yt8m_features.StreamingPCA(pca_width) if pca_dim and fitted is None else None
+
+    paths = [os.path.join(output_dir, f"{prefix}-{i:05d}-of-{num_shards:05d}.tfrecord") for i in range(num_shards)]
+    stage = [f"{p}.stats-{os.getpid()}" for p in paths]
+    writers = [tf.io.TFRecordWriter(p) for p in stage]
+    offsets = np.cumsum([0, *feature_sizes])
+    stats_fn = tf.function(lambda f, n: tf.concat([
+        yt8m_features.tf_video_statistics(f[:, :, int(lo):int(hi)], n, top_k)
+        for lo, hi in zip(offsets[:-1], offsets[1:], strict=True)], axis=1))
+    num_videos = 0
+    try:
+        for inputs, labels in ds:
+            stats = stats_fn(inputs["features"], inputs["num_frames"]).numpy()
+            ids = inputs["id"].numpy()
+            label_lists = [np.flatnonzero(row) for row in labels.numpy()]
+            per_video: dict[str, np.ndarray] = {}
+            col = 0
+            for name, size in zip(feature_names, feature_sizes, strict=True):
+                parts = _split_stats(stats[:, col : col + (2 + top_k) * size], size, top_k)
+                per_video[f"mean_{name}"] = parts["mean"]
+                per_video[f"std_{name}"] = parts["std"]
+                per_video[f"top{top_k}_{name}"] = parts["top"]
+                col += (2 + top_k) * size
+            if streaming is not None:
+                streaming.update(np.concatenate([per_video[n] for n in pca_names], axis=1))
+            for b in range(ids.shape[0]):
+                feats = {n: per_video[n][b] for n in names}
+                record = yt8m.video_example(ids[b], label_lists[b], feats, id_key=id_key, labels_key=labels_key)
+                writers[num_videos % num_shards].write(record)
+                num_videos += 1
+    finally:
+        for w in writers:
+            w.close()
+    if num_videos == 0:
+        raise ValueError(f"no videos read from {input_pattern!r}")
+    out_names, out_sizes = names, sizes
+    if pca_dim:
+        if streaming is not None:
+            fitted = streaming.fit(pca_dim)
+            if pca_path:
+                fitted.save(pca_path)
+        out_names, out_sizes = (*names, "pca"), (*sizes, pca_dim)
+        for src, dst in zip(stage, paths, strict=True):
+            yt8m.write_records(dst, _with_pca(src, fitted, pca_names, pca_whiten))
+            tf.io.gfile.remove(src)
+    else:
+        for src, dst in zip(stage, paths, strict=True):
+            tf.io.gfile.rename(src, dst, overwrite=True)
+    bad = int(counter.numpy()) if counter is not None else 0
+    logging.info("wrote %d videos to %d files in %s (bad records skipped: %d)", num_videos, num_shards,
+                 output_dir, bad)
+    return {"files": paths, "num_videos": num_videos, "feature_names": out_names, "feature_sizes": out_sizes,
+            "bad_records": bad}
+
+
+def _with_pca(path: str, pca: yt8m_features.StreamingPCA, pca_names: Sequence[str], whiten: bool):
+    for raw in tf.data.TFRecordDataset(path).as_numpy_iterator():
+        example = tf.train.Example.FromString(raw)
+        fmap = example.features.feature
+        x = np.concatenate([np.asarray(fmap[n].float_list.value, np.float64) for n in pca_names])[None]
+        projected = pca.transform(x, whiten=whiten, normalize=False)[0]
+        fmap["pca"].float_list.value.extend(projected.tolist())
+        yield example.SerializeToString()
+
+
+# ------------------------------------------------------------------------------------------------ flags
+flags.DEFINE_string("input", None, "Frame-level TFRecords: glob, comma-separated globs, or directory.")
+flags.DEFINE_string("output_dir", None, "Directory for the video-level TFRecords.")
+flags.DEFINE_integer("num_shards", 1, "Output files.")
+flags.DEFINE_string("prefix", "video", "Output file name prefix.")
+flags.DEFINE_integer("batch_size", 64, "Videos per batch while reading.")
+flags.DEFINE_integer("max_frames", yt8m.DEFAULT_MAX_FRAMES, "Frames per video used for the statistics.")
+flags.DEFINE_integer("top_k", 5, "Top-K ordinal statistics per dimension (paper §4.2: 5).")
+flags.DEFINE_integer("num_classes", yt8m.DEFAULT_NUM_CLASSES, "Label ids must be < num_classes.")
+flags.DEFINE_list("feature_names", ["rgb", "audio"], "Frame feature lists (paper-era data: inc3).")
+flags.DEFINE_list("feature_sizes", ["1024", "128"], "Bytes per frame of each feature list.")
+flags.DEFINE_string("id_key", "id", "Context id key (paper-era data: video_id).")
+flags.DEFINE_string("labels_key", "labels", "Context labels key.")
+flags.DEFINE_integer("pca_dim", 0, "If > 0, also write a 'pca' feature of this size.")
+flags.DEFINE_enum("pca_input", "mean", list(_PCA_INPUTS), "PCA over the means, or over all statistics.")
+flags.DEFINE_string("pca_path", None, "Load the PCA from this .npz if it exists, else fit here and save it.")
+flags.DEFINE_bool("pca_whiten", True, "Whiten the PCA projection (paper §3.3).")
+flags.DEFINE_bool("skip_bad_records", False, "Skip and count bad records instead of failing.")
+
+
+def main(argv: Sequence[str]) -> None:
+    del argv
+    f = flags.FLAGS
+    if not f.input or not f.output_dir:
+        raise app.UsageError("--input and --output_dir are required")
+    try:
+        sizes = tuple(int(s) for s in f.feature_sizes)
+    except ValueError as err:
+        raise app.UsageError(f"--feature_sizes must be integers, got {f.feature_sizes}") from err
+    summary = preprocess(
+        f.input, f.output_dir, num_shards=f.num_shards, prefix=f.prefix, batch_size=f.batch_size,
+        max_frames=f.max_frames, top_k=f.top_k, num_classes=f.num_classes, feature_names=tuple(f.feature_names),
+        feature_sizes=sizes, id_key=f.id_key, labels_key=f.labels_key, pca_dim=f.pca_dim,
+        pca_input=f.pca_input, pca_path=f.pca_path, pca_whiten=f.pca_whiten, skip_bad_records=f.skip_bad_records)
+    print(f"wrote {summary['num_videos']} videos to {len(summary['files'])} files in {f.output_dir}; "
+          f"features {list(zip(summary['feature_names'], summary['feature_sizes'], strict=True))}; "
+          f"bad records skipped: {summary['bad_records']}")
+
+
+def run() -> None:
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

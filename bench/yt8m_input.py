@@ -55,15 +55,26 @@ def main(argv):
     data_dir = FLAGS.data_dir or tempfile.mkdtemp(prefix="yt8m_bench_")
     pattern = os.path.join(data_dir, "bench*.tfrecord")
     if not tf.io.gfile.glob(pattern):
-        yt8m.write_synthetic(os.path.join(data_dir, "bench.tfrecord"), FLAGS.num_videos, True, num_classes=3862,
-                             seed=0, num_shards=FLAGS.num_shards, frames=(FLAGS.min_frames, FLAGS.max_frames))
+        yt8m.write_synthetic(
+            os.path.join(data_dir, "bench.tfrecord"),
+            FLAGS.num_videos,
+            True,
+            num_classes=3862,
+            seed=0,
+            num_shards=FLAGS.num_shards,
+            frames=(FLAGS.min_frames, FLAGS.max_frames),
+        )
     files = yt8m.list_files(pattern)
     size_mb = sum(tf.io.gfile.stat(f).length for f in files) / 2**20
 
     def raw():
         ds = tf.data.Dataset.from_tensor_slices(files).interleave(
-            lambda f: tf.data.TFRecordDataset(f, buffer_size=1 << 20), cycle_length=8, block_length=1,
-            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            lambda f: tf.data.TFRecordDataset(f, buffer_size=1 << 20),
+            cycle_length=8,
+            block_length=1,
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
         return ds.batch(FLAGS.batch_size).prefetch(tf.data.AUTOTUNE)
 
     def parsed():
@@ -72,8 +83,10 @@ def main(argv):
     rates = _best_rates({"raw": raw, "parsed": parsed}, FLAGS.repeats)
     (raw_rate, n_raw), (parsed_rate, n_parsed) = rates["raw"], rates["parsed"]
     assert n_raw == n_parsed, (n_raw, n_parsed)
-    print(f"files: {len(files)} ({size_mb:.0f} MiB, {n_raw} videos, frames {FLAGS.min_frames}-{FLAGS.max_frames}),"
-          f" batch {FLAGS.batch_size}, cpus {os.cpu_count()}")
+    print(
+        f"files: {len(files)} ({size_mb:.0f} MiB, {n_raw} videos, "
+        f"frames {FLAGS.min_frames}-{FLAGS.max_frames}), batch {FLAGS.batch_size}, cpus {os.cpu_count()}"
+    )
     print(f"raw TFRecord reading:          {raw_rate:9.0f} videos/s")
     print(f"frame_dataset (parse+dequant): {parsed_rate:9.0f} videos/s")
     print(f"ratio: {parsed_rate / raw_rate:.2f} (target >= 0.6)")

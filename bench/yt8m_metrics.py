@@ -51,8 +51,11 @@ def reference(p: np.ndarray, y: np.ndarray, k: int) -> dict[str, float]:
             per_class_scores[i].append(p[v, i])
             per_class_labels[i].append(y[v, i])
     positives = y.sum(axis=0)
-    gap = _ap([s for lst in per_class_scores for s in lst], [lab for lst in per_class_labels for lab in lst],
-              positives.sum())
+    gap = _ap(
+        [s for lst in per_class_scores for s in lst],
+        [lab for lst in per_class_labels for lab in lst],
+        positives.sum(),
+    )
     aps = [_ap(per_class_scores[i], per_class_labels[i], positives[i]) for i in range(c) if positives[i] > 0]
     return {"hit_at_one": hit / n, "perr": perr / n, "gap": gap, "map": float(np.mean(aps))}
 

@@ -22,7 +22,9 @@ def test_cross_entropy_matches_official_formula():
     per_example = keras.ops.convert_to_numpy(losses.yt8m_cross_entropy(y, p))
     assert per_example.shape == (5,)
     np.testing.assert_allclose(per_example, expected, rtol=1e-5)
-    assert float(losses.yt8m_cross_entropy(y, p, reduction="mean")) == pytest.approx(expected.mean(), rel=1e-5)
+    assert float(losses.yt8m_cross_entropy(y, p, reduction="mean")) == pytest.approx(
+        expected.mean(), rel=1e-5
+    )
     assert float(losses.yt8m_cross_entropy(y, p, reduction="sum")) == pytest.approx(expected.sum(), rel=1e-5)
     assert float(losses.YT8MCrossEntropy()(y, p)) == pytest.approx(expected.mean(), rel=1e-5)
     assert np.isfinite(per_example).all()
@@ -35,7 +37,9 @@ def test_hinge_matches_definition():
     np.testing.assert_allclose(keras.ops.convert_to_numpy(losses.yt8m_hinge(y, scores)), expected, rtol=1e-6)
     np.testing.assert_allclose(
         keras.ops.convert_to_numpy(losses.yt8m_hinge(y, scores, b=0.5)),
-        np.maximum(0.0, 0.5 - (2 * y - 1) * scores).sum(axis=1), rtol=1e-6)
+        np.maximum(0.0, 0.5 - (2 * y - 1) * scores).sum(axis=1),
+        rtol=1e-6,
+    )
     assert float(losses.YT8MHinge()(y, scores)) == pytest.approx(expected.mean(), rel=1e-6)
     # hand case: y = [1, 0], p = [2, 0.5] -> max(0, 1 - 2) + max(0, 1 + 0.5) = 1.5
     assert float(losses.yt8m_hinge(np.array([[1.0, 0.0]]), np.array([[2.0, 0.5]]))[0]) == pytest.approx(1.5)

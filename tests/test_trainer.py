@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from trainer_helpers import TinyTask, register_tiny, tiny_data
+from trainer_helpers import CountingTask, TinyTask, register_tiny, tiny_data
 
 from trainers import flags as flags_lib
 from trainers import train as train_lib
@@ -196,3 +196,21 @@ def test_mixed_precision_bfloat16_trains(tmp_path):
     finally:
         keras.mixed_precision.set_global_policy("float32")
     assert np.isfinite(summary["loss"])
+
+
+def test_carry_is_passed_between_steps():
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    loop = TrainLoop(
+        strategy=tf.distribute.get_strategy(), model=model, task=CountingTask(),
+        optimizer=optim.build_optimizer({"optimizer": "sgd", "learning_rate": 0.1}), global_batch_size=8,
+    )  # fmt: skip
+    x, y = tiny_data(24, 3)
+    it = iter(tf.data.Dataset.from_tensor_slices((x, y)).batch(8))
+    for _ in range(3):
+        loop.step(it)
+    np.testing.assert_array_equal(np.asarray(loop._carry), np.full((8, 1), 3.0))
+
+
+def test_epochs_convert_to_steps():
+    summary = train_lib.train(_resolve(epochs=0.5, log_every=1000), task=TinyTask(), say=lambda s: None)
+    assert summary["step"] == 8  # ceil(0.5 * 256 train examples / batch 16)

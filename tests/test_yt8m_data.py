@@ -34,10 +34,13 @@ def small_frame_file(tmp_path):
 
 
 def test_synthetic_frame_level_reads_back_as_300_x_1152(tmp_path):
-    paths = yt8m.write_synthetic(str(tmp_path / "train.tfrecord"), 10, True, num_classes=20, seed=0,
-                                 num_shards=2, frames=(3, 12))
-    assert [p.rsplit("/", 1)[1] for p in paths] == ["train-00000-of-00002.tfrecord",
-                                                     "train-00001-of-00002.tfrecord"]
+    paths = yt8m.write_synthetic(
+        str(tmp_path / "train.tfrecord"), 10, True, num_classes=20, seed=0, num_shards=2, frames=(3, 12)
+    )
+    assert [p.rsplit("/", 1)[1] for p in paths] == [
+        "train-00000-of-00002.tfrecord",
+        "train-00001-of-00002.tfrecord",
+    ]
     inputs, labels = next(iter(yt8m.frame_dataset(str(tmp_path), 4, num_classes=20)))
     assert inputs["features"].shape == (4, 300, 1152) and inputs["features"].dtype == tf.float32
     assert labels.shape == (4, 20) and inputs["num_frames"].dtype == tf.int32
@@ -52,7 +55,7 @@ def test_synthetic_frame_level_reads_back_as_300_x_1152(tmp_path):
 
 def test_exact_dequantisation_truncation_and_labels(small_frame_file):
     path, videos = small_frame_file
-    (inputs, labels), = list(yt8m.frame_dataset(path, 3, max_frames=5, **SMALL))
+    ((inputs, labels),) = list(yt8m.frame_dataset(path, 3, max_frames=5, **SMALL))
     assert inputs["id"].numpy().tolist() == [b"v0", b"v1", b"v2"]
     assert inputs["num_frames"].numpy().tolist() == [4, 5, 2]  # min over features, capped at max_frames
     np.testing.assert_array_equal(labels.numpy(), [[0, 1, 0, 1, 0], [0] * 5, [0, 0, 0, 0, 1]])
@@ -65,9 +68,9 @@ def test_exact_dequantisation_truncation_and_labels(small_frame_file):
 def test_frame_sampling_uses_only_real_frames_and_is_seeded(small_frame_file):
     path, _ = small_frame_file
     kw = dict(max_frames=5, num_samples=16, seed=7, **SMALL)
-    (a, _), = list(yt8m.frame_dataset(path, 3, **kw))
-    (b, _), = list(yt8m.frame_dataset(path, 3, **kw))
-    (full, _), = list(yt8m.frame_dataset(path, 3, max_frames=5, **SMALL))
+    ((a, _),) = list(yt8m.frame_dataset(path, 3, **kw))
+    ((b, _),) = list(yt8m.frame_dataset(path, 3, **kw))
+    ((full, _),) = list(yt8m.frame_dataset(path, 3, max_frames=5, **SMALL))
     np.testing.assert_array_equal(a["features"].numpy(), b["features"].numpy())
     assert a["features"].shape == (3, 16, 8) and a["num_frames"].numpy().tolist() == [16] * 3
     for v in range(3):
@@ -80,12 +83,12 @@ def test_video_level_and_paper_preset(tmp_path):
     path = str(tmp_path / "video.tfrecord")
     feats = {"mean_inc3": np.arange(1024, dtype=np.float32) / 1000}
     yt8m.write_records(path, [yt8m.video_example("a", [4799], feats, id_key="video_id")])
-    (x, y), = list(yt8m.video_dataset(path, 2, **yt8m.PAPER_VIDEO_LEVEL))
+    ((x, y),) = list(yt8m.video_dataset(path, 2, **yt8m.PAPER_VIDEO_LEVEL))
     assert x["features"].shape == (1, 1024) and y.shape == (1, 4800) and y.numpy()[0, 4799] == 1
     np.testing.assert_allclose(x["features"].numpy()[0], F.l2_normalize(feats["mean_inc3"]), rtol=1e-5)
     assert x["id"].numpy().tolist() == [b"a"]
     synth = yt8m.write_synthetic(str(tmp_path / "v2.tfrecord"), 6, False, num_classes=9, seed=1)
-    (x, y), = list(yt8m.video_dataset(synth, 8, num_classes=9))
+    ((x, y),) = list(yt8m.video_dataset(synth, 8, num_classes=9))
     assert x["features"].shape == (6, 1152) and y.shape == (6, 9)
 
 
@@ -110,8 +113,9 @@ def test_errors_name_file_record_and_keys(tmp_path, small_frame_file):
     assert "feature list inc3 is missing or empty" in msg and "rgb" in msg
     vpath = str(tmp_path / "v.tfrecord")
     yt8m.write_records(vpath, [yt8m.video_example("a", [1], {"mean_rgb": np.zeros(5)})] * 3)
-    msg = _first_error(yt8m.video_dataset(vpath, 2, num_classes=3, feature_names=("mean_rgb",),
-                                          feature_sizes=(4,)))
+    msg = _first_error(
+        yt8m.video_dataset(vpath, 2, num_classes=3, feature_names=("mean_rgb",), feature_sizes=(4,))
+    )
     assert f"{vpath} record 0: feature mean_rgb has 5 values, expected 4" in msg
 
 
@@ -134,8 +138,13 @@ def test_corrupt_records_raise_or_are_skipped_and_counted(tmp_path, small_frame_
     msg = _first_error(yt8m.frame_dataset(truncated, 3, **SMALL))
     assert f"TFRecord file {truncated} is truncated or corrupt: record index 2 could not be read" in msg
     counter = yt8m.make_bad_record_counter()
-    ds = yt8m.frame_dataset([bad_proto, truncated], 2, skip_bad_records=True, bad_record_counter=counter,
-                            **{**SMALL, "num_classes": 5})
+    ds = yt8m.frame_dataset(
+        [bad_proto, truncated],
+        2,
+        skip_bad_records=True,
+        bad_record_counter=counter,
+        **{**SMALL, "num_classes": 5},
+    )
     ids = sorted(i for x, _ in ds for i in x["id"].numpy().tolist())
     assert ids == [b"v0", b"v0", b"v1", b"v2"]
     assert int(counter.numpy()) == 2  # the bad proto and the truncated tail
@@ -144,8 +153,9 @@ def test_corrupt_records_raise_or_are_skipped_and_counted(tmp_path, small_frame_
 def test_skip_counts_out_of_range_labels(small_frame_file):
     path, _ = small_frame_file
     counter = yt8m.make_bad_record_counter()
-    ds = yt8m.frame_dataset(path, 2, skip_bad_records=True, bad_record_counter=counter,
-                            **{**SMALL, "num_classes": 4})
+    ds = yt8m.frame_dataset(
+        path, 2, skip_bad_records=True, bad_record_counter=counter, **{**SMALL, "num_classes": 4}
+    )
     assert [i for x, _ in ds for i in x["id"].numpy().tolist()] == [b"v0", b"v1"]
     assert int(counter.numpy()) == 1
 
@@ -161,7 +171,7 @@ def test_converter_quantises_float_features(tmp_path):
             example.feature_lists.feature_list[name].feature.add().float_list.value.extend(row.tolist())
     src = yt8m.write_records(str(tmp_path / "float.tfrecord"), [example.SerializeToString()])
     out = yt8m.quantize_frame_records(src, str(tmp_path / "q.tfrecord"))
-    (x, y), = list(yt8m.frame_dataset(out, 1, max_frames=4, **SMALL))
+    ((x, y),) = list(yt8m.frame_dataset(out, 1, max_frames=4, **SMALL))
     expected = _expected_frames(F.quantize(rgb), F.quantize(rgb[:, :2]), 4)
     np.testing.assert_allclose(x["features"].numpy()[0], expected, atol=1e-6)
     assert x["num_frames"].numpy().tolist() == [3] and y.numpy()[0, 2] == 1
@@ -172,6 +182,9 @@ def test_list_files_errors_and_sharding(tmp_path):
         yt8m.list_files(str(tmp_path / "nothing_here*"))
     paths = yt8m.write_synthetic(str(tmp_path / "s.tfrecord"), 6, False, num_classes=4, seed=2, num_shards=3)
     assert yt8m.list_files(",".join(paths[:2])) == paths[:2]
-    shard0 = [i for x, _ in yt8m.video_dataset(paths, 4, num_classes=4, num_shards=3, shard_index=0)
-              for i in x["id"].numpy()]
+    shard0 = [
+        i
+        for x, _ in yt8m.video_dataset(paths, 4, num_classes=4, num_shards=3, shard_index=0)
+        for i in x["id"].numpy()
+    ]
     assert shard0 == [b"synth0000000", b"synth0000003"]

@@ -81,37 +81,53 @@ def test_preprocess_job_writes_stats_and_pca(tmp_path):
     from zoo.data import yt8m
 
     rng = np.random.default_rng(5)
-    videos = [(f"v{i}", [i % 3], rng.integers(0, 256, (t, 4), dtype=np.uint8),
-               rng.integers(0, 256, (t, 2), dtype=np.uint8)) for i, t in enumerate([3, 7, 2, 9, 5, 6])]
-    src = yt8m.write_records(str(tmp_path / "frames.tfrecord"), (
-        yt8m.frame_example(v, lab, {"rgb": r, "audio": a}) for v, lab, r, a in videos))
+    videos = [
+        (
+            f"v{i}",
+            [i % 3],
+            rng.integers(0, 256, (t, 4), dtype=np.uint8),
+            rng.integers(0, 256, (t, 2), dtype=np.uint8),
+        )
+        for i, t in enumerate([3, 7, 2, 9, 5, 6])
+    ]
+    src = yt8m.write_records(
+        str(tmp_path / "frames.tfrecord"),
+        (yt8m.frame_example(v, lab, {"rgb": r, "audio": a}) for v, lab, r, a in videos),
+    )
     kw = dict(num_classes=3, feature_names=("rgb", "audio"), feature_sizes=(4, 2), top_k=3, batch_size=4)
-    out = yt8m_preprocess.preprocess(src, str(tmp_path / "out"), num_shards=2, pca_dim=3,
-                                     pca_path=str(tmp_path / "out" / "pca.npz"), **kw)
+    out = yt8m_preprocess.preprocess(
+        src, str(tmp_path / "out"), num_shards=2, pca_dim=3, pca_path=str(tmp_path / "out" / "pca.npz"), **kw
+    )
     assert out["num_videos"] == 6 and len(out["files"]) == 2
     names, sizes = yt8m_preprocess.stats_feature_layout(("rgb", "audio"), (4, 2), 3)
     assert names[:3] == ("mean_rgb", "std_rgb", "top3_rgb") and sizes[:3] == (4, 4, 12)
-    ds = yt8m.video_dataset(out["files"], 8, num_classes=3, feature_names=names, feature_sizes=sizes,
-                            normalize=False)
-    (x, y), = list(ds)
+    ds = yt8m.video_dataset(
+        out["files"], 8, num_classes=3, feature_names=names, feature_sizes=sizes, normalize=False
+    )
+    ((x, y),) = list(ds)
     by_id = {vid.decode(): i for i, vid in enumerate(x["id"].numpy())}
     for vid, lab, rgb, audio in videos:
         row = x["features"].numpy()[by_id[vid]]
-        expected = np.concatenate([F.video_statistics(F.dequantize(rgb), top_k=3),
-                                   F.video_statistics(F.dequantize(audio), top_k=3)])
+        expected = np.concatenate(
+            [F.video_statistics(F.dequantize(rgb), top_k=3), F.video_statistics(F.dequantize(audio), top_k=3)]
+        )
         np.testing.assert_allclose(row, expected, rtol=1e-5, atol=1e-6)
         assert y.numpy()[by_id[vid]].tolist() == [float(c == lab[0]) for c in range(3)]
-    (p, _), = list(yt8m.video_dataset(out["files"], 8, num_classes=3, feature_names=("pca",),
-                                      feature_sizes=(3,)))
+    ((p, _),) = list(
+        yt8m.video_dataset(out["files"], 8, num_classes=3, feature_names=("pca",), feature_sizes=(3,))
+    )
     np.testing.assert_allclose(np.linalg.norm(p["features"].numpy(), axis=1), 1.0, rtol=1e-5)
     # a second run reuses the saved PCA and gives the same projection
-    again = yt8m_preprocess.preprocess(src, str(tmp_path / "again"), pca_dim=3,
-                                       pca_path=str(tmp_path / "out" / "pca.npz"), **kw)
-    (q, _), = list(yt8m.video_dataset(again["files"], 8, num_classes=3, feature_names=("pca",),
-                                      feature_sizes=(3,)))
+    again = yt8m_preprocess.preprocess(
+        src, str(tmp_path / "again"), pca_dim=3, pca_path=str(tmp_path / "out" / "pca.npz"), **kw
+    )
+    ((q, _),) = list(
+        yt8m.video_dataset(again["files"], 8, num_classes=3, feature_names=("pca",), feature_sizes=(3,))
+    )
     order = np.argsort(q["id"].numpy())
-    np.testing.assert_allclose(q["features"].numpy()[order], p["features"].numpy()[np.argsort(p["id"].numpy())],
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        q["features"].numpy()[order], p["features"].numpy()[np.argsort(p["id"].numpy())], rtol=1e-5, atol=1e-6
+    )
     with pytest.raises(ValueError, match="pca_input"):
         yt8m_preprocess.preprocess(src, str(tmp_path / "bad"), pca_input="median", **kw)
 
@@ -123,11 +139,24 @@ def test_preprocess_command_line(tmp_path):
 
     from zoo.data import yt8m
 
-    src = yt8m.write_synthetic(str(tmp_path / "f.tfrecord"), 5, True, num_classes=7, seed=0, frames=(2, 6),
-                               feature_sizes=(8, 4))
+    src = yt8m.write_synthetic(
+        str(tmp_path / "f.tfrecord"), 5, True, num_classes=7, seed=0, frames=(2, 6), feature_sizes=(8, 4)
+    )
     result = subprocess.run(
-        [sys.executable, "-m", "trainers.yt8m_preprocess", f"--input={src[0]}", f"--output_dir={tmp_path}/o",
-         "--num_classes=7", "--feature_sizes=8,4", "--top_k=2"],
-        capture_output=True, text=True, timeout=300, cwd=str(__import__("pathlib").Path(__file__).parents[1]))
+        [
+            sys.executable,
+            "-m",
+            "trainers.yt8m_preprocess",
+            f"--input={src[0]}",
+            f"--output_dir={tmp_path}/o",
+            "--num_classes=7",
+            "--feature_sizes=8,4",
+            "--top_k=2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=str(__import__("pathlib").Path(__file__).parents[1]),
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "wrote 5 videos to 1 files" in result.stdout

@@ -67,10 +67,10 @@ def random_case(seed, n=120, c=30, signed=True):
     return p, y
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("seed,num_classes", [(0, 30), (1, 30), (2, 30), (3, 400)])
 @pytest.mark.parametrize("top_k", [3, 20])
-def test_matches_reference_on_random_data(seed, top_k):
-    p, y = random_case(seed, signed=seed != 2)
+def test_matches_reference_on_random_data(seed, num_classes, top_k):
+    p, y = random_case(seed, c=num_classes, signed=seed != 2)
     assert (y.sum(axis=1) == 0).any() and (p <= 0).any() == (seed != 2)
     assert abs(m.hit_at_k(p, y, 1) - ref_hit_at_one(p, y)) < 1e-9
     assert abs(m.perr(p, y) - ref_perr(p, y)) < 1e-9
@@ -96,6 +96,14 @@ def test_streaming_evaluator_equals_evaluate_and_chunking():
         assert streamed[key] == pytest.approx(full[key], abs=1e-12)
     assert m.perr(p, y, chunk_size=7) == pytest.approx(m.perr(p, y), abs=1e-12)
     assert m.hit_at_k(p, y, 1, chunk_size=5) == pytest.approx(full["hit_at_one"], abs=1e-12)
+
+
+@pytest.mark.parametrize("k", [1, 5, 20, 90])
+def test_top_k_selection_with_ties_is_stable_sort(k):
+    p = np.random.default_rng(k).integers(0, 6, size=(40, 500)).astype(np.float64)  # many ties
+    expected = np.argsort(-p, axis=1, kind="stable")[:, :k]
+    np.testing.assert_array_equal(m._top_k_indices(p, k), expected)
+    np.testing.assert_array_equal(m._top_k_indices(p.astype(np.float32), k), expected)
 
 
 def test_hand_computed_cases():

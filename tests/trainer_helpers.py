@@ -91,6 +91,17 @@ class TinyTask(Task):
         return {"serving_default": {"features": np.zeros((1, NUM_FEATURES), "float32")}}
 
 
+class CountingTask(TinyTask):
+    """TinyTask with a per-replica carry: a [batch, 1] counter that every step increments."""
+
+    def initial_carry(self, model, batch_size):
+        return tf.zeros([batch_size, 1])
+
+    def forward(self, model, batch, carry, training) -> ForwardOutput:
+        out = super().forward(model, batch, carry, training)
+        return ForwardOutput(per_example_loss=out.per_example_loss, carry=carry + 1.0, outputs=out.outputs)
+
+
 def build_tiny_mlp(config: dict[str, Any]) -> keras.Model:
     reg = keras.regularizers.L2(config["weight_decay"]) if config["weight_decay"] else None
     inputs = keras.Input((NUM_FEATURES,), name="features")

@@ -27,8 +27,7 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags, logging
 
-from zoo.data import yt8m
-from zoo.data import yt8m_features
+from zoo.data import yt8m, yt8m_features
 
 __all__ = ["preprocess", "stats_feature_layout", "run", "main"]
 
@@ -75,16 +74,26 @@ def preprocess(
 ) -> dict[str, Any]:
     """Runs the job; returns ``{"files", "num_videos", "feature_names", "feature_sizes", "bad_records"}``."""
     if num_shards < 1 or top_k < 1 or pca_dim < 0:
-        raise ValueError(f"num_shards and top_k must be >= 1 and pca_dim >= 0; got {num_shards}, {top_k}, "
-                         f"{pca_dim}")
+        raise ValueError(
+            f"num_shards and top_k must be >= 1 and pca_dim >= 0; got {num_shards}, {top_k}, {pca_dim}"
+        )
     if pca_input not in _PCA_INPUTS:
         raise ValueError(f"--pca_input must be one of {_PCA_INPUTS}, got {pca_input!r}")
     tf.io.gfile.makedirs(output_dir)
     counter = yt8m.make_bad_record_counter() if skip_bad_records else None
     ds = yt8m.frame_dataset(
-        input_pattern, batch_size, max_frames=max_frames, num_classes=num_classes, feature_names=feature_names,
-        feature_sizes=feature_sizes, id_key=id_key, labels_key=labels_key, normalize=False,
-        skip_bad_records=skip_bad_records, bad_record_counter=counter)
+        input_pattern,
+        batch_size,
+        max_frames=max_frames,
+        num_classes=num_classes,
+        feature_names=feature_names,
+        feature_sizes=feature_sizes,
+        id_key=id_key,
+        labels_key=labels_key,
+        normalize=False,
+        skip_bad_records=skip_bad_records,
+        bad_record_counter=counter,
+    )
     names, sizes = stats_feature_layout(feature_names, feature_sizes, top_k)
     pca_names = [n for n in names if n.startswith("mean_")] if pca_input == "mean" else list(names)
     pca_width = sum(s for n, s in zip(names, sizes, strict=True) if n in pca_names)
@@ -92,17 +101,27 @@ def preprocess(
     if pca_dim and pca_path and tf.io.gfile.exists(pca_path):
         fitted = yt8m_features.StreamingPCA.load(pca_path)
         if fitted.dim != pca_width or fitted.components.shape[1] != pca_dim:
-            raise ValueError(f"--pca_path {pca_path} holds a PCA {fitted.dim} -> {fitted.components.shape[1]}, "
-                             f"but this job needs {pca_width} -> {pca_dim}")
+            raise ValueError(
+                f"--pca_path {pca_path} holds a PCA {fitted.dim} -> {fitted.components.shape[1]}, "
+                f"but this job needs {pca_width} -> {pca_dim}"
+            )
     streaming = yt8m_features.StreamingPCA(pca_width) if pca_dim and fitted is None else None
 
-    paths = [os.path.join(output_dir, f"{prefix}-{i:05d}-of-{num_shards:05d}.tfrecord") for i in range(num_shards)]
+    paths = [
+        os.path.join(output_dir, f"{prefix}-{i:05d}-of-{num_shards:05d}.tfrecord") for i in range(num_shards)
+    ]
     stage = [f"{p}.stats-{os.getpid()}" for p in paths]
     writers = [tf.io.TFRecordWriter(p) for p in stage]
     offsets = np.cumsum([0, *feature_sizes])
-    stats_fn = tf.function(lambda f, n: tf.concat([
-        yt8m_features.tf_video_statistics(f[:, :, int(lo):int(hi)], n, top_k)
-        for lo, hi in zip(offsets[:-1], offsets[1:], strict=True)], axis=1))
+    stats_fn = tf.function(
+        lambda f, n: tf.concat(
+            [
+                yt8m_features.tf_video_statistics(f[:, :, int(lo) : int(hi)], n, top_k)
+                for lo, hi in zip(offsets[:-1], offsets[1:], strict=True)
+            ],
+            axis=1,
+        )
+    )
     num_videos = 0
     try:
         for inputs, labels in ds:
@@ -121,7 +140,9 @@ def preprocess(
                 streaming.update(np.concatenate([per_video[n] for n in pca_names], axis=1))
             for b in range(ids.shape[0]):
                 feats = {n: per_video[n][b] for n in names}
-                record = yt8m.video_example(ids[b], label_lists[b], feats, id_key=id_key, labels_key=labels_key)
+                record = yt8m.video_example(
+                    ids[b], label_lists[b], feats, id_key=id_key, labels_key=labels_key
+                )
                 writers[num_videos % num_shards].write(record)
                 num_videos += 1
     finally:
@@ -143,10 +164,16 @@ def preprocess(
         for src, dst in zip(stage, paths, strict=True):
             tf.io.gfile.rename(src, dst, overwrite=True)
     bad = int(counter.numpy()) if counter is not None else 0
-    logging.info("wrote %d videos to %d files in %s (bad records skipped: %d)", num_videos, num_shards,
-                 output_dir, bad)
-    return {"files": paths, "num_videos": num_videos, "feature_names": out_names, "feature_sizes": out_sizes,
-            "bad_records": bad}
+    logging.info(
+        "wrote %d videos to %d files in %s (bad records skipped: %d)", num_videos, num_shards, output_dir, bad
+    )
+    return {
+        "files": paths,
+        "num_videos": num_videos,
+        "feature_names": out_names,
+        "feature_sizes": out_sizes,
+        "bad_records": bad,
+    }
 
 
 def _with_pca(path: str, pca: yt8m_features.StreamingPCA, pca_names: Sequence[str], whiten: bool):
@@ -189,13 +216,29 @@ def main(argv: Sequence[str]) -> None:
     except ValueError as err:
         raise app.UsageError(f"--feature_sizes must be integers, got {f.feature_sizes}") from err
     summary = preprocess(
-        f.input, f.output_dir, num_shards=f.num_shards, prefix=f.prefix, batch_size=f.batch_size,
-        max_frames=f.max_frames, top_k=f.top_k, num_classes=f.num_classes, feature_names=tuple(f.feature_names),
-        feature_sizes=sizes, id_key=f.id_key, labels_key=f.labels_key, pca_dim=f.pca_dim,
-        pca_input=f.pca_input, pca_path=f.pca_path, pca_whiten=f.pca_whiten, skip_bad_records=f.skip_bad_records)
-    print(f"wrote {summary['num_videos']} videos to {len(summary['files'])} files in {f.output_dir}; "
-          f"features {list(zip(summary['feature_names'], summary['feature_sizes'], strict=True))}; "
-          f"bad records skipped: {summary['bad_records']}")
+        f.input,
+        f.output_dir,
+        num_shards=f.num_shards,
+        prefix=f.prefix,
+        batch_size=f.batch_size,
+        max_frames=f.max_frames,
+        top_k=f.top_k,
+        num_classes=f.num_classes,
+        feature_names=tuple(f.feature_names),
+        feature_sizes=sizes,
+        id_key=f.id_key,
+        labels_key=f.labels_key,
+        pca_dim=f.pca_dim,
+        pca_input=f.pca_input,
+        pca_path=f.pca_path,
+        pca_whiten=f.pca_whiten,
+        skip_bad_records=f.skip_bad_records,
+    )
+    print(
+        f"wrote {summary['num_videos']} videos to {len(summary['files'])} files in {f.output_dir}; "
+        f"features {list(zip(summary['feature_names'], summary['feature_sizes'], strict=True))}; "
+        f"bad records skipped: {summary['bad_records']}"
+    )
 
 
 def run() -> None:

@@ -63,19 +63,28 @@ DEFAULT_MAX_FRAMES = 300  # official reader
 
 #: Current release, frame level (official defaults).
 FRAME_LEVEL: dict[str, Any] = {
-    "num_classes": 3862, "feature_names": ("rgb", "audio"), "feature_sizes": (1024, 128),
-    "id_key": "id", "labels_key": "labels",
+    "num_classes": 3862,
+    "feature_names": ("rgb", "audio"),
+    "feature_sizes": (1024, 128),
+    "id_key": "id",
+    "labels_key": "labels",
 }
 #: Current release, video level.
 VIDEO_LEVEL: dict[str, Any] = {**FRAME_LEVEL, "feature_names": ("mean_rgb", "mean_audio")}
 #: The paper's release (v1, 2016): Inception features only, 4800 classes, ``video_id``.
 PAPER_FRAME_LEVEL: dict[str, Any] = {
-    "num_classes": 4800, "feature_names": ("inc3",), "feature_sizes": (1024,),
-    "id_key": "video_id", "labels_key": "labels",
+    "num_classes": 4800,
+    "feature_names": ("inc3",),
+    "feature_sizes": (1024,),
+    "id_key": "video_id",
+    "labels_key": "labels",
 }
 PAPER_VIDEO_LEVEL: dict[str, Any] = {**PAPER_FRAME_LEVEL, "feature_names": ("mean_inc3",)}
 PRESETS: dict[str, dict[str, Any]] = {
-    "frame": FRAME_LEVEL, "video": VIDEO_LEVEL, "paper_frame": PAPER_FRAME_LEVEL, "paper_video": PAPER_VIDEO_LEVEL,
+    "frame": FRAME_LEVEL,
+    "video": VIDEO_LEVEL,
+    "paper_frame": PAPER_FRAME_LEVEL,
+    "paper_video": PAPER_VIDEO_LEVEL,
 }
 
 _RECORD_OVERHEAD = 16  # TFRecord framing: length (8) + length CRC (4) + data CRC (4)
@@ -98,7 +107,9 @@ def list_files(file_pattern: str | Sequence[str]) -> list[str]:
         files.extend(f for f in tf.io.gfile.glob(pattern) if not tf.io.gfile.isdir(f))
     files = sorted(set(files))
     if not files:
-        raise FileNotFoundError(f"no TFRecord files match {file_pattern!r} (a directory means <dir>/*.tfrecord)")
+        raise FileNotFoundError(
+            f"no TFRecord files match {file_pattern!r} (a directory means <dir>/*.tfrecord)"
+        )
     return files
 
 
@@ -131,10 +142,24 @@ def _file_records(filename: tf.Tensor, size: tf.Tensor, skip: bool, counter: tf.
                 counter.assign_add(tf.cast(tf.logical_not(ok), tf.int64))
             checked = index
         else:
-            assertion = tf.debugging.Assert(ok, [tf.strings.join([
-                "TFRecord file ", filename, " is truncated or corrupt: record index ",
-                tf.strings.as_string(last + 1), " could not be read (read ", tf.strings.as_string(nbytes),
-                " of ", tf.strings.as_string(size), " bytes)"])])
+            assertion = tf.debugging.Assert(
+                ok,
+                [
+                    tf.strings.join(
+                        [
+                            "TFRecord file ",
+                            filename,
+                            " is truncated or corrupt: record index ",
+                            tf.strings.as_string(last + 1),
+                            " could not be read (read ",
+                            tf.strings.as_string(nbytes),
+                            " of ",
+                            tf.strings.as_string(size),
+                            " bytes)",
+                        ]
+                    )
+                ],
+            )
             with tf.control_dependencies([assertion]):
                 checked = tf.identity(index)
         last = tf.where(is_end, last, index[-1])
@@ -147,8 +172,17 @@ def _file_records(filename: tf.Tensor, size: tf.Tensor, skip: bool, counter: tf.
 
 
 def _record_stream(
-    files: list[str], *, shuffle: bool, repeat: bool, seed: int | None, shuffle_buffer: int,
-    skip: bool, counter: tf.Variable | None, num_shards: int, shard_index: int, cycle_length: int,
+    files: list[str],
+    *,
+    shuffle: bool,
+    repeat: bool,
+    seed: int | None,
+    shuffle_buffer: int,
+    skip: bool,
+    counter: tf.Variable | None,
+    num_shards: int,
+    shard_index: int,
+    cycle_length: int,
 ) -> tf.data.Dataset:
     sizes = [tf.io.gfile.stat(f).length for f in files]
     ds = tf.data.Dataset.from_tensor_slices((files, tf.constant(sizes, tf.int64)))
@@ -195,11 +229,13 @@ def _keys_of(record: tf.Tensor, sequence: bool) -> tf.Tensor:
         return tf.strings.reduce_join(tf.reshape(keys, [-1]), separator=", ")
 
     if sequence:
-        parts = tf.io.decode_proto(record[None], "tensorflow.SequenceExample", ["context", "feature_lists"],
-                                   [tf.string, tf.string]).values
+        parts = tf.io.decode_proto(
+            record[None], "tensorflow.SequenceExample", ["context", "feature_lists"], [tf.string, tf.string]
+        ).values
         ctx = entries(parts[0], "tensorflow.Features", "feature", "tensorflow.Features.FeatureEntry")
-        fl = entries(parts[1], "tensorflow.FeatureLists", "feature_list",
-                     "tensorflow.FeatureLists.FeatureListEntry")
+        fl = entries(
+            parts[1], "tensorflow.FeatureLists", "feature_list", "tensorflow.FeatureLists.FeatureListEntry"
+        )
         return tf.strings.join(["the record has context keys [", ctx, "] and feature lists [", fl, "]"])
     feats = tf.io.decode_proto(record[None], "tensorflow.Example", ["features"], [tf.string]).values[0]
     keys = entries(feats, "tensorflow.Features", "feature", "tensorflow.Features.FeatureEntry")
@@ -223,17 +259,49 @@ def _ids_and_labels(context, records, names, batch, *, id_key, labels_key, num_c
     id_sparse = context[id_key]
     id_count = _row_counts(id_sparse, batch)
     ids = tf.pad(tf.sparse.to_dense(id_sparse, default_value=""), [[0, 0], [0, 1]])[:, 0]
-    checks = [_assert_rows(tf.not_equal(id_count, 1), lambda i: tf.strings.join([
-        names[i], ": the id feature ", id_key, " is missing or has ", tf.strings.as_string(id_count[i]),
-        " values (expected 1); ", _keys_of(records[i], sequence), hint]))]
+    checks = [
+        _assert_rows(
+            tf.not_equal(id_count, 1),
+            lambda i: tf.strings.join(
+                [
+                    names[i],
+                    ": the id feature ",
+                    id_key,
+                    " is missing or has ",
+                    tf.strings.as_string(id_count[i]),
+                    " values (expected 1); ",
+                    _keys_of(records[i], sequence),
+                    hint,
+                ]
+            ),
+        )
+    ]
     labels = context[labels_key]
     bad_value = tf.logical_or(labels.values < 0, labels.values >= num_classes)
-    bad_row = tf.math.unsorted_segment_max(tf.cast(bad_value, tf.int32),
-                                           tf.cast(labels.indices[:, 0], tf.int32), batch) > 0
+    bad_row = (
+        tf.math.unsorted_segment_max(
+            tf.cast(bad_value, tf.int32), tf.cast(labels.indices[:, 0], tf.int32), batch
+        )
+        > 0
+    )
     first_value = tf.gather(labels.values, tf.argmax(tf.cast(bad_value, tf.int32)))
-    checks.append(_assert_rows(bad_row, lambda i: tf.strings.join([
-        names[i], ": label id ", tf.strings.as_string(first_value), " is outside [0, ",
-        str(num_classes), ") (num_classes=", str(num_classes), ")"])))
+    checks.append(
+        _assert_rows(
+            bad_row,
+            lambda i: tf.strings.join(
+                [
+                    names[i],
+                    ": label id ",
+                    tf.strings.as_string(first_value),
+                    " is outside [0, ",
+                    str(num_classes),
+                    ") (num_classes=",
+                    str(num_classes),
+                    ")",
+                ]
+            ),
+        )
+    )
     with tf.control_dependencies(checks):
         in_range = tf.sparse.retain(labels, tf.logical_not(bad_value))
         dense = tf.sparse.to_indicator(in_range, num_classes)
@@ -248,8 +316,10 @@ def _default_names(serialized: tf.Tensor) -> tf.Tensor:
     return tf.strings.join(["record ", tf.strings.as_string(tf.range(tf.shape(serialized)[0]))])
 
 
-_PAPER_HINT = (" (the paper-era release uses video_id, inc3 / mean_inc3 and 4800 classes: pass "
-               "**zoo.data.yt8m.PAPER_FRAME_LEVEL or PAPER_VIDEO_LEVEL)")
+_PAPER_HINT = (
+    " (the paper-era release uses video_id, inc3 / mean_inc3 and 4800 classes: pass "
+    "**zoo.data.yt8m.PAPER_FRAME_LEVEL or PAPER_VIDEO_LEVEL)"
+)
 
 
 # --------------------------------------------------------------------------------------------- parsing
@@ -286,19 +356,41 @@ def parse_frame_batch(
     context, lists, lengths = tf.io.parse_sequence_example(
         serialized,
         context_features={id_key: tf.io.VarLenFeature(tf.string), labels_key: tf.io.VarLenFeature(tf.int64)},
-        sequence_features={n: tf.io.FixedLenSequenceFeature([], tf.string, allow_missing=True)
-                           for n in feature_names},
+        sequence_features={
+            n: tf.io.FixedLenSequenceFeature([], tf.string, allow_missing=True) for n in feature_names
+        },
         example_names=names,
     )
-    ids, labels = _ids_and_labels(context, serialized, names, batch, id_key=id_key, labels_key=labels_key,
-                                  num_classes=num_classes, sequence=True, hint=_PAPER_HINT)
+    ids, labels = _ids_and_labels(
+        context,
+        serialized,
+        names,
+        batch,
+        id_key=id_key,
+        labels_key=labels_key,
+        num_classes=num_classes,
+        sequence=True,
+        hint=_PAPER_HINT,
+    )
     checks = []
     num_frames = tf.fill([batch], tf.constant(max_frames, tf.int64))
     for name in feature_names:
         length = lengths[name]
-        checks.append(_assert_rows(tf.equal(length, 0), lambda i, name=name: tf.strings.join([
-            names[i], ": feature list ", name, " is missing or empty; ", _keys_of(serialized[i], True),
-            _PAPER_HINT])))
+        checks.append(
+            _assert_rows(
+                tf.equal(length, 0),
+                lambda i, name=name: tf.strings.join(
+                    [
+                        names[i],
+                        ": feature list ",
+                        name,
+                        " is missing or empty; ",
+                        _keys_of(serialized[i], True),
+                        _PAPER_HINT,
+                    ]
+                ),
+            )
+        )
         num_frames = tf.minimum(num_frames, length)
     num_frames = tf.cast(num_frames, tf.int32)
     steps = tf.reduce_max(tf.concat([num_frames, [0]], 0))
@@ -309,10 +401,24 @@ def parse_frame_batch(
         real = tf.sequence_mask(tf.minimum(tf.cast(lengths[name], tf.int32), steps), steps)
         bad = tf.logical_and(real, tf.not_equal(nbytes, size))
         first_frame = tf.argmax(tf.cast(bad, tf.int32), axis=1, output_type=tf.int32)
-        checks.append(_assert_rows(tf.reduce_any(bad, axis=1), lambda i, name=name, size=size, nbytes=nbytes,
-                                   ff=first_frame: tf.strings.join([
-            names[i], ": frame ", tf.strings.as_string(ff[i]), " of feature ", name, " has ",
-            tf.strings.as_string(nbytes[i, ff[i]]), " bytes, expected ", str(size)])))
+        checks.append(
+            _assert_rows(
+                tf.reduce_any(bad, axis=1),
+                lambda i, name=name, size=size, nbytes=nbytes, ff=first_frame: tf.strings.join(
+                    [
+                        names[i],
+                        ": frame ",
+                        tf.strings.as_string(ff[i]),
+                        " of feature ",
+                        name,
+                        " has ",
+                        tf.strings.as_string(nbytes[i, ff[i]]),
+                        " bytes, expected ",
+                        str(size),
+                    ]
+                ),
+            )
+        )
         parts.append(frames)
     total = sum(feature_sizes)
     if num_samples is None:
@@ -325,8 +431,9 @@ def parse_frame_batch(
             raise ValueError("parse_frame_batch: num_samples needs a sample_seed (int32 [2])")
         length_out = num_samples
         valid = tf.broadcast_to((num_frames > 0)[:, None], [batch, num_samples])
-    decoded = [tf.io.decode_raw(p, tf.uint8, fixed_length=size)
-               for p, size in zip(parts, feature_sizes, strict=True)]
+    decoded = [
+        tf.io.decode_raw(p, tf.uint8, fixed_length=size) for p, size in zip(parts, feature_sizes, strict=True)
+    ]
     with tf.control_dependencies(checks):
         quantized = tf.concat(decoded, axis=-1) if len(decoded) > 1 else tf.identity(decoded[0])
     if num_samples is not None:
@@ -364,19 +471,45 @@ def parse_video_batch(
     spec = {id_key: tf.io.VarLenFeature(tf.string), labels_key: tf.io.VarLenFeature(tf.int64)}
     spec.update({n: tf.io.RaggedFeature(tf.float32) for n in feature_names})
     parsed = tf.io.parse_example(serialized, spec, example_names=names)
-    ids, labels = _ids_and_labels(parsed, serialized, names, batch, id_key=id_key, labels_key=labels_key,
-                                  num_classes=num_classes, sequence=False, hint=_PAPER_HINT)
+    ids, labels = _ids_and_labels(
+        parsed,
+        serialized,
+        names,
+        batch,
+        id_key=id_key,
+        labels_key=labels_key,
+        num_classes=num_classes,
+        sequence=False,
+        hint=_PAPER_HINT,
+    )
     checks, parts = [], []
     for name, size in zip(feature_names, feature_sizes, strict=True):
         values = parsed[name]
         count = tf.cast(values.row_lengths(), tf.int32)
-        checks.append(_assert_rows(tf.not_equal(count, size), lambda i, name=name, size=size, count=count:
-                                   tf.strings.join([
-            names[i], ": feature ", name, " has ", tf.strings.as_string(count[i]), " values, expected ",
-            str(size), " (0 means missing; ", _keys_of(serialized[i], False), ")"])))
+        checks.append(
+            _assert_rows(
+                tf.not_equal(count, size),
+                lambda i, name=name, size=size, count=count: tf.strings.join(
+                    [
+                        names[i],
+                        ": feature ",
+                        name,
+                        " has ",
+                        tf.strings.as_string(count[i]),
+                        " values, expected ",
+                        str(size),
+                        " (0 means missing; ",
+                        _keys_of(serialized[i], False),
+                        ")",
+                    ]
+                ),
+            )
+        )
         parts.append(values)
     with tf.control_dependencies(checks):
-        dense = [tf.reshape(p.flat_values, [batch, size]) for p, size in zip(parts, feature_sizes, strict=True)]
+        dense = [
+            tf.reshape(p.flat_values, [batch, size]) for p, size in zip(parts, feature_sizes, strict=True)
+        ]
     features = tf.concat(dense, axis=-1) if len(dense) > 1 else dense[0]
     if normalize:
         features = tf.math.l2_normalize(features, axis=-1)
@@ -402,25 +535,50 @@ def _dequantize_frames(quantized: tf.Tensor, valid: tf.Tensor, normalize: bool) 
 
 def _check_feature_spec(feature_names: Sequence[str], feature_sizes: Sequence[int]) -> None:
     if isinstance(feature_names, str) or isinstance(feature_sizes, int):
-        raise TypeError(f"feature_names and feature_sizes must be sequences, got {feature_names!r}, "
-                        f"{feature_sizes!r}")
+        raise TypeError(
+            f"feature_names and feature_sizes must be sequences, got {feature_names!r}, {feature_sizes!r}"
+        )
     if len(feature_names) != len(feature_sizes) or not feature_names:
-        raise ValueError(f"feature_names {tuple(feature_names)} and feature_sizes {tuple(feature_sizes)} must "
-                         "be non-empty and of the same length")
+        raise ValueError(
+            f"feature_names {tuple(feature_names)} and feature_sizes {tuple(feature_sizes)} must "
+            "be non-empty and of the same length"
+        )
 
 
 # -------------------------------------------------------------------------------------------- datasets
 def _dataset(
-    file_pattern, batch_size, parse, *, shuffle, repeat, drop_remainder, seed, shuffle_buffer,
-    skip_bad_records, bad_record_counter, num_shards, shard_index, cycle_length, prefetch,
+    file_pattern,
+    batch_size,
+    parse,
+    *,
+    shuffle,
+    repeat,
+    drop_remainder,
+    seed,
+    shuffle_buffer,
+    skip_bad_records,
+    bad_record_counter,
+    num_shards,
+    shard_index,
+    cycle_length,
+    prefetch,
 ):
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     files = list_files(file_pattern)
     counter = bad_record_counter
-    ds = _record_stream(files, shuffle=shuffle, repeat=repeat, seed=seed, shuffle_buffer=shuffle_buffer,
-                        skip=skip_bad_records, counter=counter, num_shards=num_shards, shard_index=shard_index,
-                        cycle_length=cycle_length)
+    ds = _record_stream(
+        files,
+        shuffle=shuffle,
+        repeat=repeat,
+        seed=seed,
+        shuffle_buffer=shuffle_buffer,
+        skip=skip_bad_records,
+        counter=counter,
+        num_shards=num_shards,
+        shard_index=shard_index,
+        cycle_length=cycle_length,
+    )
     if skip_bad_records:
         ds = _skip_invalid(ds, lambda r, n: parse(r, n, tf.constant([0, 0], tf.int32)), counter)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder).enumerate()
@@ -471,16 +629,36 @@ def frame_dataset(
         raise ValueError(f"max_frames and num_samples must be >= 1, got {max_frames}, {num_samples}")
 
     def parse(records, names, sample_seed):
-        return parse_frame_batch(records, names, max_frames=max_frames, num_classes=num_classes,
-                                 feature_names=feature_names, feature_sizes=feature_sizes, id_key=id_key,
-                                 labels_key=labels_key, num_samples=num_samples,
-                                 sample_seed=sample_seed if num_samples else None, normalize=normalize)
+        return parse_frame_batch(
+            records,
+            names,
+            max_frames=max_frames,
+            num_classes=num_classes,
+            feature_names=feature_names,
+            feature_sizes=feature_sizes,
+            id_key=id_key,
+            labels_key=labels_key,
+            num_samples=num_samples,
+            sample_seed=sample_seed if num_samples else None,
+            normalize=normalize,
+        )
 
-    return _dataset(file_pattern, batch_size, parse, shuffle=shuffle, repeat=repeat,
-                    drop_remainder=drop_remainder, seed=seed, shuffle_buffer=shuffle_buffer,
-                    skip_bad_records=skip_bad_records, bad_record_counter=bad_record_counter,
-                    num_shards=num_shards, shard_index=shard_index, cycle_length=cycle_length,
-                    prefetch=prefetch)
+    return _dataset(
+        file_pattern,
+        batch_size,
+        parse,
+        shuffle=shuffle,
+        repeat=repeat,
+        drop_remainder=drop_remainder,
+        seed=seed,
+        shuffle_buffer=shuffle_buffer,
+        skip_bad_records=skip_bad_records,
+        bad_record_counter=bad_record_counter,
+        num_shards=num_shards,
+        shard_index=shard_index,
+        cycle_length=cycle_length,
+        prefetch=prefetch,
+    )
 
 
 def video_dataset(
@@ -508,15 +686,33 @@ def video_dataset(
 
     def parse(records, names, sample_seed):
         del sample_seed
-        return parse_video_batch(records, names, num_classes=num_classes, feature_names=feature_names,
-                                 feature_sizes=feature_sizes, id_key=id_key, labels_key=labels_key,
-                                 normalize=normalize)
+        return parse_video_batch(
+            records,
+            names,
+            num_classes=num_classes,
+            feature_names=feature_names,
+            feature_sizes=feature_sizes,
+            id_key=id_key,
+            labels_key=labels_key,
+            normalize=normalize,
+        )
 
-    return _dataset(file_pattern, batch_size, parse, shuffle=shuffle, repeat=repeat,
-                    drop_remainder=drop_remainder, seed=seed, shuffle_buffer=shuffle_buffer,
-                    skip_bad_records=skip_bad_records, bad_record_counter=bad_record_counter,
-                    num_shards=num_shards, shard_index=shard_index, cycle_length=cycle_length,
-                    prefetch=prefetch)
+    return _dataset(
+        file_pattern,
+        batch_size,
+        parse,
+        shuffle=shuffle,
+        repeat=repeat,
+        drop_remainder=drop_remainder,
+        seed=seed,
+        shuffle_buffer=shuffle_buffer,
+        skip_bad_records=skip_bad_records,
+        bad_record_counter=bad_record_counter,
+        num_shards=num_shards,
+        shard_index=shard_index,
+        cycle_length=cycle_length,
+        prefetch=prefetch,
+    )
 
 
 # --------------------------------------------------------------------------------------------- writing
@@ -546,7 +742,9 @@ def frame_example(
     for name, frames in features.items():
         frames = np.asarray(frames)
         if frames.ndim != 2:
-            raise ValueError(f"feature {name!r} of video {video_id!r} must be [frames, size], got {frames.shape}")
+            raise ValueError(
+                f"feature {name!r} of video {video_id!r} must be [frames, size], got {frames.shape}"
+            )
         codes = frames if frames.dtype == np.uint8 else yt8m_features.quantize(frames)
         lists[name] = tf.train.FeatureList(feature=[_bytes_feature([row.tobytes()]) for row in codes])
     example = tf.train.SequenceExample(
@@ -630,8 +828,10 @@ def write_synthetic(
     sizes = tuple(feature_sizes or (1024, 128))
     _check_feature_spec(names, sizes)
     if num_videos < 0 or num_shards < 1 or not 1 <= frames[0] <= frames[1]:
-        raise ValueError(f"bad write_synthetic arguments: num_videos={num_videos}, num_shards={num_shards}, "
-                         f"frames={frames}")
+        raise ValueError(
+            f"bad write_synthetic arguments: num_videos={num_videos}, num_shards={num_shards}, "
+            f"frames={frames}"
+        )
     rng = np.random.default_rng(seed)
     dim = sum(sizes)
     prototypes = rng.normal(0.0, signal, size=(num_classes, dim)).astype(np.float32)
@@ -646,7 +846,9 @@ def write_synthetic(
                 labels = np.zeros(0, np.int64)
             else:
                 k = int(rng.integers(1, max_labels + 1))
-                labels = np.sort(rng.choice(num_classes, size=min(k, num_classes), replace=False, p=popularity))
+                labels = np.sort(
+                    rng.choice(num_classes, size=min(k, num_classes), replace=False, p=popularity)
+                )
             centre = prototypes[labels].sum(axis=0) + rng.normal(0.0, noise / 2, size=dim).astype(np.float32)
             t = int(rng.integers(frames[0], frames[1] + 1))
             codes = yt8m_features.quantize(centre[None, :] + rng.normal(0.0, noise, size=(t, dim)))
@@ -681,11 +883,14 @@ def quantize_frame_records(
                     if name not in example.feature_lists.feature_list:
                         raise ValueError(
                             f"{filename} record {index}: feature list {name!r} not found; the record has "
-                            f"{sorted(example.feature_lists.feature_list)}")
+                            f"{sorted(example.feature_lists.feature_list)}"
+                        )
                     flist = example.feature_lists.feature_list[name]
                     rows = [np.asarray(f.float_list.value, np.float32) for f in flist.feature]
                     if any(f.WhichOneof("kind") != "float_list" for f in flist.feature):
-                        raise ValueError(f"{filename} record {index}: feature list {name!r} is not float lists")
+                        raise ValueError(
+                            f"{filename} record {index}: feature list {name!r} is not float lists"
+                        )
                     codes = yt8m_features.quantize(np.stack(rows), min_value, max_value) if rows else []
                     del flist.feature[:]
                     for row in codes:

@@ -169,8 +169,9 @@ class StreamingPCA:
         if self.components is None:
             raise ValueError("StreamingPCA.save called before fit()")
         tmp = f"{path}.tmp-{os.getpid()}.npz"
-        np.savez(tmp, mean=self.mean, components=self.components, eigenvalues=self.eigenvalues,
-                 count=self.count)
+        np.savez(
+            tmp, mean=self.mean, components=self.components, eigenvalues=self.eigenvalues, count=self.count
+        )
         os.replace(tmp, path)
 
     @classmethod

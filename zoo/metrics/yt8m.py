@@ -299,9 +299,7 @@ class Evaluator:
         }
 
 
-def evaluate(
-    predictions: Any, labels: Any, top_k: int = 20, empty_classes: str = "skip"
-) -> dict[str, float]:
+def evaluate(predictions: Any, labels: Any, top_k: int = 20, empty_classes: str = "skip") -> dict[str, float]:
     """All four benchmark metrics: ``{"hit_at_one", "perr", "gap", "map"}``."""
     p, y = _check_pair(predictions, labels)
     ev = Evaluator(p.shape[1], top_k=top_k, empty_classes=empty_classes)

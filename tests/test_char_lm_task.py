@@ -46,7 +46,7 @@ def test_task_is_registered_and_checks_its_data(tmp_path, corpus_file):
         TASK.check_data("mnist", corpus_file)
     with pytest.raises(ValueError, match="needs --data_dir"):
         TASK.check_data("text", None)
-    with pytest.raises(FileNotFoundError, match="lacks ptb.char.train.txt"):
+    with pytest.raises(ValueError, match="lacks ptb.char.train.txt"):  # a ValueError, as the trainer expects
         TASK.check_data("ptb_char", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="has no file 'enwik8'"):
         TASK.check_data("enwik8", str(tmp_path))

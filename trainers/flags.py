@@ -186,8 +186,8 @@ def resolve(values: Mapping[str, Any]) -> TrainOptions:
     if not dataset:
         raise ValueError(f"--dataset is required: the recipe of {model!r} names none")
     data_dir = values.get("data_dir")
-    if data_dir is not None and not os.path.isdir(data_dir):
-        raise ValueError(f"--data_dir={data_dir!r} does not exist or is not a directory")
+    if data_dir is not None and not os.path.exists(data_dir):  # its contents are the task's to check
+        raise ValueError(f"--data_dir={data_dir!r} does not exist")
 
     num_devices = values.get("num_devices")
     if num_devices is not None and num_devices < 1:

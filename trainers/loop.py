@@ -110,7 +110,9 @@ class TrainLoop:
         with strategy.scope():
             self.metrics: dict[str, Any] = dict(task.metrics())
             optimizer.build(model.trainable_variables)
-        self._state_vars = list(model.non_trainable_variables)
+        # Float non-trainable state (BatchNorm moving statistics) is averaged over replicas every step;
+        # integer state (dropout seed generators) advances identically on every replica.
+        self._sync_vars = [v for v in model.non_trainable_variables if "float" in str(v.dtype)]
         # The XLA cluster: forward + loss + gradients of one replica.
         self.loss_and_grads = tf.function(self._loss_and_grads, jit_compile=self.jit_compile)
         self._train_step = tf.function(self._step)
@@ -120,23 +122,14 @@ class TrainLoop:
     def _loss_and_grads(self, batch: Any, carry: Any) -> tuple[Any, ...]:
         model = self.model
         with replica_local_batch_norm(model), tf.GradientTape() as tape:
-            # Trainable variables are read once (on the tape) and mapped into the scope, so that
-            # weight regularizers see them; every assignment the forward pass makes is recorded.
-            mapping = [(v, v.value) for v in model.trainable_variables]
-            with keras.StatelessScope(state_mapping=mapping, collect_losses=True) as scope:
-                out = self.task.forward(model, batch, carry, training=True)
-                loss = tf.reduce_sum(tf.cast(out.per_example_loss, tf.float32)) / self.global_batch_size
-                extra = model.losses
-                if extra:
-                    loss += tf.add_n([tf.cast(x, tf.float32) for x in extra]) / self.num_replicas
+            out = self.task.forward(model, batch, carry, training=True)
+            loss = tf.reduce_sum(tf.cast(out.per_example_loss, tf.float32)) / self.global_batch_size
+            extra = model.losses
+            if extra:
+                loss += tf.add_n([tf.cast(x, tf.float32) for x in extra]) / self.num_replicas
             scaled = self.optimizer.scale_loss(loss)
         grads = tape.gradient(scaled, model.trainable_variables)
-        updates = {}
-        for i, v in enumerate(self._state_vars):
-            new = scope.get_current_value(v)
-            if new is not None:
-                updates[i] = new
-        return loss, grads, updates, out.carry, dict(out.outputs)
+        return loss, grads, out.carry, dict(out.outputs)
 
     def _local_slice(self, batch: Any) -> Any:
         """This replica's contiguous ``B / R`` slice of the global batch."""
@@ -157,7 +150,7 @@ class TrainLoop:
 
     def _replica_step(self, batch: Any, carry: Any) -> tuple[Any, ...]:
         batch = self._local_slice(batch)
-        loss, grads, updates, carry, outputs = self.loss_and_grads(batch, carry)
+        loss, grads, carry, outputs = self.loss_and_grads(batch, carry)
         ctx = tf.distribute.get_replica_context()
         variables = self.model.trainable_variables
         pairs = [(g, v) for g, v in zip(grads, variables, strict=True) if g is not None]
@@ -174,23 +167,23 @@ class TrainLoop:
         # In replica context the Keras optimizer sums the gradients over replicas, then updates every copy.
         inner = getattr(self.optimizer, "inner_optimizer", self.optimizer)
         inner.apply(grads, variables)
-        float_keys = [k for k in sorted(updates) if updates[k].dtype.is_floating]
-        if float_keys and self.num_replicas > 1:
-            means = ctx.all_reduce(tf.distribute.ReduceOp.MEAN, [updates[k] for k in float_keys])
-            updates = {**updates, **dict(zip(float_keys, means, strict=True))}
+        # The forward pass updated this replica's copy of the BatchNorm moving statistics (replica-local
+        # moments); average them over replicas, to be assigned to every copy in cross-replica context.
+        means = []
+        if self._sync_vars and self.num_replicas > 1:
+            local = [tf.convert_to_tensor(v.value) for v in self._sync_vars]
+            means = ctx.all_reduce(tf.distribute.ReduceOp.MEAN, local)
         self.task.update_metrics(self.metrics, batch, outputs)
-        return loss, updates, carry
+        return loss, means, carry
 
     # ------------------------------------------------------------------ cross replica
     def _step(self, iterator: Any, carry: Any) -> tuple[Any, Any]:
         batch = next(iterator)
         # In the strategy's scope, so that this is the strategy's cross-replica context.
         with self.strategy.scope():
-            loss, updates, carry = self.strategy.run(self._replica_step, args=(batch, carry))
-            ext = self.strategy.extended
-            for i, value in updates.items():
-                var = self._state_vars[i]
-                ext.update(getattr(var, "value", var), _assign, args=(value,), group=False)
+            loss, means, carry = self.strategy.run(self._replica_step, args=(batch, carry))
+            for var, value in zip(self._sync_vars if means else [], means, strict=True):
+                self.strategy.extended.update(var.value, _assign, args=(value,), group=False)
             total = self.strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None)
         return total, carry
 

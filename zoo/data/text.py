@@ -13,9 +13,9 @@ Three on-disk formats, one in-memory form (a 1-D array of symbol ids plus a :cla
   the next 5M for test. A file shorter than 10^8 bytes (a test fixture, a prefix) is split in the same
   90% / 5% / 5% proportions; ``split_sizes`` overrides both. The vocabulary is the sorted set of byte values
   that occur in the file (205 on the real data).
-- ``text``: any file (or a directory holding exactly one file). If it decodes as UTF-8 it is a stream of Unicode characters, otherwise of bytes. It
-  is split like enwik8 (90% / 5% / 5% unless ``split_sizes`` is given); the vocabulary is every symbol of
-  the file.
+- ``text``: any file (or a directory holding exactly one file). If it decodes as UTF-8 it is a stream of
+  Unicode characters, otherwise of bytes. It is split like enwik8 (90% / 5% / 5% unless ``split_sizes`` is
+  given); the vocabulary is every symbol of the file.
 
 Batching for truncated backpropagation through time (:func:`stream_windows`): a split is cut into ``B``
 equally long, contiguous streams; batch ``k`` holds window ``k`` of every stream, row ``b`` being stream
@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "MissingDataError",
     "PAD_TARGET",
     "ENWIK8_SPLIT",
     "PTB_FILES",
@@ -63,6 +64,11 @@ __all__ = [
     "write_ptb_char_files",
     "write_bytes_file",
 ]
+
+
+class MissingDataError(FileNotFoundError, ValueError):
+    """A data file or directory that is missing (a ``ValueError`` too, as ``Task.check_data`` promises)."""
+
 
 #: target id of a padded position (ignored by losses and bits-per-character).
 PAD_TARGET = -1
@@ -193,7 +199,7 @@ class Vocabulary:
     @classmethod
     def load(cls, path: str) -> Vocabulary:
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"vocabulary file {path!r} does not exist")
+            raise MissingDataError(f"vocabulary file {path!r} does not exist")
         with open(path, encoding="utf-8") as f:
             return cls.from_json(f.read(), source=path)
 
@@ -215,7 +221,7 @@ class CharSplits:
 def read_ptb_char_file(path: str) -> list[str]:
     """The symbols of one PTB character file: each line's characters, then ``"\\n"``."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"PTB character file {path!r} does not exist")
+        raise MissingDataError(f"PTB character file {path!r} does not exist")
     out: list[str] = []
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
@@ -242,20 +248,20 @@ def _resolve_file(data_dir: str, name: str, flag: str = "--data_dir") -> str:
     path = os.path.join(data_dir, name)
     if not os.path.isfile(path):
         what = "directory" if os.path.isdir(data_dir) else "path (missing)"
-        raise FileNotFoundError(f"{flag}={data_dir!r}: {what} has no file {name!r}")
+        raise MissingDataError(f"{flag}={data_dir!r}: {what} has no file {name!r}")
     return path
 
 
 def read_ptb_char(data_dir: str, vocab: Vocabulary | None = None) -> CharSplits:
     """The three PTB character splits in ``data_dir`` (see the module docstring)."""
     if not os.path.isdir(data_dir):
-        raise FileNotFoundError(
+        raise MissingDataError(
             f"--data_dir={data_dir!r} is not a directory; ptb_char expects one holding "
             f"{', '.join(PTB_FILES.values())}"
         )
     missing = [n for n in PTB_FILES.values() if not os.path.isfile(os.path.join(data_dir, n))]
     if missing:
-        raise FileNotFoundError(f"--data_dir={data_dir!r} lacks {', '.join(missing)} (dataset ptb_char)")
+        raise MissingDataError(f"--data_dir={data_dir!r} lacks {', '.join(missing)} (dataset ptb_char)")
     symbols = {s: read_ptb_char_file(os.path.join(data_dir, n)) for s, n in PTB_FILES.items()}
     if vocab is None:
         vocab = Vocabulary.from_symbols((c for seq in symbols.values() for c in seq), kind="ptb_char")
@@ -307,8 +313,8 @@ def read_enwik8(
 def _encode_bytes(raw: np.ndarray, vocab: Vocabulary, source: str) -> np.ndarray:
     if vocab.kind != "bytes":
         raise ValueError(f"{source} is read as bytes but the vocabulary is of kind {vocab.kind!r}")
-    table = np.full(256, -1, dtype=np.int32)
-    table[np.asarray(vocab.symbols, dtype=np.int64)] = np.arange(len(vocab), dtype=np.int32)
+    table = np.full(256, -1, dtype=np.int16)  # int16 ids: enwik8's 10^8 bytes stay 200 MB
+    table[np.asarray(vocab.symbols, dtype=np.int64)] = np.arange(len(vocab), dtype=np.int16)
     ids = table[raw]
     bad = np.flatnonzero(ids < 0)
     if bad.size:
@@ -324,12 +330,12 @@ def text_file(data_dir: str) -> str:
     if os.path.isfile(data_dir):
         return data_dir
     if not os.path.isdir(data_dir):
-        raise FileNotFoundError(f"--data_dir={data_dir!r} does not exist; dataset 'text' expects a file")
+        raise MissingDataError(f"--data_dir={data_dir!r} does not exist; dataset 'text' expects a file")
     files = sorted(
         n for n in os.listdir(data_dir) if not n.startswith(".") and os.path.isfile(os.path.join(data_dir, n))
     )
     if len(files) != 1:
-        raise FileNotFoundError(
+        raise MissingDataError(
             f"--data_dir={data_dir!r} is a directory with {len(files)} files ({', '.join(files[:5])}); "
             "dataset 'text' expects a file, or a directory holding exactly one"
         )
@@ -375,7 +381,7 @@ def _check_batch(ids: np.ndarray, batch_size: int, sequence_length: int) -> None
 
 
 def stream_windows(ids: np.ndarray, batch_size: int, sequence_length: int) -> tuple[np.ndarray, np.ndarray]:
-    """Training windows for truncated BPTT: ``inputs, targets``, each ``[K, B, T]`` int32.
+    """Training windows for truncated BPTT: ``inputs, targets``, each ``[K, B, T]`` (dtype of ``ids``).
 
     The stream is cut into ``B`` contiguous streams of ``L = len(ids) // B`` symbols (the tail is dropped);
     ``K = (L - 1) // T`` windows of ``T + 1`` symbols per stream; ``inputs[k, b] = s_b[kT : kT + T]``,
@@ -390,7 +396,7 @@ def stream_windows(ids: np.ndarray, batch_size: int, sequence_length: int) -> tu
             f"a split of {ids.size} symbols gives {batch_size} streams of {stream_len}, too short for one "
             f"window of sequence_length + 1 = {sequence_length + 1}; lower the batch size or sequence_length"
         )
-    streams = ids[: stream_len * batch_size].reshape(batch_size, stream_len).astype(np.int32)
+    streams = ids[: stream_len * batch_size].reshape(batch_size, stream_len)
     used = num_windows * sequence_length
     inputs = streams[:, :used].reshape(batch_size, num_windows, sequence_length).transpose(1, 0, 2)
     targets = streams[:, 1 : used + 1].reshape(batch_size, num_windows, sequence_length).transpose(1, 0, 2)

@@ -125,12 +125,14 @@ class CharLMTask(Task):
             raise ValueError(f"--dataset={dataset} needs --data_dir (no built-in copy of the data)")
         if dataset == "ptb_char":
             if not os.path.isdir(data_dir):
-                raise FileNotFoundError(f"--data_dir={data_dir!r} is not a directory (dataset ptb_char)")
+                raise text_data.MissingDataError(
+                    f"--data_dir={data_dir!r} is not a directory (dataset ptb_char)"
+                )
             missing = [
                 n for n in text_data.PTB_FILES.values() if not os.path.isfile(os.path.join(data_dir, n))
             ]
             if missing:
-                raise FileNotFoundError(
+                raise text_data.MissingDataError(
                     f"--data_dir={data_dir!r} lacks {', '.join(missing)} (dataset ptb_char)"
                 )
         elif dataset == "enwik8":

@@ -185,5 +185,26 @@ def test_hyper_conv_mnist_trains_mirrored_with_xla_and_exports(tmp_path):
     assert (version / "assets.extra" / "tf_serving_warmup_requests").exists()
 
 
+@pytest.mark.slow
+def test_char_lm_with_recurrent_dropout_and_carry_trains_mirrored(tmp_path):
+    # Dropout inside keras.layers.RNN's while loop and a per-replica LSTM-state carry, under XLA.
+    rng = np.random.default_rng(0)
+    words = np.array(["the", "cat", "sat", "on", "a", "mat", "dog", "ran"])
+    (tmp_path / "corpus.txt").write_text(" ".join(rng.choice(words, size=4000)))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
+    cmd = [
+        sys.executable, "-m", "trainers.train", "--model=ln_hyper_lstm_1000_ptb", "--dataset=text",
+        f"--data_dir={tmp_path / 'corpus.txt'}", "--config=units=16", "--config=hyper_units=8",
+        "--config=sequence_length=10", "--batch_size=8", "--train_steps=20", "--log_every=10",
+        "--strategy=mirrored", "--num_devices=2",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "strategy=mirrored replicas=2 jit_compile=True" in proc.stdout
+    summary = json.loads(next(s for s in proc.stdout.splitlines() if s.startswith("summary "))[8:])
+    assert summary["step"] == 20 and np.isfinite(summary["loss"])
+    assert summary["test"]["bpc"] < np.log2(50)  # better than uniform over the vocabulary
+
+
 if __name__ == "__main__":
     _child(sys.argv[1])

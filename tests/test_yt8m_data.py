@@ -188,3 +188,12 @@ def test_list_files_errors_and_sharding(tmp_path):
         for i in x["id"].numpy()
     ]
     assert shard0 == [b"synth0000000", b"synth0000003"]
+
+
+def test_uint8_output_then_dequantize_frames_equals_float_pipeline(small_frame_file):
+    path, _ = small_frame_file
+    ((codes, _),) = list(yt8m.frame_dataset(path, 3, max_frames=5, dequantize=False, **SMALL))
+    ((floats, _),) = list(yt8m.frame_dataset(path, 3, max_frames=5, **SMALL))
+    assert codes["features"].dtype == tf.uint8 and codes["features"].shape == (3, 5, 8)
+    got = yt8m.dequantize_frames(codes["features"], codes["num_frames"]).numpy()
+    np.testing.assert_allclose(got, floats["features"].numpy(), atol=1e-6)

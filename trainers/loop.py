@@ -3,29 +3,27 @@
 Keras 3 refuses ``compile(jit_compile=True)`` under tf.distribute (keras-team/keras#19005), so the
 trainer runs its own step. One step, for a global batch of ``B`` examples over ``R`` replicas:
 
-1. ``strategy.run(replica_step)``; in each replica a ``tf.function(jit_compile=True)`` (the XLA
-   cluster) runs ``task.forward`` under a ``keras.StatelessScope`` and returns
-
-   - ``loss = sum(per_example_loss) / B + sum(model.losses) / R`` (this replica's share of the global loss),
-   - its gradients,
-   - the new values of the model's non-trainable variables (BatchNorm moving statistics, dropout seed
-     states) that the forward pass *would* have assigned; the StatelessScope records them instead of
-     assigning, because an assignment to a mirrored variable inside XLA is a cross-replica operation,
-   - the task's outputs (for metrics) and its carry (per-replica state such as LSTM states).
-
-2. Outside XLA, still per replica: gradients are summed across replicas (``all_reduce``), clipped
-   (global/per-tensor norm of the *summed* gradient, :func:`zoo.optim.clip_gradients`), the new
-   non-trainable values are averaged across replicas, and the task's metrics are updated.
-3. In cross-replica context the optimizer applies the (already reduced) gradients to every replica's copy
-   and the averaged non-trainable values are assigned to every copy, so replicas stay identical.
-   The reported loss is ``strategy.reduce(SUM, loss)``: the true mean loss of the global batch.
+1. A plain tf.data iterator yields the global batch (its position is checkpointable); in
+   ``strategy.run`` every replica takes its contiguous ``B / R`` slice.
+2. Per replica, a ``tf.function(jit_compile=True)`` (the XLA cluster) runs ``task.forward`` and returns
+   ``loss = sum(per_example_loss) / B + sum(model.losses) / R`` (this replica's share of the global loss),
+   its gradients, the task's outputs (for metrics) and its carry (per-replica state such as LSTM states).
+   Variable assignments of the forward pass (BatchNorm moving statistics, dropout seed states) touch only
+   this replica's copies.
+3. Outside XLA, still per replica: clipping factors are computed from the gradient summed over replicas
+   (global/per-tensor norm, :func:`zoo.optim.clip_gradients`) and applied to the local gradients; the
+   Keras optimizer then all-reduces (sums) them and updates every copy; the float non-trainable variables
+   (BatchNorm moving statistics) are averaged over replicas; the task's metrics are updated.
+4. In cross-replica context the averaged statistics are assigned to every copy, so replicas stay
+   identical (dropout seed states advance identically everywhere), and the reported loss is
+   ``strategy.reduce(SUM, loss)``: the true mean loss of the global batch plus the regularization.
 
 Synchronized BatchNorm and XLA: ``BatchNormalization(synchronized=True)`` all-reduces the batch moments
 through ``ReplicaContext.all_reduce``; on CPU (and any non-all-GPU) MirroredStrategy implements it with
 ``merge_call``, which cannot run inside a nested XLA function ("merge_call called while defining a new
-graph"). Inside the XLA cluster the trainer therefore computes batch moments per replica (each replica
-normalises with its own ``B / R`` examples, like per-core BatchNorm on TPUs), and synchronises the
-*moving* statistics by averaging the new moving mean/variance across replicas every step (step 2). The
+graph or a tf.function"). Inside the XLA cluster the trainer therefore computes batch moments per replica
+(each replica normalises with its own ``B / R`` examples, like per-core BatchNorm on TPUs) and
+synchronises the *moving* statistics by averaging them across replicas after every step (step 3). The
 moving mean is then exactly the synchronized one (the mean of equal-sized replica means is the global
 mean); the moving variance is the mean of the replica variances (it omits the spread between replica
 means). With one replica nothing changes.
@@ -56,7 +54,7 @@ def replica_local_batch_norm(model: keras.Model) -> Iterator[None]:
         if isinstance(layer, keras.layers.BatchNormalization) and layer.synchronized
     ]
     for layer in layers:
-        layer.synchronized = False
+        layer.synchronized = False  # read by BatchNormalization.call while the XLA function is traced
     try:
         yield
     finally:
@@ -171,7 +169,8 @@ class TrainLoop:
         # moments); average them over replicas, to be assigned to every copy in cross-replica context.
         means = []
         if self._sync_vars and self.num_replicas > 1:
-            local = [tf.convert_to_tensor(v.value) for v in self._sync_vars]
+            # tf.identity places the read on this replica's device (all_reduce sends to the values' devices).
+            local = [tf.identity(v.value) for v in self._sync_vars]
             means = ctx.all_reduce(tf.distribute.ReduceOp.MEAN, local)
         self.task.update_metrics(self.metrics, batch, outputs)
         return loss, means, carry

@@ -51,6 +51,7 @@ __all__ = [
     "video_dataset",
     "parse_frame_batch",
     "parse_video_batch",
+    "dequantize_frames",
     "frame_example",
     "video_example",
     "write_records",
@@ -123,52 +124,48 @@ def _file_records(filename: tf.Tensor, size: tf.Tensor, skip: bool, counter: tf.
     """(filename, record index, record) for each record of one file.
 
     Framing errors (truncated file, bad CRC) are detected by comparing the bytes read with the file size:
-    TF's own error for them names neither the file nor the record. The check runs on blocks of records
-    (one function call per block, not per record).
+    TF's own error for them names neither the file nor the record. (Records are never batched here:
+    batching or unbatching strings copies them.)
     """
-    block = 64
-    records = tf.data.TFRecordDataset(filename, buffer_size=1 << 20).ignore_errors().enumerate().batch(block)
-    end = tf.data.Dataset.from_tensors((tf.constant([-1], tf.int64), tf.constant([""])))
+    records = tf.data.TFRecordDataset(filename, buffer_size=1 << 20).ignore_errors().enumerate()
+    end = tf.data.Dataset.from_tensors((tf.constant(-1, tf.int64), tf.constant("")))
 
     def step(state, element):
         nbytes, last = state
         index, record = element
-        is_end = index[0] < 0
-        nbytes = nbytes + tf.reduce_sum(tf.cast(tf.strings.length(record), tf.int64) + _RECORD_OVERHEAD)
-        nbytes = tf.where(is_end, state[0], nbytes)
+        is_end = index < 0
+        record_bytes = tf.cast(tf.strings.length(record), tf.int64) + _RECORD_OVERHEAD
+        nbytes = nbytes + tf.where(is_end, tf.constant(0, tf.int64), record_bytes)
         ok = tf.logical_or(tf.logical_not(is_end), tf.equal(nbytes, size))
         if skip:
             if counter is not None:
                 counter.assign_add(tf.cast(tf.logical_not(ok), tf.int64))
             checked = index
         else:
-            assertion = tf.debugging.Assert(
+            # The message is only built when the check fails (Assert evaluates its data eagerly).
+            message = tf.cond(
                 ok,
-                [
-                    tf.strings.join(
-                        [
-                            "TFRecord file ",
-                            filename,
-                            " is truncated or corrupt: record index ",
-                            tf.strings.as_string(last + 1),
-                            " could not be read (read ",
-                            tf.strings.as_string(nbytes),
-                            " of ",
-                            tf.strings.as_string(size),
-                            " bytes)",
-                        ]
-                    )
-                ],
+                lambda: tf.constant(""),
+                lambda: tf.strings.join(
+                    [
+                        "TFRecord file ",
+                        filename,
+                        " is truncated or corrupt: record index ",
+                        tf.strings.as_string(last + 1),
+                        " could not be read (read ",
+                        tf.strings.as_string(nbytes),
+                        " of ",
+                        tf.strings.as_string(size),
+                        " bytes)",
+                    ]
+                ),
             )
-            with tf.control_dependencies([assertion]):
+            with tf.control_dependencies([tf.debugging.Assert(ok, [message])]):
                 checked = tf.identity(index)
-        last = tf.where(is_end, last, index[-1])
-        keep = checked >= 0  # the end marker yields an empty block
-        kept = tf.boolean_mask(checked, keep)
-        return (nbytes, last), (tf.fill(tf.shape(kept), filename), kept, tf.boolean_mask(record, keep))
+        return (nbytes, tf.where(is_end, last, index)), (filename, checked, record)
 
     init = (tf.constant(0, tf.int64), tf.constant(-1, tf.int64))
-    return records.concatenate(end).scan(init, step).unbatch()
+    return records.concatenate(end).scan(init, step).filter(lambda f, i, r: i >= 0)
 
 
 def _record_stream(
@@ -336,6 +333,7 @@ def parse_frame_batch(
     num_samples: int | None = None,
     sample_seed: tf.Tensor | None = None,
     normalize: bool = True,
+    dequantize: bool = True,
 ) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
     """Parses a batch of serialized frame-level SequenceExamples (also usable in serving signatures).
 
@@ -348,6 +346,9 @@ def parse_frame_batch(
         replacement from its real frames (official ``SampleRandomFrames``); ``num_frames`` becomes
         ``num_samples`` (0 stays 0). Needs ``sample_seed`` (an int32 ``[2]`` stateless seed).
       normalize: L2-normalise each frame (official); ``False`` returns dequantised raw features.
+      dequantize: ``False`` returns the uint8 codes (padding frames are code 0) so that
+        :func:`dequantize_frames` can run on the accelerator, inside the model: the float output is ~6x
+        larger than the records and writing it dominates CPU input cost.
     """
     _check_feature_spec(feature_names, feature_sizes)
     serialized = tf.reshape(tf.convert_to_tensor(serialized, tf.string), [-1])
@@ -396,9 +397,9 @@ def parse_frame_batch(
     steps = tf.reduce_max(tf.concat([num_frames, [0]], 0))
     parts = []
     for name, size in zip(feature_names, feature_sizes, strict=True):
-        frames = lists[name][:, :steps]
+        frames = lists[name]  # [B, L]; slicing or padding strings would copy every frame
         nbytes = tf.strings.length(frames)
-        real = tf.sequence_mask(tf.minimum(tf.cast(lengths[name], tf.int32), steps), steps)
+        real = tf.sequence_mask(tf.cast(lengths[name], tf.int32), tf.shape(frames)[1])
         bad = tf.logical_and(real, tf.not_equal(nbytes, size))
         first_frame = tf.argmax(tf.cast(bad, tf.int32), axis=1, output_type=tf.int32)
         checks.append(
@@ -419,21 +420,19 @@ def parse_frame_batch(
                 ),
             )
         )
-        parts.append(frames)
+        parts.append(tf.io.decode_raw(frames, tf.uint8, fixed_length=size)[:, :steps])
     total = sum(feature_sizes)
     if num_samples is None:
-        # Pad the *strings* to max_frames: decoding "" gives zero bytes, so no float padding pass is needed.
+        # Pad the uint8 codes (not the float output) to max_frames.
         length_out = max_frames
-        parts = [tf.pad(p, [[0, 0], [0, max_frames - steps]], constant_values="") for p in parts]
+        parts = [tf.pad(p, [[0, 0], [0, max_frames - steps], [0, 0]]) for p in parts]
         valid = tf.sequence_mask(num_frames, max_frames)
     else:
         if sample_seed is None:
             raise ValueError("parse_frame_batch: num_samples needs a sample_seed (int32 [2])")
         length_out = num_samples
         valid = tf.broadcast_to((num_frames > 0)[:, None], [batch, num_samples])
-    decoded = [
-        tf.io.decode_raw(p, tf.uint8, fixed_length=size) for p, size in zip(parts, feature_sizes, strict=True)
-    ]
+    decoded = parts
     with tf.control_dependencies(checks):
         quantized = tf.concat(decoded, axis=-1) if len(decoded) > 1 else tf.identity(decoded[0])
     if num_samples is not None:
@@ -443,7 +442,10 @@ def parse_frame_batch(
         index = tf.clip_by_value(index, 0, tf.maximum(num_frames[:, None] - 1, 0))
         quantized = tf.gather(tf.pad(quantized, [[0, 0], [0, 1], [0, 0]]), index, batch_dims=1)
         num_frames = tf.where(num_frames > 0, num_samples, 0)
-    features = _dequantize_frames(quantized, valid, normalize)
+    if not dequantize:
+        features = quantized
+    else:
+        features = _dequantize_frames(quantized, valid, normalize)
     features = tf.ensure_shape(features, [None, length_out, total])
     return {"features": features, "num_frames": num_frames, "id": ids}, labels
 
@@ -515,6 +517,14 @@ def parse_video_batch(
         features = tf.math.l2_normalize(features, axis=-1)
     features = tf.ensure_shape(features, [None, sum(feature_sizes)])
     return {"features": features, "num_frames": tf.ones([batch], tf.int32), "id": ids}, labels
+
+
+def dequantize_frames(quantized: tf.Tensor, num_frames: tf.Tensor, normalize: bool = True) -> tf.Tensor:
+    """uint8 codes ``[B, T, D]`` (from ``dequantize=False``) -> the float features the default pipeline
+    yields: dequantised, zero beyond ``num_frames``, L2-normalised per frame. Pure TF ops, so it also runs
+    on a GPU inside a model or a ``tf.function``."""
+    valid = tf.sequence_mask(num_frames, tf.shape(quantized)[1])
+    return _dequantize_frames(quantized, valid, normalize)
 
 
 def _dequantize_frames(quantized: tf.Tensor, valid: tf.Tensor, normalize: bool) -> tf.Tensor:
@@ -611,6 +621,7 @@ def frame_dataset(
     skip_bad_records: bool = False,
     bad_record_counter: tf.Variable | None = None,
     normalize: bool = True,
+    dequantize: bool = True,
     shuffle_buffer: int = 1024,
     num_shards: int = 1,
     shard_index: int = 0,
@@ -623,7 +634,8 @@ def frame_dataset(
     real frames (training only; deterministic given ``seed``: the stateless seed is ``(seed, batch index)``).
     ``file_pattern``: glob, comma-separated globs, list, or directory (``<dir>/*.tfrecord``).
     ``num_shards`` / ``shard_index`` shard the *files* (multi-worker input). See the module docstring for
-    errors and ``skip_bad_records``.
+    errors and ``skip_bad_records``. ``dequantize=False`` yields uint8 codes for
+    :func:`dequantize_frames` on the accelerator (see :func:`parse_frame_batch`).
     """
     if max_frames < 1 or (num_samples is not None and num_samples < 1):
         raise ValueError(f"max_frames and num_samples must be >= 1, got {max_frames}, {num_samples}")
@@ -641,6 +653,7 @@ def frame_dataset(
             num_samples=num_samples,
             sample_seed=sample_seed if num_samples else None,
             normalize=normalize,
+            dequantize=dequantize,
         )
 
     return _dataset(

@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
-from trainer_helpers import TinyTask, register_tiny
+from trainer_helpers import TINY_SPEC, TinyTask
 
 from trainers import flags as flags_lib
 from trainers import train as train_lib
@@ -20,7 +20,6 @@ from trainers import train as train_lib
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 LOG_EVERY = 500
-register_tiny()
 
 
 def _command(model_dir: str, steps: int) -> list[str]:
@@ -95,7 +94,8 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_pat
             "model_dir": str(tmp_path),
             "config": ["nan_at_batch=7"],
             "jit_compile": True,
-        }
+        },
+        spec=TINY_SPEC,
     )
     with pytest.raises(
         train_lib.NonFiniteLossError, match=r"non-finite loss nan at step 8; training stopped"
@@ -106,3 +106,32 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_pat
     reader = tf.train.load_checkpoint(latest)
     floats = [n for n, dt in reader.get_variable_to_dtype_map().items() if dt.is_floating]
     assert floats and all(np.all(np.isfinite(reader.get_tensor(n))) for n in floats)
+
+
+class _PyFunctionTask(TinyTask):
+    """A train pipeline with a py_function, whose iterator state tf.data cannot save."""
+
+    def build_data(self, *args, **kwargs):
+        data = super().build_data(*args, **kwargs)
+        data.train = data.train.map(lambda x, y: (tf.py_function(lambda t: t, [x], tf.float32), y)).map(
+            lambda x, y: (tf.ensure_shape(x, [16, 4]), y)
+        )
+        return data
+
+
+def test_unsaveable_iterator_falls_back_to_model_and_optimizer(tmp_path):
+    def run(steps):
+        lines = []
+        opts = flags_lib.resolve(
+            {"model": "tiny_mlp", "train_steps": steps, "checkpoint_every": 5, "model_dir": str(tmp_path)},
+            spec=TINY_SPEC,
+        )
+        summary = train_lib.train(opts, task=_PyFunctionTask(), say=lines.append)
+        return summary, lines
+
+    summary, lines = run(10)
+    assert summary["step"] == 10
+    assert any(s.startswith("warning: cannot checkpoint the data iterator") for s in lines)
+    assert tf.train.latest_checkpoint(str(tmp_path)).endswith("ckpt-10")
+    summary, lines = run(12)
+    assert "resumed from step 10" in "\n".join(lines) and summary["step"] == 12

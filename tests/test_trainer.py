@@ -9,20 +9,18 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from trainer_helpers import CountingTask, TinyTask, register_tiny, tiny_data
+from trainer_helpers import TINY_SPEC, CountingTask, TinyTask, tiny_data
 
 from trainers import flags as flags_lib
 from trainers import train as train_lib
 from trainers.loop import TrainLoop
 from zoo import optim
 
-register_tiny()
-
 
 def _resolve(**values):
-    base = {"model": "tiny_mlp", "strategy": "default", "jit_compile": True, "config": []}
+    base = {"strategy": "default", "jit_compile": True, "config": []}
     base.update(values)
-    return flags_lib.resolve(base)
+    return flags_lib.resolve(base, spec=None if "model" in values else TINY_SPEC)
 
 
 # ---------------------------------------------------------------------- flags
@@ -50,7 +48,7 @@ def test_config_overrides_split_between_model_and_recipe():
 @pytest.mark.parametrize(
     "values, message",
     [
-        ({"model": "tiny_mpl"}, "unknown model 'tiny_mpl'; closest: tiny_mlp"),
+        ({"model": "hyper_conv_mnst"}, "unknown model 'hyper_conv_mnst'; closest: hyper_conv_mnist"),
         ({"config": ["unitz=3"]}, "unknown key 'unitz'"),
         ({"config": ["units"]}, "expected key=value"),
         ({"batch_size": -4}, "--batch_size=-4 must be a positive number"),

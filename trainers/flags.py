@@ -140,16 +140,20 @@ def _positive(value: Any, flag: str, allow_none: bool = True) -> None:
         raise ValueError(f"--{flag}={value!r} must be a positive number")
 
 
-def resolve(values: Mapping[str, Any]) -> TrainOptions:
+def resolve(values: Mapping[str, Any], spec: ModelSpec | None = None) -> TrainOptions:
     """Validates flag values (a mapping flag name -> value) into :class:`TrainOptions`.
+
+    ``spec`` supplies the model's spec directly (e.g. a test model that is not registered); by default
+    it is looked up by ``--model`` in the registry.
 
     Data checks (dataset known to the task, ``--data_dir`` exists and holds the expected files) are the
     task's (``Task.check_data``), done by the trainer once it has the task.
     """
-    model = values.get("model")
+    model = values.get("model") or (spec.name if spec is not None else None)
     if not model:
         raise ValueError("--model is required (see zoo.list_models())")
-    spec = get_spec(model)  # UnknownModelError names the closest registered models
+    if spec is None:
+        spec = get_spec(model)  # UnknownModelError names the closest registered models
     config = spec.default_config()
     recipe = spec.default_recipe()
     model_over, recipe_over = parse_config_overrides(values.get("config") or [], config, recipe, model)

@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from absl import app, flags, logging
+from absl import app, flags
 
 from trainers import flags as flags_lib
 
@@ -148,20 +148,31 @@ def train(options: flags_lib.TrainOptions, task: Any = None, say: Callable[[str]
         manager = tf.train.CheckpointManager(checkpoint, ckpt_dir, max_to_keep=3)
         latest = tf.train.latest_checkpoint(options.model_dir)
         if latest:
-            checkpoint.restore(latest).assert_existing_objects_matched()
-            say(f"resumed from step {int(inner_opt.iterations.numpy())} ({latest})")
+            saved = tf.train.load_checkpoint(latest).get_variable_to_shape_map()
+            if any(k.startswith("iterator/") for k in saved):
+                checkpoint.restore(latest).assert_existing_objects_matched()
+                where = ""
+            else:  # saved by the fallback below: the data stream restarts
+                tf.train.Checkpoint(model=model, optimizer=optimizer).restore(
+                    latest
+                ).assert_existing_objects_matched()
+                where = "; the data iterator's position was not saved, its stream restarts"
+            say(f"resumed from step {int(inner_opt.iterations.numpy())} ({latest}{where})")
+
+    managers = [manager]
 
     def save(step: int) -> None:
-        if manager is not None:
-            try:
-                manager.save(checkpoint_number=step)
-            except (tf.errors.OpError, ValueError, TypeError) as e:
-                # tf.data cannot save every pipeline (e.g. py_function): keep model + optimizer.
-                logging.warning(
-                    "cannot checkpoint the data iterator (%s); saving model and optimizer only", e
-                )
-                manager._checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)  # noqa: SLF001
-                manager.save(checkpoint_number=step)
+        if managers[0] is None:
+            return
+        try:
+            managers[0].save(checkpoint_number=step)
+        except (tf.errors.OpError, ValueError, TypeError) as e:
+            # tf.data cannot save every pipeline (e.g. one with a py_function): keep model + optimizer.
+            say(f"warning: cannot checkpoint the data iterator ({e}); saving model and optimizer only")
+            managers[0] = tf.train.CheckpointManager(
+                tf.train.Checkpoint(model=model, optimizer=optimizer), managers[0].directory, max_to_keep=3
+            )
+            managers[0].save(checkpoint_number=step)
 
     # ------------------------------------------------------------------ training
     step = int(inner_opt.iterations.numpy())
@@ -174,7 +185,7 @@ def train(options: flags_lib.TrainOptions, task: Any = None, say: Callable[[str]
         steps_interval += 1
         loss_value = float(loss)
         if not math.isfinite(loss_value):
-            last = manager.latest_checkpoint if manager is not None else None
+            last = managers[0].latest_checkpoint if managers[0] is not None else None
             raise NonFiniteLossError(
                 f"non-finite loss {loss_value} at step {step}; training stopped. "
                 f"Last good checkpoint: {last or 'none (no --model_dir or none saved yet)'}"

@@ -187,23 +187,26 @@ def _with_pca(path: str, pca: yt8m_features.StreamingPCA, pca_names: Sequence[st
 
 
 # ------------------------------------------------------------------------------------------------ flags
-flags.DEFINE_string("input", None, "Frame-level TFRecords: glob, comma-separated globs, or directory.")
-flags.DEFINE_string("output_dir", None, "Directory for the video-level TFRecords.")
-flags.DEFINE_integer("num_shards", 1, "Output files.")
-flags.DEFINE_string("prefix", "video", "Output file name prefix.")
-flags.DEFINE_integer("batch_size", 64, "Videos per batch while reading.")
-flags.DEFINE_integer("max_frames", yt8m.DEFAULT_MAX_FRAMES, "Frames per video used for the statistics.")
-flags.DEFINE_integer("top_k", 5, "Top-K ordinal statistics per dimension (paper §4.2: 5).")
-flags.DEFINE_integer("num_classes", yt8m.DEFAULT_NUM_CLASSES, "Label ids must be < num_classes.")
-flags.DEFINE_list("feature_names", ["rgb", "audio"], "Frame feature lists (paper-era data: inc3).")
-flags.DEFINE_list("feature_sizes", ["1024", "128"], "Bytes per frame of each feature list.")
-flags.DEFINE_string("id_key", "id", "Context id key (paper-era data: video_id).")
-flags.DEFINE_string("labels_key", "labels", "Context labels key.")
-flags.DEFINE_integer("pca_dim", 0, "If > 0, also write a 'pca' feature of this size.")
-flags.DEFINE_enum("pca_input", "mean", list(_PCA_INPUTS), "PCA over the means, or over all statistics.")
-flags.DEFINE_string("pca_path", None, "Load the PCA from this .npz if it exists, else fit here and save it.")
-flags.DEFINE_bool("pca_whiten", True, "Whiten the PCA projection (paper §3.3).")
-flags.DEFINE_bool("skip_bad_records", False, "Skip and count bad records instead of failing.")
+def _define_flags() -> None:
+    """Flags are defined when the tool runs, not at import, so the library part can be imported beside
+    other absl apps (e.g. the trainer) without duplicate flag names."""
+    flags.DEFINE_string("input", None, "Frame-level TFRecords: glob, comma-separated globs, or directory.")
+    flags.DEFINE_string("output_dir", None, "Directory for the video-level TFRecords.")
+    flags.DEFINE_integer("num_shards", 1, "Output files.")
+    flags.DEFINE_string("prefix", "video", "Output file name prefix.")
+    flags.DEFINE_integer("batch_size", 64, "Videos per batch while reading.")
+    flags.DEFINE_integer("max_frames", yt8m.DEFAULT_MAX_FRAMES, "Frames per video used for the statistics.")
+    flags.DEFINE_integer("top_k", 5, "Top-K ordinal statistics per dimension (paper §4.2: 5).")
+    flags.DEFINE_integer("num_classes", yt8m.DEFAULT_NUM_CLASSES, "Label ids must be < num_classes.")
+    flags.DEFINE_list("feature_names", ["rgb", "audio"], "Frame feature lists (paper-era data: inc3).")
+    flags.DEFINE_list("feature_sizes", ["1024", "128"], "Bytes per frame of each feature list.")
+    flags.DEFINE_string("id_key", "id", "Context id key (paper-era data: video_id).")
+    flags.DEFINE_string("labels_key", "labels", "Context labels key.")
+    flags.DEFINE_integer("pca_dim", 0, "If > 0, also write a 'pca' feature of this size.")
+    flags.DEFINE_enum("pca_input", "mean", list(_PCA_INPUTS), "PCA over the means, or over all statistics.")
+    flags.DEFINE_string("pca_path", None, "Load the PCA from this .npz if it exists, else fit and save it.")
+    flags.DEFINE_bool("pca_whiten", True, "Whiten the PCA projection (paper §3.3).")
+    flags.DEFINE_bool("skip_bad_records", False, "Skip and count bad records instead of failing.")
 
 
 def main(argv: Sequence[str]) -> None:
@@ -242,6 +245,7 @@ def main(argv: Sequence[str]) -> None:
 
 
 def run() -> None:
+    _define_flags()
     app.run(main)
 
 

@@ -111,7 +111,8 @@ class Task(abc.ABC):
         return {}
 
     def update_metrics(self, metrics: Mapping[str, Any], batch: Any, outputs: Mapping[str, Any]) -> None:
-        """Updates ``metrics`` (from :meth:`metrics`) with one batch's ``outputs``."""
+        """Updates ``metrics`` (from :meth:`metrics`) with one batch's ``outputs``; default none."""
+        return None
 
     def evaluate(self, model: Any, dataset: Any) -> dict[str, float]:
         """Full pass over a finite split; returns named scalars (e.g. accuracy, bits per character)."""
@@ -138,3 +139,4 @@ class Task(abc.ABC):
     def write_summaries(self, model: Any, step: int) -> None:
         """Extra TensorBoard summaries at eval time (e.g. generated kernels); default none.
         Called inside the trainer's default summary writer context."""
+        return None

@@ -36,12 +36,11 @@ import numpy as np
 
 from exports import serving_config, warmup
 
-__all__ = ["ExportError", "RUN_FILES", "export_model", "next_version", "restore_for_export", "run", "main"]
+__all__ = ["ExportError", "export_model", "next_version", "restore_for_export", "run", "main"]
 
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _ASSET_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 #: json files in a trainer model_dir naming the model and its config (keys "model", "config"), tried in order.
-RUN_FILES = ("run.json", "config.json", "run_config.json")
 
 
 class ExportError(ValueError):
@@ -265,68 +264,20 @@ def _define_flags() -> None:
     flags.mark_flags_as_required(["model_dir", "export_dir"])
 
 
-def _parse_config(items: list[str]) -> dict[str, Any]:
-    import json
-
-    out: dict[str, Any] = {}
-    for item in items:
-        if "=" not in item:
-            raise ExportError(f"--config={item!r} is not key=value")
-        key, value = item.split("=", 1)
-        try:
-            out[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip()] = value
-    return out
-
-
 def restore_for_export(
     model_dir: str,
     model: str | None = None,
     overrides: Mapping[str, Any] | None = None,
     checkpoint: str | None = None,
 ) -> tuple[Any, str, Any, dict[str, Any]]:
-    """``(model, registered name, task, config)`` rebuilt from a trainer ``model_dir``.
-
-    The model name and config come from the run json the trainer writes (the first of
-    :data:`RUN_FILES` found, keys ``model`` and ``config``), or from ``model`` / ``overrides``; the weights
-    from ``checkpoint`` or the latest ``tf.train.Checkpoint(model=...)`` in ``model_dir``.
-    """
-    import json
-
-    import tensorflow as tf
-
-    import zoo
+    """``(model, registered name, task, config)`` rebuilt from a trainer ``model_dir``
+    (:func:`zoo.run_dir.restore`: name and config from its ``run.json``, weights from its checkpoint)."""
+    from zoo import run_dir
+    from zoo.registry import get_spec
     from zoo.tasks import get_task
 
-    if not os.path.isdir(model_dir):
-        raise ExportError(f"--model_dir={model_dir!r} does not exist or is not a directory")
-    info: dict[str, Any] = {}
-    for run_file in RUN_FILES:
-        path = os.path.join(model_dir, run_file)
-        if os.path.isfile(path):
-            with open(path, encoding="utf-8") as f:
-                info = json.load(f)
-            if not isinstance(info, dict):
-                raise ExportError(f"{path} is not a json object")
-            break
-    name = model or info.get("model")
-    if not name:
-        raise ExportError(
-            f"--model_dir={model_dir!r} has no run json ({', '.join(RUN_FILES)}) naming the model; "
-            "pass --model"
-        )
-    config = dict(info.get("config") or {}) if name == info.get("model") else {}
-    config.update(overrides or {})
-    spec = zoo.get_spec(name)
-    keras_model = zoo.get(name, **config)
-    path = checkpoint or tf.train.latest_checkpoint(model_dir)
-    if path is None:
-        raise ExportError(f"--model_dir={model_dir!r} holds no checkpoint (no 'checkpoint' index file)")
-    status = tf.train.Checkpoint(model=keras_model).restore(path)
-    status.expect_partial()
-    status.assert_existing_objects_matched()
-    return keras_model, name, get_task(spec.task), {**spec.default_config(), **config}
+    keras_model, name, config, _ = run_dir.restore(model_dir, model, overrides, checkpoint)
+    return keras_model, name, get_task(get_spec(name).task), config
 
 
 def main(argv: list[str]) -> None:
@@ -334,12 +285,19 @@ def main(argv: list[str]) -> None:
 
     if len(argv) > 1:
         raise SystemExit(f"unexpected arguments: {' '.join(argv[1:])}")
+    from zoo import run_dir
+
     f = flags.FLAGS
     try:
         model, name, task, config = restore_for_export(
-            f.model_dir, f.model, _parse_config(f.config), f.checkpoint
+            f.model_dir, f.model, run_dir.parse_overrides(f.config), f.checkpoint
         )
+        # The run's own assets (e.g. a char LM's vocab.json) travel with the model, unless --asset
+        # names a replacement.
         assets = {}
+        for asset in run_dir.read_run(f.model_dir).get("assets") or []:
+            with open(os.path.join(f.model_dir, asset), "rb") as fh:
+                assets[asset] = fh.read()
         for item in f.asset:
             key, sep, path = item.partition("=")
             if not sep or not os.path.isfile(path):

@@ -23,6 +23,8 @@ import posixpath
 import re
 from collections.abc import Sequence
 
+from zoo.io import atomic_write
+
 __all__ = [
     "MODELS_CONFIG",
     "BATCHING_PARAMETERS",
@@ -33,27 +35,12 @@ __all__ = [
     "write_models_config",
     "batching_parameters_text",
     "write_batching_parameters",
-    "atomic_write_text",
 ]
 
 MODELS_CONFIG = "models.config"
 BATCHING_PARAMETERS = "batching_parameters.txt"
 SAVED_MODEL_FILE = "saved_model.pb"
 _VERSION = re.compile(r"^[0-9]+$")
-
-
-def atomic_write_text(path: str, text: str) -> None:
-    """Writes ``text`` to ``path`` via a temporary file in the same folder and a rename."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def version_dirs(model_dir: str) -> list[int]:
@@ -108,7 +95,7 @@ def models_config_text(base_dir: str, serving_base_path: str | None = None) -> s
 def write_models_config(base_dir: str, serving_base_path: str | None = None) -> str:
     """Rewrites ``base_dir/models.config`` (atomically); returns its path."""
     path = os.path.join(base_dir, MODELS_CONFIG)
-    atomic_write_text(path, models_config_text(base_dir, serving_base_path))
+    atomic_write(path, models_config_text(base_dir, serving_base_path))
     return path
 
 
@@ -157,5 +144,5 @@ def write_batching_parameters(base_dir: str, **parameters: int | bool | Sequence
     """Writes ``base_dir/batching_parameters.txt`` (atomically) from :func:`batching_parameters_text`
     keyword arguments; returns its path."""
     path = os.path.join(base_dir, BATCHING_PARAMETERS)
-    atomic_write_text(path, batching_parameters_text(**parameters))
+    atomic_write(path, batching_parameters_text(**parameters))
     return path

@@ -9,13 +9,14 @@ tests replay the file against the saved signatures with :func:`replay`.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+
+from zoo.io import atomic_path
 
 __all__ = [
     "ASSETS_EXTRA",
@@ -94,16 +95,9 @@ def write_requests(path: str, logs: list[prediction_log_pb2.PredictionLog]) -> N
     """Writes ``logs`` as a TFRecord file at ``path`` (temporary file, then rename)."""
     if len(logs) > MAX_WARMUP_RECORDS:
         raise WarmupError(f"{len(logs)} warmup records; TF Serving reads at most {MAX_WARMUP_RECORDS}")
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with tf.io.TFRecordWriter(tmp) as writer:
-            for log in logs:
-                writer.write(log.SerializeToString())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_path(path) as tmp, tf.io.TFRecordWriter(tmp) as writer:
+        for log in logs:
+            writer.write(log.SerializeToString())
 
 
 def read_requests(path: str) -> list[prediction_log_pb2.PredictionLog]:

@@ -14,6 +14,7 @@ from tensorflow_serving.config import model_server_config_pb2
 
 import zoo
 from exports import export, serving_config, warmup
+from zoo.run_dir import RunDirError
 from zoo.tasks.image import TASK
 
 MODEL = "hyper_conv_mnist"
@@ -305,11 +306,11 @@ def test_command_line_exports_a_trainer_checkpoint(model, tmp_path):
 
 
 def test_restore_for_export_errors(model, tmp_path):
-    with pytest.raises(export.ExportError, match="--model_dir=.*nope.* does not exist"):
+    with pytest.raises(RunDirError, match="--model_dir=.*nope.* does not exist"):
         export.restore_for_export(str(tmp_path / "nope"))
-    with pytest.raises(export.ExportError, match=r"no run json \(run.json, .*pass --model"):
+    with pytest.raises(RunDirError, match=r"no run.json naming the model; pass --model"):
         export.restore_for_export(str(tmp_path))
-    with pytest.raises(export.ExportError, match="holds no checkpoint"):
+    with pytest.raises(RunDirError, match="holds no checkpoint"):
         export.restore_for_export(str(tmp_path), model=MODEL)
     prefix = tf.train.Checkpoint(model=model).save(str(tmp_path / "ckpt"))
     restored, name, task, config = export.restore_for_export(str(tmp_path), model=MODEL, checkpoint=prefix)

@@ -92,7 +92,7 @@ def test_restores_the_checkpoint_and_generates_reproducibly(hyper_dir, vocab):
     np.testing.assert_array_equal(np.argmax(logits[0, 3:-1], axis=-1), greedy["ids"][4:])
     with pytest.raises(ValueError, match=r"unknown character 'Z' at position 1 of --prime"):
         sampler.generate(model, vocab, "tZe", 5)
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(ValueError, match="does not exist"):
         sampler.load_run(os.path.join(path, "missing"))
 
 
@@ -237,15 +237,13 @@ def test_trainer_to_sampler_end_to_end(tmp_path):
     assert summary["test"]["bpc"] < 3.0  # from about log2(28) = 4.8 untrained
     assert summary["serving_test"]["bpc"] == pytest.approx(summary["test"]["bpc"], rel=1e-4)
     vocab_path = os.path.join(summary["export_path"], "assets.extra", "vocab.json")
+    assert Vocabulary.load(vocab_path) == Vocabulary.load(str(tmp_path / "run" / "vocab.json"))
     assert len(Vocabulary.load(vocab_path)) == 28
     cmd = [
         sys.executable,
         "-m",
         "trainers.sample",
-        f"--model_dir={tmp_path / 'run'}",
-        "--model=ln_hyper_lstm_1000_ptb",
-        f"--vocab={vocab_path}",
-        *[f"--config={c}" for c in config],
+        f"--model_dir={tmp_path / 'run'}",  # model, config and vocab.json: from the trainer's run.json
         "--prime=the ",
         "--length=60",
         "--temperature=0.5",

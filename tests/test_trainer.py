@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import glob
+import json
 import os
 
 import keras
@@ -11,10 +13,14 @@ import pytest
 import tensorflow as tf
 from trainer_helpers import TINY_SPEC, CountingTask, TinyTask, tiny_data
 
+from exports import export as export_lib
 from trainers import flags as flags_lib
+from trainers import sample as sample_lib
 from trainers import train as train_lib
 from trainers.loop import TrainLoop
 from zoo import optim
+from zoo.data.text import Vocabulary
+from zoo.tasks import get_task
 
 
 def _resolve(**values):
@@ -54,7 +60,7 @@ def test_config_overrides_split_between_model_and_recipe():
         ({"batch_size": -4}, "--batch_size=-4 must be a positive number"),
         ({"train_steps": 0}, "--train_steps=0 must be a positive number"),
         ({"train_steps": 5, "epochs": 1.0}, "give only one"),
-        ({"data_dir": "/nonexistent/zoo"}, "--data_dir='/nonexistent/zoo' does not exist"),
+        ({"data_dir": ""}, "--data_dir='' must be a non-empty path or file pattern"),
         ({"strategy": "tpu"}, "--strategy='tpu' is unknown; valid: default, mirrored, multi_worker"),
         ({"num_devices": 0}, "--num_devices=0 must be >= 1"),
         ({"config": ["optimizer=lamb"]}, "optimizer 'lamb' is unknown; valid: adam, sgd, adagrad, rmsprop"),
@@ -70,6 +76,32 @@ def test_bad_values_fail_before_training_naming_the_flag(values, message):
 def test_task_check_data_rejects_an_unknown_dataset():
     with pytest.raises(ValueError, match="--dataset='mnist' is not a dataset of task 'tiny_classification'"):
         train_lib.train(_resolve(dataset="mnist"), task=TinyTask(), say=lambda s: None)
+
+
+def test_data_dir_may_be_a_file_or_a_pattern_the_task_checks_it(tmp_path):
+    text = tmp_path / "corpus.txt"
+    text.write_text("abc abc\n", encoding="utf-8")
+    enwik8 = tmp_path / "enwik8"
+    enwik8.write_bytes(b"<mediawiki>x</mediawiki>")
+    (tmp_path / "train-0.tfrecord").write_bytes(b"")
+    pattern = str(tmp_path / "train-*.tfrecord")
+    for model, dataset, data_dir in [
+        ("lstm_1000_ptb", "text", str(text)),  # --dataset=text --data_dir=<a text file>
+        ("lstm_1800_enwik8", "enwik8", str(enwik8)),  # the enwik8 file itself
+        ("yt8m_lstm", "yt8m_frame", pattern),  # a file pattern, not a path that exists
+        ("yt8m_lstm", "yt8m_frame", str(tmp_path)),  # a directory of *.tfrecord
+    ]:
+        opts = flags_lib.resolve({"model": model, "dataset": dataset, "data_dir": data_dir, "config": []})
+        assert (opts.dataset, opts.data_dir) == (dataset, data_dir)
+        get_task(opts.spec.task).check_data(opts.dataset, opts.data_dir)  # raises if the task rejects it
+    # What a dataset cannot use is the task's error, raised by the trainer before any data is built.
+    with pytest.raises(ValueError, match="dataset 'text' expects a file"):
+        get_task("char_lm").check_data("text", str(tmp_path / "missing.txt"))
+    with pytest.raises(ValueError, match="no TFRecord files match"):
+        get_task("video_classification").check_data("yt8m_frame", str(tmp_path / "validate*.tfrecord"))
+    opts = flags_lib.resolve({"model": "conv_mnist", "data_dir": str(text), "config": []})
+    with pytest.raises(train_lib.SetupError, match="--data_dir=.*corpus.txt' does not exist or is not a dir"):
+        train_lib.train(opts, say=lambda s: None)
 
 
 # ---------------------------------------------------------------------- optim
@@ -212,3 +244,124 @@ def test_carry_is_passed_between_steps():
 def test_epochs_convert_to_steps():
     summary = train_lib.train(_resolve(epochs=0.5, log_every=1000), task=TinyTask(), say=lambda s: None)
     assert summary["step"] == 8  # ceil(0.5 * 256 train examples / batch 16)
+
+
+# ---------------------------------------------------------------------- run.json, assets, resume
+class AssetTask(TinyTask):
+    """TinyTask whose data carries an asset (as the char-LM task's vocab.json)."""
+
+    def __init__(self, labels: bytes = b"a\nb\nc\n"):
+        super().__init__()
+        self.labels = labels
+
+    def build_data(self, *args) -> object:
+        return dataclasses.replace(super().build_data(*args), assets={"labels.txt": self.labels})
+
+
+def test_run_json_and_assets_are_written_before_training_and_checked_on_resume(tmp_path):
+    model_dir = tmp_path / "run"
+    run_json = model_dir / "run.json"
+    seen: list[tuple[str, bool]] = []
+
+    def say(line: str) -> None:
+        seen.append((line, run_json.is_file() and (model_dir / "labels.txt").is_file()))
+
+    values = {"train_steps": 4, "model_dir": str(model_dir), "log_every": 2, "config": ["units=6"]}
+    train_lib.train(_resolve(**values), task=AssetTask(), say=say)
+    assert seen[0][0].startswith("zoo-train ") and seen[0][1]  # written before the first step
+    info = json.loads(run_json.read_text())
+    assert info == {
+        "model": "tiny_mlp",
+        "config": {"units": 6, "weight_decay": 1e-3, "dropout": 0.0, "batch_norm": True},
+        "recipe": json.loads(json.dumps(_resolve().recipe)),
+        "dataset": "tiny",
+        "data_dir": None,
+        "assets": ["labels.txt"],
+    }
+    assert info["recipe"]["learning_rate"] == 0.1 and info["recipe"]["optimizer"] == "sgd"
+    assert (model_dir / "labels.txt").read_bytes() == b"a\nb\nc\n"
+    assert not [n for n in os.listdir(model_dir) if n.startswith(".tmp")]  # renamed into place
+
+    # The same command resumes.
+    lines: list[str] = []
+    summary = train_lib.train(_resolve(**{**values, "train_steps": 6}), task=AssetTask(), say=lines.append)
+    assert summary["step"] == 6 and any(s.startswith("resumed from step 4") for s in lines)
+
+    # Another model, model config, recipe or asset is refused, naming what differs.
+    other = dataclasses.replace(TINY_SPEC, name="tiny_mlp_v2")
+    with pytest.raises(train_lib.SetupError, match="--model='tiny_mlp_v2' but --model_dir=.* holds a run of "
+                       "model 'tiny_mlp'"):  # fmt: skip
+        train_lib.train(flags_lib.resolve(values, spec=other), task=AssetTask(), say=lambda s: None)
+    with pytest.raises(train_lib.SetupError) as err:
+        bad = {**values, "config": ["units=7", "dropout=0.5", "momentum=0.5"]}
+        train_lib.train(_resolve(**bad), task=AssetTask(), say=lambda s: None)
+    message = str(err.value)
+    assert "model config key(s) differ (recorded -> new): dropout: 0.0 -> 0.5; units: 6 -> 7" in message
+    assert "recipe key(s) differ (recorded -> new): momentum: 0.9 -> 0.5" in message
+    with pytest.raises(train_lib.SetupError, match="the data now gives other labels.txt"):
+        train_lib.train(_resolve(**values), task=AssetTask(b"x\n"), say=lambda s: None)
+    assert json.loads(run_json.read_text()) == info  # a refused rerun leaves the record as it was
+    assert (model_dir / "labels.txt").read_bytes() == b"a\nb\nc\n"
+
+
+def test_asset_names_must_be_plain_files():
+    with pytest.raises(train_lib.SetupError, match="asset name '../x' of task 'tiny_classification'"):
+        train_lib._check_asset_names({"../x": b""}, "tiny_classification")
+    with pytest.raises(train_lib.SetupError, match="asset name 'run.json'"):
+        train_lib._check_asset_names({"run.json": b""}, "tiny_classification")
+
+
+CHAR_CONFIG = [
+    "units=8", "embedding_size=4", "vocab_size=28", "input_dropout=0.0", "output_dropout=0.0",
+    "recurrent_dropout=0.0", "sequence_length=10", "eval_batch_size=2",
+]  # fmt: skip
+
+
+def test_char_lm_model_dir_serves_export_and_sample_without_model_flags(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the quick brown fox jumps over the lazy dog. " * 20, encoding="utf-8")
+    model_dir = str(tmp_path / "run")
+    values = {"model": "lstm_1000_ptb", "dataset": "text", "data_dir": str(corpus), "model_dir": model_dir,
+              "batch_size": 4, "train_steps": 3, "log_every": 1000, "config": CHAR_CONFIG}  # fmt: skip
+    opts = flags_lib.resolve(values)
+    small = flags_lib.resolve({**values, "config": [*CHAR_CONFIG, "vocab_size=20"]})
+    with pytest.raises(train_lib.SetupError, match="has 28 symbols but the model's vocab_size is 20; pass"):
+        train_lib.train(small, say=lambda s: None)  # a data/config mismatch is a setup error, not a crash
+    assert not os.path.exists(os.path.join(model_dir, "run.json"))
+    summary = train_lib.train(opts, say=lambda s: None)
+    info = json.loads(open(os.path.join(model_dir, "run.json")).read())
+    assert info["model"] == "lstm_1000_ptb" and info["dataset"] == "text"
+    assert info["data_dir"] == str(corpus) and info["assets"] == ["vocab.json"]
+    assert info["config"]["units"] == 8 and info["recipe"]["sequence_length"] == 10
+    vocab = Vocabulary.load(os.path.join(model_dir, "vocab.json"))
+    assert len(vocab) == 28
+
+    # exports.export (the CLI's restore step): the model and its config come from run.json.
+    model, name, task, config = export_lib.restore_for_export(model_dir)
+    assert (name, task.name, config["units"], config["vocab_size"]) == ("lstm_1000_ptb", "char_lm", 8, 28)
+    checksum = float(sum(np.sum(np.asarray(w, np.float64)) for w in model.get_weights()))
+    assert checksum == pytest.approx(summary["weights_checksum"], rel=1e-12)
+
+    # trainers.sample: model, config and vocab.json from the model_dir.
+    net, restored_vocab, run = sample_lib.load_run(model_dir)
+    assert restored_vocab == vocab and run["model"] == "lstm_1000_ptb" and run["config"]["units"] == 8
+    for a, b in zip(net.get_weights(), model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    text = sample_lib.generate(net, restored_vocab, "the ", 12, temperature=0.0)["text"]
+    assert text.startswith("the ") and len(text) == 16 and set(text) <= set(vocab.symbols)
+
+
+def test_resume_may_train_longer_but_not_change_the_recipe(tmp_path):
+    info = {
+        "model": "tiny",
+        "config": {"units": 8},
+        "recipe": {"train_steps": 10, "learning_rate": 0.001},
+        "dataset": "toy",
+        "data_dir": str(tmp_path),
+    }
+    train_lib.write_run_files(str(tmp_path), info, {})
+    longer = {**info, "recipe": {"train_steps": 20, "learning_rate": 0.001}}
+    assert train_lib.check_resume(str(tmp_path), longer)["recipe"]["train_steps"] == 10
+    faster = {**info, "recipe": {"train_steps": 10, "learning_rate": 0.1}}
+    with pytest.raises(train_lib.SetupError, match="learning_rate: 0.001 -> 0.1"):
+        train_lib.check_resume(str(tmp_path), faster)

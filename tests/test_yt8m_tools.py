@@ -11,6 +11,8 @@ import pytest
 import tensorflow as tf
 
 import zoo
+from trainers import flags as trainer_flags
+from trainers import train as trainer
 from trainers import yt8m_eval, yt8m_infer
 from zoo.data import yt8m
 from zoo.tasks.video import TASK
@@ -33,6 +35,9 @@ def setup(tmp_path_factory):
     tf.train.CheckpointManager(tf.train.Checkpoint(model=model), model_dir, max_to_keep=1).save(
         checkpoint_number=5
     )
+    # The run.json the trainer writes for --model=yt8m_lstm --config=...: the tools need no --model/--config.
+    options = trainer_flags.resolve({"model": "yt8m_lstm", "config": CONFIG_FLAGS, "data_dir": pattern})
+    trainer.write_run_files(model_dir, trainer.run_description(options), {})
     config = {**zoo.get_spec("yt8m_lstm").default_config(), **OVER}
     archive = keras.export.ExportArchive()
     archive.track(model)
@@ -62,7 +67,7 @@ def _values(setup, source):
         "saved_model": None,
     }
     if source == "model_dir":
-        return {**base, "model_dir": setup["model_dir"], "model": "yt8m_lstm", "config": CONFIG_FLAGS}
+        return {**base, "model_dir": setup["model_dir"]}
     return {**base, "saved_model": setup["saved"]}
 
 
@@ -170,8 +175,6 @@ def test_command_lines(setup, tmp_path):
             "-m",
             "trainers.yt8m_infer",
             f"--model_dir={setup['model_dir']}",
-            "--model=yt8m_lstm",
-            *[f"--config={c}" for c in CONFIG_FLAGS],
             f"--data_pattern={setup['pattern']}",
             f"--output_file={csv_path}",
         ],

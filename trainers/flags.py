@@ -12,10 +12,7 @@ message naming the flag, the bad value and the valid choices.
 
 from __future__ import annotations
 
-import ast
 import dataclasses
-import json
-import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -24,6 +21,7 @@ from absl import flags
 from trainers.strategy import STRATEGIES
 from zoo.optim import OPTIMIZERS
 from zoo.registry import ModelSpec, get_spec, merge_config
+from zoo.run_dir import parse_value
 
 __all__ = ["define_flags", "TrainOptions", "resolve", "parse_config_overrides", "RECIPE_KEYS"]
 
@@ -41,7 +39,10 @@ def define_flags() -> None:
     flags.DEFINE_string("model", None, "Registered model name (see zoo.list_models()).")
     flags.DEFINE_string("dataset", None, "Dataset of the model's task; default: the recipe's.")
     flags.DEFINE_string(
-        "data_dir", None, "Directory with the dataset's files (not needed for embedded data)."
+        "data_dir",
+        None,
+        "Where the dataset is: a directory, a file (char-LM text/enwik8) or a file pattern (YT8M); "
+        "the task checks it. Not needed for embedded data.",
     )
     flags.DEFINE_string("model_dir", None, "Checkpoints and TensorBoard summaries; rerunning resumes.")
     flags.DEFINE_string("export_dir", None, "Base directory of the TF Serving export (BASE/<model>/<n>/).")
@@ -88,20 +89,6 @@ class TrainOptions:
     log_every: int = 50
 
 
-def _parse_value(text: str) -> Any:
-    for parse in (json.loads, ast.literal_eval):
-        try:
-            return parse(text)
-        except (ValueError, SyntaxError):
-            continue
-    lowered = text.strip().lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    if lowered in ("none", "null"):
-        return None
-    return text
-
-
 def parse_config_overrides(
     items: Sequence[str], config: Mapping[str, Any], recipe: Mapping[str, Any], model: str
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -114,7 +101,7 @@ def parse_config_overrides(
             raise ValueError(f"--config {item!r}: expected key=value")
         key, text = item.split("=", 1)
         key = key.strip()
-        value = _parse_value(text)
+        value = parse_value(text)
         if key.startswith("model."):
             key = key[len("model.") :]
             where = "model" if key in config else None
@@ -146,8 +133,9 @@ def resolve(values: Mapping[str, Any], spec: ModelSpec | None = None) -> TrainOp
     ``spec`` supplies the model's spec directly (e.g. a test model that is not registered); by default
     it is looked up by ``--model`` in the registry.
 
-    Data checks (dataset known to the task, ``--data_dir`` exists and holds the expected files) are the
-    task's (``Task.check_data``), done by the trainer once it has the task.
+    Data checks (dataset known to the task; ``--data_dir`` exists and is what the dataset needs: a
+    directory, a file, a file pattern) are the task's (``Task.check_data``), done by the trainer once it
+    has the task; here ``--data_dir`` only has to be a non-empty string.
     """
     model = values.get("model") or (spec.name if spec is not None else None)
     if not model:
@@ -190,8 +178,10 @@ def resolve(values: Mapping[str, Any], spec: ModelSpec | None = None) -> TrainOp
     if not dataset:
         raise ValueError(f"--dataset is required: the recipe of {model!r} names none")
     data_dir = values.get("data_dir")
-    if data_dir is not None and not os.path.exists(data_dir):  # its contents are the task's to check
-        raise ValueError(f"--data_dir={data_dir!r} does not exist")
+    # Only generic checks here: whether data_dir exists and what it must be (a directory, a file, a file
+    # pattern) is the task's to check (Task.check_data, called by the trainer before building the data).
+    if data_dir is not None and (not isinstance(data_dir, str) or not data_dir.strip()):
+        raise ValueError(f"--data_dir={data_dir!r} must be a non-empty path or file pattern")
 
     num_devices = values.get("num_devices")
     if num_devices is not None and num_devices < 1:

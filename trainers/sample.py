@@ -4,7 +4,7 @@
         --seed=1 --figures_dir=figs [--histogram_model_dirs=runs/lstm,runs/ln_lstm,runs/ln_hyper_lstm]
 
 What it reads from ``--model_dir`` (written by ``trainers.train``):
-  - the run description json (:data:`RUN_FILES`, first found) with the registered model name under
+  - the run description ``run.json`` (:mod:`zoo.run_dir`) with the registered model name under
     ``"model"`` and its config overrides under ``"config"`` (``--model`` / ``--config`` flags override or
     replace it);
   - the vocabulary ``vocab.json`` (the char_lm task's ``TaskData.assets``; ``--vocab`` overrides);
@@ -23,7 +23,6 @@ one-hot characters straight into its first cell).
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Sequence
@@ -33,7 +32,6 @@ import numpy as np
 from absl import app, flags
 
 __all__ = [
-    "RUN_FILES",
     "VOCAB_FILE",
     "load_run",
     "find_first_cell",
@@ -44,7 +42,6 @@ __all__ = [
 ]
 
 #: json files in a model_dir describing the run, tried in order.
-RUN_FILES = ("run.json", "config.json", "run_config.json")
 VOCAB_FILE = "vocab.json"
 
 FLAGS = flags.FLAGS
@@ -69,31 +66,6 @@ def define_flags() -> None:
 
 
 # ---------------------------------------------------------------- loading
-def _read_run_json(model_dir: str) -> dict[str, Any]:
-    for name in RUN_FILES:
-        path = os.path.join(model_dir, name)
-        if os.path.isfile(path):
-            with open(path, encoding="utf-8") as f:
-                data = json.load(f)
-            if not isinstance(data, dict):
-                raise ValueError(f"{path} is not a json object")
-            return data
-    return {}
-
-
-def _parse_overrides(items: Sequence[str]) -> dict[str, Any]:
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise ValueError(f"--config={item!r} is not key=value")
-        key, value = item.split("=", 1)
-        try:
-            out[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip()] = value
-    return out
-
-
 def load_run(
     model_dir: str,
     model_name: str | None = None,
@@ -102,37 +74,21 @@ def load_run(
     checkpoint: str | None = None,
 ) -> tuple[Any, Any, dict[str, Any]]:
     """``(model, vocabulary, run_info)`` restored from a trainer ``model_dir`` (see the module docstring)."""
-    import tensorflow as tf
-
-    import zoo
+    from zoo import run_dir
     from zoo.data.text import Vocabulary
+    from zoo.registry import get_spec
 
-    if not os.path.isdir(model_dir):
-        raise FileNotFoundError(f"--model_dir={model_dir!r} does not exist")
-    info = _read_run_json(model_dir)
+    info = run_dir.read_run(model_dir) if os.path.isdir(model_dir) else {}
     name = model_name or info.get("model")
-    if not name:
-        raise ValueError(
-            f"--model_dir={model_dir!r} has no run json ({', '.join(RUN_FILES)}) naming the model; "
-            "pass --model"
-        )
-    config = dict(info.get("config") or {})
-    config.update(overrides or {})
-    spec = zoo.get_spec(name)
-    if spec.task != "char_lm":
-        raise ValueError(f"model {name!r} is a {spec.task!r} model; trainers.sample needs a char_lm model")
+    if name and get_spec(name).task != "char_lm":
+        task = get_spec(name).task
+        raise ValueError(f"model {name!r} is a {task!r} model; trainers.sample needs a char_lm model")
+    model, name, config, info = run_dir.restore(model_dir, model_name, overrides, checkpoint)
     vocab = Vocabulary.load(vocab_path or os.path.join(model_dir, VOCAB_FILE))
-    model = zoo.get(name, **config)
-    path = checkpoint or tf.train.latest_checkpoint(model_dir)
-    if path is None:
-        raise FileNotFoundError(f"--model_dir={model_dir!r} holds no checkpoint (no 'checkpoint' index file)")
-    status = tf.train.Checkpoint(model=model).restore(path)
-    status.expect_partial()
-    status.assert_existing_objects_matched()
     vocab_out = int(model.output["logits"].shape[-1])
     if len(vocab) > vocab_out:
         raise ValueError(f"vocabulary of {len(vocab)} symbols does not fit the model's {vocab_out} outputs")
-    return model, vocab, {"model": name, "config": config, "checkpoint": path, **info}
+    return model, vocab, {**info, "model": name, "config": config}
 
 
 # ---------------------------------------------------------------- the first recurrent cell
@@ -301,7 +257,9 @@ def sample(
 
     Returns the :func:`generate` result plus ``"figures"`` (name -> path) and ``"run"`` (run info).
     """
-    overrides = _parse_overrides(config)
+    from zoo import run_dir
+
+    overrides = run_dir.parse_overrides(config)
     net, vocabulary, info = load_run(model_dir, model, overrides, vocab, checkpoint)
     result = generate(net, vocabulary, prime, length, temperature, seed, trace=bool(figures_dir))
     say(f"model={info['model']} checkpoint={info['checkpoint']} temperature={temperature} seed={seed}")

@@ -6,6 +6,15 @@ TensorBoard scalars and progress lines -> test evaluation -> SavedModel export -
 measured through the exported SavedModel. The trainer knows nothing about particular models or tasks: it
 dispatches on ``spec.task`` (``zoo/tasks/base.py``).
 
+Run description: right after building the data (before training) the chief writes ``--model_dir/run.json``
+(:data:`RUN_FILE`) = ``{"model", "config" (the merged model config), "recipe" (the merged recipe), "dataset",
+"data_dir", "assets"}`` and each of the task's ``TaskData.assets`` (e.g. the char-LM ``vocab.json``) as
+``--model_dir/<name>``, each to a temporary file renamed into place. ``exports.export``, ``trainers.sample``,
+``trainers.yt8m_eval`` and ``trainers.yt8m_infer`` read them, so they need only ``--model_dir``. A rerun
+in a ``--model_dir`` that has a ``run.json`` must describe the same run: another model, model config,
+recipe or dataset is refused (the message names the keys) before any data is built; a moved
+``--data_dir`` is allowed and recorded.
+
 Checkpoints: ``tf.train.CheckpointManager`` in ``--model_dir`` every ``--checkpoint_every`` steps and at the
 end, holding the model, the optimizer (its ``iterations`` is the step counter) and, where tf.data can save
 it, the train iterator's position. Rerunning the same command resumes from the latest checkpoint and says
@@ -34,8 +43,23 @@ from typing import Any
 from absl import app, flags
 
 from trainers import flags as flags_lib
+from zoo.io import atomic_write
+from zoo.run_dir import RUN_FILE
 
-__all__ = ["train", "main", "run", "NonFiniteLossError", "SetupError"]
+__all__ = [
+    "train",
+    "main",
+    "run",
+    "NonFiniteLossError",
+    "SetupError",
+    "RUN_FILE",
+    "run_description",
+    "check_resume",
+    "write_run_files",
+]
+
+# Names an asset may not take: they are the trainer's or tf.train's own files in --model_dir.
+_RESERVED = (RUN_FILE, "checkpoint", "train")
 
 flags_lib.define_flags()
 FLAGS = flags.FLAGS
@@ -61,6 +85,141 @@ def _current_lr(optimizer: Any) -> float:
     inner = getattr(optimizer, "inner_optimizer", optimizer)
     lr = inner.learning_rate
     return float(lr.numpy() if hasattr(lr, "numpy") else lr)
+
+
+def _json_value(value: Any) -> Any:
+    """``value`` as json reads it back (tuples become lists), so recorded and new values compare equal."""
+    return json.loads(json.dumps(value))
+
+
+def _data_location(data_dir: str | None) -> str | None:
+    """``data_dir`` made absolute (a local path or pattern), so the record works from any directory."""
+    if data_dir is None or "://" in data_dir:
+        return data_dir
+    return os.path.abspath(os.path.expanduser(data_dir))
+
+
+def run_description(options: flags_lib.TrainOptions, assets: Any = ()) -> dict[str, Any]:
+    """The ``run.json`` content of a run (keys read by exports.export, trainers.sample, trainers.yt8m_*)."""
+    try:
+        return _json_value(
+            {
+                "model": options.model,
+                "config": dict(options.config),
+                "recipe": dict(options.recipe),
+                "dataset": options.dataset,
+                "data_dir": _data_location(options.data_dir),
+                "assets": sorted(assets),
+            }
+        )
+    except (TypeError, ValueError) as e:
+        raise SetupError(f"the config or recipe of {options.model!r} cannot be written as json: {e}") from e
+
+
+def _read_json(path: str) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            info = json.load(f)
+    except (OSError, ValueError) as e:
+        raise SetupError(f"{path} cannot be read as json ({e}); remove it or use another --model_dir") from e
+    if not isinstance(info, dict):
+        raise SetupError(f"{path} is not a json object; remove it or use another --model_dir")
+    return info
+
+
+def _differences(old: Any, new: Any) -> list[str]:
+    """``key: recorded -> new`` for each key whose value differs between two json objects."""
+    old, new = dict(old or {}), dict(new or {})
+    unset = "<unset>"
+    keys = sorted(k for k in set(old) | set(new) if k not in old or k not in new or old[k] != new[k])
+    return [f"{k}: {old.get(k, unset)!r} -> {new.get(k, unset)!r}" for k in keys]
+
+
+# Recipe keys that may change between a run and its resumption (e.g. to train longer).
+_RESUMABLE_RECIPE_KEYS = ("train_steps", "eval_batch_size")
+
+
+def check_resume(model_dir: str, info: dict[str, Any]) -> dict[str, Any] | None:
+    """The ``run.json`` already in ``model_dir`` (None if there is none), checked against ``info``.
+
+    Raises :class:`SetupError` when it names another model, or another model config, recipe or dataset;
+    the message names the differing keys with the recorded and the new values.
+    """
+    path = os.path.join(model_dir, RUN_FILE)
+    if not os.path.isfile(path):
+        return None
+    old = _read_json(path)
+    advice = f"rerun with the recorded values, or use another --model_dir (or remove {path})"
+    if old.get("model") != info["model"]:
+        raise SetupError(
+            f"--model={info['model']!r} but --model_dir={model_dir!r} holds a run of model "
+            f"{old.get('model')!r} ({path}); {advice}"
+        )
+    problems = []
+    for key, what in (("config", "model config"), ("recipe", "recipe")):
+        recorded, wanted = dict(old.get(key) or {}), dict(info[key])
+        if key == "recipe":
+            # Training longer (or evaluating differently) continues the same run.
+            for k in _RESUMABLE_RECIPE_KEYS:
+                recorded.pop(k, None)
+                wanted.pop(k, None)
+        diff = _differences(recorded, wanted)
+        if diff:
+            problems.append(f"{what} key(s) differ (recorded -> new): {'; '.join(diff)}")
+    if old.get("dataset") != info["dataset"]:
+        problems.append(f"--dataset: {old.get('dataset')!r} -> {info['dataset']!r}")
+    if problems:
+        raise SetupError(
+            f"--model_dir={model_dir!r} holds a run of {info['model']!r} with other settings ({path}): "
+            f"{'; '.join(problems)}; {advice}"
+        )
+    return old
+
+
+def _check_asset_names(assets: Any, task_name: str) -> None:
+    for name in assets:
+        if (
+            not isinstance(name, str)
+            or not name
+            or name != os.path.basename(name)
+            or name.startswith(".")
+            or name in _RESERVED
+            or name.startswith("ckpt-")
+        ):
+            raise SetupError(
+                f"asset name {name!r} of task {task_name!r} (TaskData.assets) cannot be a file in "
+                f"--model_dir: it must be a plain file name, not hidden, not one of {', '.join(_RESERVED)} "
+                "or ckpt-*"
+            )
+
+
+def write_run_files(
+    model_dir: str, info: dict[str, Any], assets: Any, previous: dict[str, Any] | None = None
+) -> None:
+    """Writes ``run.json`` (``info``) and each asset (name -> bytes) into ``model_dir``, atomically.
+
+    With ``previous`` (a resumed run), an asset that differs from the one the earlier run wrote (e.g. a
+    vocabulary built from changed data) is refused: the checkpoint's weights belong to the old one.
+    """
+    os.makedirs(model_dir, exist_ok=True)
+    if previous is not None:
+        changed = []
+        for name, data in assets.items():
+            path = os.path.join(model_dir, name)
+            if os.path.isfile(path):
+                with open(path, "rb") as f:
+                    if f.read() != bytes(data):
+                        changed.append(name)
+        if changed:
+            raise SetupError(
+                f"--model_dir={model_dir!r}: the data now gives other {', '.join(changed)} than the run "
+                f"being resumed wrote (was --data_dir changed? recorded: {previous.get('data_dir')!r}, "
+                f"now: {info.get('data_dir')!r}); use another --model_dir"
+            )
+    for name, data in assets.items():
+        atomic_write(os.path.join(model_dir, name), bytes(data))
+    text = json.dumps(info, indent=2, sort_keys=True) + "\n"
+    atomic_write(os.path.join(model_dir, RUN_FILE), text.encode("utf-8"))
 
 
 def train(options: flags_lib.TrainOptions, task: Any = None, say: Callable[[str], None] = _say) -> dict:
@@ -92,6 +251,10 @@ def train(options: flags_lib.TrainOptions, task: Any = None, say: Callable[[str]
         task.check_data(options.dataset, options.data_dir)
     except ValueError as e:
         raise SetupError(str(e)) from e
+    chief = is_chief()
+    previous_run = None
+    if options.model_dir:  # a rerun must describe the same run: refuse before building anything
+        previous_run = check_resume(options.model_dir, run_description(options))
     keras.utils.set_random_seed(options.seed)
     float16 = False
     if options.mixed_precision:
@@ -99,9 +262,24 @@ def train(options: flags_lib.TrainOptions, task: Any = None, say: Callable[[str]
         float16 = bool(tf.config.list_physical_devices("GPU"))
         keras.mixed_precision.set_global_policy("mixed_float16" if float16 else "mixed_bfloat16")
 
-    data = task.build_data(
-        options.dataset, options.data_dir, options.batch_size, options.config, options.recipe, options.seed
-    )
+    try:
+        data = task.build_data(
+            options.dataset,
+            options.data_dir,
+            options.batch_size,
+            options.config,
+            options.recipe,
+            options.seed,
+        )
+    except ValueError as e:  # e.g. more symbols in the data than the model's vocab_size: a setup error
+        raise SetupError(str(e)) from e
+    if options.model_dir:
+        _check_asset_names(data.assets, task.name)
+        info = run_description(options, data.assets)
+        if previous_run is not None and previous_run.get("data_dir") != info["data_dir"]:
+            say(f"note: --data_dir was {previous_run.get('data_dir')!r} in the run being resumed")
+        if chief:
+            write_run_files(options.model_dir, info, data.assets, previous_run)
     train_steps = options.train_steps
     if train_steps is None:
         train_steps = max(1, math.ceil(options.epochs * data.sizes.get("train", 0) / options.batch_size))
@@ -131,7 +309,6 @@ def train(options: flags_lib.TrainOptions, task: Any = None, say: Callable[[str]
     )
 
     # ------------------------------------------------------------------ checkpoints and summaries
-    chief = is_chief()
     manager = None
     writer = tf.summary.create_noop_writer()
     scratch = None

@@ -18,16 +18,17 @@ Prints one ``metrics {json}`` line; ``--output_json`` also writes it (to a tempo
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
 from absl import app, flags
 
-__all__ = ["define_flags", "Predictions", "iterate_predictions", "write_atomic", "evaluate", "main", "run"]
+from zoo import run_dir
+from zoo.io import atomic_write
+
+__all__ = ["define_flags", "Predictions", "iterate_predictions", "evaluate", "main", "run"]
 
 #: Score given to classes outside a SavedModel's top 20 (below any real score, finite for numpy sorts).
 NOT_IN_TOP_K = -1e30
@@ -55,19 +56,6 @@ class Predictions:
 
     def __init__(self, ids: np.ndarray, scores: np.ndarray, labels: np.ndarray) -> None:
         self.ids, self.scores, self.labels = ids, scores, labels
-
-
-def _parse_overrides(items: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items:
-        if "=" not in item:
-            raise ValueError(f"--config {item!r}: expected key=value")
-        key, text = item.split("=", 1)
-        try:
-            out[key.strip()] = json.loads(text)
-        except json.JSONDecodeError:
-            out[key.strip()] = text
-    return out
 
 
 def _from_model_dir(
@@ -129,7 +117,7 @@ def iterate_predictions(values: Mapping[str, Any]) -> Iterator[Predictions]:
         return _from_model_dir(
             values["model_dir"],
             values.get("model"),
-            _parse_overrides(values.get("config", [])),
+            run_dir.parse_overrides(values.get("config", [])),
             values["data_pattern"],
             int(values["batch_size"]),
         )
@@ -140,21 +128,6 @@ def iterate_predictions(values: Mapping[str, Any]) -> Iterator[Predictions]:
         values.get("id_key", "id"),
         values.get("labels_key", "labels"),
     )
-
-
-def write_atomic(path: str, text: str) -> None:
-    """Writes ``text`` to a temporary file beside ``path`` and renames it into place."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def evaluate(values: Mapping[str, Any]) -> dict[str, float]:
@@ -184,7 +157,7 @@ def main(argv: list[str]) -> None:
     line = json.dumps(metrics, sort_keys=True)
     print(f"metrics {line}", flush=True)
     if values.get("output_json"):
-        write_atomic(values["output_json"], line + "\n")
+        atomic_write(values["output_json"], line + "\n")
 
 
 def run() -> None:

@@ -11,9 +11,7 @@ beside ``--output_file`` and renamed into place when complete.
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from collections.abc import Iterable
 from typing import Any
 
@@ -21,6 +19,7 @@ import numpy as np
 from absl import app, flags
 
 from trainers import yt8m_eval
+from zoo.io import atomic_path
 
 __all__ = ["HEADER", "format_rows", "write_csv", "main", "run"]
 
@@ -41,22 +40,13 @@ def format_rows(ids: np.ndarray, scores: np.ndarray, top_k: int = 20) -> list[st
 
 def write_csv(path: str, batches: Iterable[Any], top_k: int = 20) -> int:
     """Writes the CSV atomically; returns the number of videos."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".csv", dir=directory)
     count = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(HEADER + "\n")
-            for batch in batches:
-                for row in format_rows(batch.ids, batch.scores, top_k):
-                    f.write(row + "\n")
-                count += len(batch.ids)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_path(path, suffix=".csv") as tmp, open(tmp, "w", encoding="utf-8") as f:
+        f.write(HEADER + "\n")
+        for batch in batches:
+            for row in format_rows(batch.ids, batch.scores, top_k):
+                f.write(row + "\n")
+            count += len(batch.ids)
     return count
 
 

@@ -44,6 +44,8 @@ from typing import Any
 
 import numpy as np
 
+from zoo.io import atomic_path
+
 __all__ = [
     "DATASETS",
     "SPLITS",
@@ -202,10 +204,8 @@ def write_idx(path: str, array: np.ndarray) -> None:
         raise ValueError(f"write_idx: expected a uint8 array, got {array.dtype}")
     payload = struct.pack(">HBB", 0, _IDX_UBYTE, array.ndim)
     payload += struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes()
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with (gzip.open if path.endswith(".gz") else open)(tmp, "wb") as f:
+    with atomic_path(path) as tmp, (gzip.open if path.endswith(".gz") else open)(tmp, "wb") as f:
         f.write(payload)
-    os.replace(tmp, path)
 
 
 def _mnist_dir(data_dir: str) -> str:
@@ -313,10 +313,8 @@ def write_cifar10(
             b"data": images.transpose(0, 3, 1, 2).reshape(len(images), 3072),
             b"filenames": [f"{name}_{i}.png".encode() for i in range(len(images))],
         }
-        tmp = os.path.join(directory, f".{name}.tmp-{os.getpid()}")
-        with open(tmp, "wb") as f:
+        with atomic_path(os.path.join(directory, name)) as tmp, open(tmp, "wb") as f:
             pickle.dump(batch, f, protocol=2)
-        os.replace(tmp, os.path.join(directory, name))
     return directory
 
 

@@ -39,11 +39,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
+
+from zoo.io import atomic_write
 
 __all__ = [
     "MissingDataError",
@@ -184,17 +185,7 @@ class Vocabulary:
 
     def save(self, path: str) -> None:
         """Writes the json atomically (temporary file in the same directory, then rename)."""
-        directory = os.path.dirname(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".vocab-", suffix=".tmp", dir=directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(self.to_json())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        atomic_write(path, self.to_json())
 
     @classmethod
     def load(cls, path: str) -> Vocabulary:
@@ -464,20 +455,6 @@ def windows_dataset(inputs: np.ndarray, targets: np.ndarray, repeat: bool = Fals
 
 
 # ---------------------------------------------------------------- writers (tests, examples)
-def _write_atomic(path: str, data: bytes) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def write_ptb_char_files(directory: str, splits: dict[str, Sequence[str]]) -> dict[str, str]:
     """Writes sentences (plain strings, words separated by spaces) in the PTB character format.
 
@@ -489,11 +466,11 @@ def write_ptb_char_files(directory: str, splits: dict[str, Sequence[str]]) -> di
             raise ValueError(f"unknown PTB split {split!r}; valid: {', '.join(PTB_FILES)}")
         lines = [" ".join(s.strip().replace(" ", "_")) for s in sentences]
         paths[split] = os.path.join(directory, PTB_FILES[split])
-        _write_atomic(paths[split], ("\n".join(f" {line} " for line in lines) + "\n").encode("utf-8"))
+        atomic_write(paths[split], ("\n".join(f" {line} " for line in lines) + "\n").encode("utf-8"))
     return paths
 
 
 def write_bytes_file(path: str, data: bytes) -> str:
     """Writes ``data`` atomically (an enwik8-like fixture); returns ``path``."""
-    _write_atomic(path, data)
+    atomic_write(path, data)
     return path

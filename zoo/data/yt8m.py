@@ -120,27 +120,30 @@ def make_bad_record_counter() -> tf.Variable:
         return tf.Variable(0, dtype=tf.int64, trainable=False, name="yt8m_bad_records")
 
 
+_CHUNK = 32  # records per in-file chunk: framing is checked once per chunk, not once per record
+
+
 def _file_records(filename: tf.Tensor, size: tf.Tensor, skip: bool, counter: tf.Variable | None):
     """(filename, record index, record) for each record of one file.
 
     Framing errors (truncated file, bad CRC) are detected by comparing the bytes read with the file size:
-    TF's own error for them names neither the file nor the record. (Records are never batched here:
-    batching or unbatching strings copies them.)
+    TF's own error for them names neither the file nor the record. The bytes are counted per chunk of
+    ``_CHUNK`` records (a per-record tf.data function costs more than reading the record; copying the
+    records into and out of a chunk costs far less).
     """
-    records = tf.data.TFRecordDataset(filename, buffer_size=1 << 20).ignore_errors().enumerate()
-    end = tf.data.Dataset.from_tensors((tf.constant(-1, tf.int64), tf.constant("")))
+    records = tf.data.TFRecordDataset(filename, buffer_size=1 << 20).ignore_errors().batch(_CHUNK)
+    end = tf.data.Dataset.from_tensors(tf.zeros([0], tf.string))  # an empty chunk marks the end
 
-    def step(state, element):
-        nbytes, last = state
-        index, record = element
-        is_end = index < 0
-        record_bytes = tf.cast(tf.strings.length(record), tf.int64) + _RECORD_OVERHEAD
-        nbytes = nbytes + tf.where(is_end, tf.constant(0, tf.int64), record_bytes)
+    def step(state, chunk):
+        nbytes, start = state
+        count = tf.size(chunk, out_type=tf.int64)
+        is_end = tf.equal(count, 0)
+        nbytes = nbytes + tf.reduce_sum(tf.cast(tf.strings.length(chunk), tf.int64) + _RECORD_OVERHEAD)
         ok = tf.logical_or(tf.logical_not(is_end), tf.equal(nbytes, size))
+        indices = start + tf.range(count)
         if skip:
             if counter is not None:
                 counter.assign_add(tf.cast(tf.logical_not(ok), tf.int64))
-            checked = index
         else:
             # The message is only built when the check fails (Assert evaluates its data eagerly).
             message = tf.cond(
@@ -151,7 +154,7 @@ def _file_records(filename: tf.Tensor, size: tf.Tensor, skip: bool, counter: tf.
                         "TFRecord file ",
                         filename,
                         " is truncated or corrupt: record index ",
-                        tf.strings.as_string(last + 1),
+                        tf.strings.as_string(start),
                         " could not be read (read ",
                         tf.strings.as_string(nbytes),
                         " of ",
@@ -161,11 +164,11 @@ def _file_records(filename: tf.Tensor, size: tf.Tensor, skip: bool, counter: tf.
                 ),
             )
             with tf.control_dependencies([tf.debugging.Assert(ok, [message])]):
-                checked = tf.identity(index)
-        return (nbytes, tf.where(is_end, last, index)), (filename, checked, record)
+                indices = tf.identity(indices)
+        return (nbytes, start + count), (tf.fill([count], filename), indices, chunk)
 
-    init = (tf.constant(0, tf.int64), tf.constant(-1, tf.int64))
-    return records.concatenate(end).scan(init, step).filter(lambda f, i, r: i >= 0)
+    init = (tf.constant(0, tf.int64), tf.constant(0, tf.int64))
+    return records.concatenate(end).scan(init, step).unbatch()
 
 
 def _record_stream(
@@ -334,6 +337,7 @@ def parse_frame_batch(
     sample_seed: tf.Tensor | None = None,
     normalize: bool = True,
     dequantize: bool = True,
+    jit_compile: bool = False,
 ) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
     """Parses a batch of serialized frame-level SequenceExamples (also usable in serving signatures).
 
@@ -349,17 +353,19 @@ def parse_frame_batch(
       dequantize: ``False`` returns the uint8 codes (padding frames are code 0) so that
         :func:`dequantize_frames` can run on the accelerator, inside the model: the float output is ~6x
         larger than the records and writing it dominates CPU input cost.
+      jit_compile: dequantise + normalise with XLA (one fused pass; ``frame_dataset`` does). Off by default
+        for serving signatures.
     """
     _check_feature_spec(feature_names, feature_sizes)
     serialized = tf.reshape(tf.convert_to_tensor(serialized, tf.string), [-1])
     names = _default_names(serialized) if names is None else tf.reshape(names, [-1])
     batch = tf.shape(serialized)[0]
-    context, lists, lengths = tf.io.parse_sequence_example(
+    # Ragged string features: one string per real frame (dense string lists would add a padding string
+    # per missing frame and a copy of every frame when sliced).
+    context, lists, _ = tf.io.parse_sequence_example(
         serialized,
         context_features={id_key: tf.io.VarLenFeature(tf.string), labels_key: tf.io.VarLenFeature(tf.int64)},
-        sequence_features={
-            n: tf.io.FixedLenSequenceFeature([], tf.string, allow_missing=True) for n in feature_names
-        },
+        sequence_features={n: tf.io.RaggedFeature(tf.string) for n in feature_names},
         example_names=names,
     )
     ids, labels = _ids_and_labels(
@@ -374,9 +380,8 @@ def parse_frame_batch(
         hint=_PAPER_HINT,
     )
     checks = []
-    num_frames = tf.fill([batch], tf.constant(max_frames, tf.int64))
-    for name in feature_names:
-        length = lengths[name]
+    lengths = [tf.cast(lists[name].row_lengths(), tf.int32) for name in feature_names]
+    for name, length in zip(feature_names, lengths, strict=True):
         checks.append(
             _assert_rows(
                 tf.equal(length, 0),
@@ -392,62 +397,98 @@ def parse_frame_batch(
                 ),
             )
         )
-        num_frames = tf.minimum(num_frames, length)
-    num_frames = tf.cast(num_frames, tf.int32)
-    steps = tf.reduce_max(tf.concat([num_frames, [0]], 0))
-    parts = []
     for name, size in zip(feature_names, feature_sizes, strict=True):
-        frames = lists[name]  # [B, L]; slicing or padding strings would copy every frame
-        nbytes = tf.strings.length(frames)
-        real = tf.sequence_mask(tf.cast(lengths[name], tf.int32), tf.shape(frames)[1])
-        bad = tf.logical_and(real, tf.not_equal(nbytes, size))
-        first_frame = tf.argmax(tf.cast(bad, tf.int32), axis=1, output_type=tf.int32)
+        frames = lists[name]
+        bad = tf.not_equal(tf.strings.length(frames.flat_values), size)  # one check per frame, vectorised
         checks.append(
             _assert_rows(
-                tf.reduce_any(bad, axis=1),
-                lambda i, name=name, size=size, nbytes=nbytes, ff=first_frame: tf.strings.join(
-                    [
-                        names[i],
-                        ": frame ",
-                        tf.strings.as_string(ff[i]),
-                        " of feature ",
-                        name,
-                        " has ",
-                        tf.strings.as_string(nbytes[i, ff[i]]),
-                        " bytes, expected ",
-                        str(size),
-                    ]
+                tf.math.unsorted_segment_max(tf.cast(bad, tf.int32), frames.value_rowids(), batch) > 0,
+                lambda i, frames=frames, bad=bad, name=name, size=size: _bad_frame_message(
+                    names[i], frames[i], bad, frames.row_splits[i], name, size
                 ),
             )
         )
-        parts.append(tf.io.decode_raw(frames, tf.uint8, fixed_length=size)[:, :steps])
     total = sum(feature_sizes)
+    with tf.control_dependencies(checks):
+        # num_frames: the minimum over the feature lists; frames are stored [sum(num_frames), D].
+        codes, num_frames = _concat_frames(lists, feature_names, feature_sizes, lengths)
+    ragged = tf.RaggedTensor.from_row_lengths(codes, num_frames, validate=False)
+    # One pass: truncates to max_frames and pads with code 0.
+    quantized = ragged.to_tensor(shape=[None, max_frames, total])
+    num_frames = tf.minimum(num_frames, max_frames)
     if num_samples is None:
-        # Pad the uint8 codes (not the float output) to max_frames.
         length_out = max_frames
-        parts = [tf.pad(p, [[0, 0], [0, max_frames - steps], [0, 0]]) for p in parts]
         valid = tf.sequence_mask(num_frames, max_frames)
     else:
         if sample_seed is None:
             raise ValueError("parse_frame_batch: num_samples needs a sample_seed (int32 [2])")
         length_out = num_samples
         valid = tf.broadcast_to((num_frames > 0)[:, None], [batch, num_samples])
-    decoded = parts
-    with tf.control_dependencies(checks):
-        quantized = tf.concat(decoded, axis=-1) if len(decoded) > 1 else tf.identity(decoded[0])
-    if num_samples is not None:
         # Official SampleRandomFrames: floor(U[0, 1) * num_frames), so only real frames are drawn.
         u = tf.random.stateless_uniform([batch, num_samples], seed=sample_seed)
         index = tf.cast(tf.floor(u * tf.cast(num_frames, tf.float32)[:, None]), tf.int32)
         index = tf.clip_by_value(index, 0, tf.maximum(num_frames[:, None] - 1, 0))
-        quantized = tf.gather(tf.pad(quantized, [[0, 0], [0, 1], [0, 0]]), index, batch_dims=1)
+        quantized = tf.gather(quantized, index, batch_dims=1)
         num_frames = tf.where(num_frames > 0, num_samples, 0)
     if not dequantize:
         features = quantized
     else:
-        features = _dequantize_frames(quantized, valid, normalize)
+        dequantize_fn = _dequantize_frames_xla if jit_compile else _dequantize_frames
+        features = dequantize_fn(quantized, valid, normalize)
     features = tf.ensure_shape(features, [None, length_out, total])
     return {"features": features, "num_frames": num_frames, "id": ids}, labels
+
+
+def _bad_frame_message(name_of_record, row, bad, row_start, feature, size) -> tf.Tensor:
+    """'<record>: frame f of feature <feature> has n bytes, expected <size>' for the first bad frame of
+    ``row`` (that record's frame strings; ``bad`` is the flat per-frame mask of the whole batch)."""
+    start = tf.cast(row_start, tf.int32)
+    row_bad = bad[start : start + tf.shape(row)[0]]
+    frame = tf.argmax(tf.cast(row_bad, tf.int32), output_type=tf.int32)
+    return tf.strings.join(
+        [
+            name_of_record,
+            ": frame ",
+            tf.strings.as_string(frame),
+            " of feature ",
+            feature,
+            " has ",
+            tf.strings.as_string(tf.strings.length(row[frame])),
+            " bytes, expected ",
+            str(size),
+        ]
+    )
+
+
+def _concat_frames(lists, feature_names, feature_sizes, lengths) -> tuple[tf.Tensor, tf.Tensor]:
+    """uint8 ``[sum(num_frames), D]`` (the features of each real frame, concatenated) and ``num_frames``
+    (the minimum frame count over the feature lists). When the lists are of different lengths, the frames
+    beyond the shortest are dropped (one gather, only then)."""
+    decoded = [
+        tf.io.decode_raw(lists[name].flat_values, tf.uint8, fixed_length=size)
+        for name, size in zip(feature_names, feature_sizes, strict=True)
+    ]
+    num_frames = lengths[0]
+    for length in lengths[1:]:
+        num_frames = tf.minimum(num_frames, length)
+    if len(decoded) == 1:
+        return decoded[0], num_frames
+
+    def same():
+        return tf.concat(decoded, axis=-1)
+
+    def trimmed():
+        # Flat index of frame j of record b in each feature: row_start[b] + j, for j < num_frames[b].
+        keep = tf.RaggedTensor.from_row_lengths(tf.range(tf.reduce_sum(num_frames)), num_frames)
+        offsets = keep.flat_values - tf.gather(keep.row_starts(), keep.value_rowids())
+        parts = []
+        for name, frames in zip(feature_names, decoded, strict=True):
+            starts = tf.cast(lists[name].row_starts(), tf.int32)
+            parts.append(tf.gather(frames, tf.gather(starts, keep.value_rowids()) + offsets))
+        return tf.concat(parts, axis=-1)
+
+    equal = tf.reduce_all([tf.reduce_all(tf.equal(length, num_frames)) for length in lengths])
+    return tf.cond(equal, same, trimmed), num_frames
 
 
 def parse_video_batch(
@@ -543,6 +584,13 @@ def _dequantize_frames(quantized: tf.Tensor, valid: tf.Tensor, normalize: bool) 
     return centred * (a * mask)[..., None]
 
 
+# XLA fuses the cast, the norm and the scaling into two loops over the [B, T, D] block: the float output is
+# written once instead of four times (it is ~6x larger than the records, and on CPU each pass costs about
+# as much as parsing). Compiled once per input shape (in tf.data: full batches, then the last one). Kept
+# out of serving signatures (``jit_compile=False`` there): not every model server has the XLA JIT.
+_dequantize_frames_xla = tf.function(_dequantize_frames, jit_compile=True, reduce_retracing=False)
+
+
 def _check_feature_spec(feature_names: Sequence[str], feature_sizes: Sequence[int]) -> None:
     if isinstance(feature_names, str) or isinstance(feature_sizes, int):
         raise TypeError(
@@ -600,7 +648,7 @@ def _dataset(
         sample_seed = tf.stack([tf.constant(base, tf.int32), tf.cast(step % (2**31 - 1), tf.int32)])
         return parse(records, names, sample_seed)
 
-    ds = ds.map(parse_batch, num_parallel_calls=_AUTOTUNE, deterministic=True)
+    ds = ds.map(parse_batch, num_parallel_calls=int(os.environ.get("YTNP", "-1")), deterministic=True)
     return ds.prefetch(prefetch)
 
 
@@ -654,6 +702,7 @@ def frame_dataset(
             sample_seed=sample_seed if num_samples else None,
             normalize=normalize,
             dequantize=dequantize,
+            jit_compile=True,
         )
 
     return _dataset(

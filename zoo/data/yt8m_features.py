@@ -13,11 +13,12 @@ tf.data pipelines.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
+
+from zoo.io import atomic_path
 
 __all__ = [
     "QUANT_MIN",
@@ -168,11 +169,14 @@ class StreamingPCA:
         """Writes the fitted PCA to ``path`` (``.npz``) via a temporary file renamed into place."""
         if self.components is None:
             raise ValueError("StreamingPCA.save called before fit()")
-        tmp = f"{path}.tmp-{os.getpid()}.npz"
-        np.savez(
-            tmp, mean=self.mean, components=self.components, eigenvalues=self.eigenvalues, count=self.count
-        )
-        os.replace(tmp, path)
+        with atomic_path(path, suffix=".npz") as tmp:
+            np.savez(
+                tmp,
+                mean=self.mean,
+                components=self.components,
+                eigenvalues=self.eigenvalues,
+                count=self.count,
+            )
 
     @classmethod
     def load(cls, path: str) -> StreamingPCA:

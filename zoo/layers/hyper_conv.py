@@ -162,13 +162,21 @@ class KernelGenerator(keras.layers.Layer):
         )
         self.b_out = self.add_weight(name="b_out", shape=(f * f * self.out_channels,), initializer="zeros")
 
-    def call(self, embeddings: Any) -> Any:
-        f = self.kernel_size
+    def flat_kernels(self, embeddings: Any) -> Any:
+        """Eq. 2 before any re-layout: ``[M, N_z]`` -> ``[M, N_in, f*f*N_out]``.
+
+        Row ``[m, i]`` is ``K_i`` of embedding ``m`` flattened in ``(kh, kw, N_out)`` order (the order of
+        ``w_out``'s output axis). :class:`HyperConv2D` tiles these rows into its kernel with a single
+        transpose; :meth:`call` returns them as basic kernels.
+        """
         # a[m, i, :] = W_i z_m + B_i
         a = ops.einsum("mz,izd->mid", embeddings, self.w_in) + self.b_in
-        # K_i = <W_out, a_i> + B_out, laid out (kh, kw, N_out) per input channel i.
-        k = ops.matmul(a, self.w_out) + self.b_out  # [M, N_in, f*f*N_out]
-        k = ops.reshape(k, (-1, self.in_channels, f, f, self.out_channels))
+        # K_i = <W_out, a_i> + B_out
+        return ops.matmul(a, self.w_out) + self.b_out
+
+    def call(self, embeddings: Any) -> Any:
+        f = self.kernel_size
+        k = ops.reshape(self.flat_kernels(embeddings), (-1, self.in_channels, f, f, self.out_channels))
         return ops.transpose(k, (0, 2, 3, 1, 4))  # [M, f, f, N_in, N_out]
 
     def compute_output_shape(self, input_shape: Any) -> tuple[Any, ...]:
@@ -268,11 +276,20 @@ class HyperConv2D(keras.layers.Layer):
         )
 
     def _generate_kernel(self) -> Any:
+        """Eq. 2 for all ``T = in_blocks * out_blocks`` embeddings of this layer, tiled as in Eq. 3.
+
+        One generator matmul pair for the whole layer, then one transpose: the generator's rows
+        ``[T, N_in, f*f*N_out]`` are viewed as ``[in_blocks, out_blocks, N_in, f, f, N_out]`` (row-major
+        tile order ``t = r * out_blocks + c``) and moved to ``[f, f, in_blocks, N_in, out_blocks, N_out]``,
+        which *is* the ``(f, f, C_in, C_out)`` kernel. (Going through :meth:`KernelGenerator.call`'s
+        ``[T, f, f, N_in, N_out]`` basic kernels would cost a second full transpose of the kernel, and of
+        its gradient, every step.)
+        """
         gen = self.generator
         f = gen.kernel_size
-        basic = gen(self.embeddings)  # [T, f, f, N_in, N_out], T = in_blocks * out_blocks
-        k = ops.reshape(basic, (self.in_blocks, self.out_blocks, f, f, gen.in_channels, gen.out_channels))
-        k = ops.transpose(k, (2, 3, 0, 4, 1, 5))  # [f, f, in_blocks, N_in, out_blocks, N_out]
+        k = gen.flat_kernels(self.embeddings)  # [T, N_in, f*f*N_out]
+        k = ops.reshape(k, (self.in_blocks, self.out_blocks, gen.in_channels, f, f, gen.out_channels))
+        k = ops.transpose(k, (3, 4, 0, 2, 1, 5))  # [f, f, in_blocks, N_in, out_blocks, N_out]
         return ops.reshape(k, (f, f, self.in_channels, self.filters))
 
     @property

@@ -14,12 +14,12 @@ Matplotlib runs headless (Agg); files are written to a temporary name and rename
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+
+from zoo.io import atomic_path
 
 __all__ = [
     "GATES",
@@ -64,16 +64,8 @@ def display_char(symbol: Any) -> str:
 
 
 def _save(fig: Any, path: str) -> str:
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".fig-", suffix=".png", dir=directory)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path
 
 

@@ -14,11 +14,12 @@ model; ``save_kernel_png`` / ``save_model_kernels_png`` write PNG figures with m
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
+
+from zoo.io import atomic_path
 
 __all__ = [
     "SCALES",
@@ -117,15 +118,8 @@ def write_kernel_summaries(
 
 
 def _atomic_savefig(fig: Any, path: str, dpi: int) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}.png")
-    try:
+    with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def save_kernel_png(

@@ -133,9 +133,7 @@ def test_build_optimizer_reads_the_recipe():
     assert isinstance(sgd, keras.optimizers.SGD) and sgd.momentum == 0.9 and sgd.nesterov
     adam = optim.build_optimizer({"optimizer": "adam", "learning_rate": 1e-3, "epsilon": 1e-8})
     assert isinstance(adam, keras.optimizers.Adam) and adam.epsilon == 1e-8
-    lso = optim.build_optimizer({"optimizer": "rmsprop"}, loss_scale=True)
-    assert isinstance(lso, keras.optimizers.LossScaleOptimizer)
-    assert isinstance(lso.inner_optimizer, keras.optimizers.RMSprop)
+    assert isinstance(optim.build_optimizer({"optimizer": "rmsprop"}), keras.optimizers.RMSprop)
 
 
 def test_clip_gradients_matches_tf_clipping_and_uses_norm_source():

@@ -197,3 +197,28 @@ def test_uint8_output_then_dequantize_frames_equals_float_pipeline(small_frame_f
     assert codes["features"].dtype == tf.uint8 and codes["features"].shape == (3, 5, 8)
     got = yt8m.dequantize_frames(codes["features"], codes["num_frames"]).numpy()
     np.testing.assert_allclose(got, floats["features"].numpy(), atol=1e-6)
+
+
+def test_record_indices_errors_and_skips_past_the_first_framing_chunk(tmp_path):
+    """Framing is checked per chunk of records: indices, errors and counts must still be per record."""
+    rng = np.random.default_rng(5)
+    n = yt8m._CHUNK + 8
+    records = [
+        yt8m.frame_example(
+            f"v{i}", [9 if i == n - 3 else 1], {"rgb": _frames(rng, 2, 6), "audio": _frames(rng, 2, 2)}
+        )
+        for i in range(n)
+    ]
+    path = yt8m.write_records(str(tmp_path / "long.tfrecord"), records)
+    msg = _first_error(yt8m.frame_dataset(path, 16, **SMALL))
+    assert f"{path} record {n - 3}: label id 9 is outside [0, 5)" in msg
+    truncated = str(tmp_path / "long_truncated.tfrecord")
+    with open(truncated, "wb") as f:
+        f.write(open(path, "rb").read()[:-5])
+    msg = _first_error(yt8m.frame_dataset(truncated, 16, **{**SMALL, "num_classes": 10}))
+    assert f"TFRecord file {truncated} is truncated or corrupt: record index {n - 1} could not be read" in msg
+    counter = yt8m.make_bad_record_counter()
+    ds = yt8m.frame_dataset(truncated, 16, skip_bad_records=True, bad_record_counter=counter, **SMALL)
+    ids = [i.decode() for x, _ in ds for i in x["id"].numpy().tolist()]
+    assert ids == [f"v{i}" for i in range(n - 3)] + ["v" + str(n - 2)]
+    assert int(counter.numpy()) == 2  # the out-of-range label and the truncated tail

@@ -56,7 +56,7 @@ def define_flags() -> None:
     flags.DEFINE_integer("num_devices", None, "Split the CPU into N logical devices (testing distribution).")
     flags.DEFINE_boolean("jit_compile", True, "Compile each replica's forward/backward with XLA.")
     flags.DEFINE_boolean(
-        "mixed_precision", False, "Mixed precision: bfloat16 compute on CPU, float16 (loss scaled) on GPU."
+        "mixed_precision", False, "Mixed precision: bfloat16 compute, float32 variables (no loss scaling)."
     )
     flags.DEFINE_integer("seed", 0, "Random seed (weights, shuffling, dropout).")
     flags.DEFINE_integer("checkpoint_every", 1000, "Save a checkpoint every N steps (and at the end).")

@@ -125,8 +125,7 @@ class TrainLoop:
             extra = model.losses
             if extra:
                 loss += tf.add_n([tf.cast(x, tf.float32) for x in extra]) / self.num_replicas
-            scaled = self.optimizer.scale_loss(loss)
-        grads = tape.gradient(scaled, model.trainable_variables)
+        grads = tape.gradient(loss, model.trainable_variables)
         return loss, grads, out.carry, dict(out.outputs)
 
     def _local_slice(self, batch: Any) -> Any:
@@ -153,18 +152,13 @@ class TrainLoop:
         variables = self.model.trainable_variables
         pairs = [(g, v) for g, v in zip(grads, variables, strict=True) if g is not None]
         grads, variables = [g for g, _ in pairs], [v for _, v in pairs]
-        if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
-            # Static loss scaling: unscale here, so that clipping sees true gradients.
-            scale = tf.cast(self.optimizer.dynamic_scale, tf.float32)
-            grads = [g / tf.cast(scale, g.dtype) for g in grads]
         if self.clip_norm is not None or self.clip_per_tensor is not None:
             # Clip factors come from the global-batch gradient (the sum over replicas); each replica
             # scales its own gradients, so the optimizer's sum is the clipped global gradient.
             summed = ctx.all_reduce(tf.distribute.ReduceOp.SUM, grads) if self.num_replicas > 1 else grads
             grads = clip_gradients(grads, self.clip_norm, self.clip_per_tensor, norm_source=summed)
         # In replica context the Keras optimizer sums the gradients over replicas, then updates every copy.
-        inner = getattr(self.optimizer, "inner_optimizer", self.optimizer)
-        inner.apply(grads, variables)
+        self.optimizer.apply(grads, variables)
         # The forward pass updated this replica's copy of the BatchNorm moving statistics (replica-local
         # moments); average them over replicas, to be assigned to every copy in cross-replica context.
         means = []

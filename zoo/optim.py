@@ -82,12 +82,11 @@ def learning_rate_from_recipe(
 
 
 def build_optimizer(
-    recipe: Mapping[str, Any], *, loss_scale: bool = False, source: str = "recipe"
+    recipe: Mapping[str, Any], *, source: str = "recipe"
 ) -> keras.optimizers.Optimizer:
     """The Keras optimizer the recipe describes (without clipping; see :func:`clip_gradients`).
 
-    ``loss_scale=True`` wraps it in ``keras.optimizers.LossScaleOptimizer`` (needed for float16
-    mixed precision; bfloat16 has float32's exponent range and needs none).
+    Mixed precision in the zoo is bfloat16 (float32's exponent range), so no loss scaling is needed.
     """
     name = recipe.get("optimizer", "adam")
     if name not in OPTIMIZERS:
@@ -107,8 +106,6 @@ def build_optimizer(
         opt = keras.optimizers.Adagrad(**kwargs)
     else:
         opt = keras.optimizers.RMSprop(**kwargs)
-    if loss_scale:
-        opt = keras.optimizers.LossScaleOptimizer(opt)
     return opt
 
 

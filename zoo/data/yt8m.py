@@ -648,7 +648,7 @@ def _dataset(
         sample_seed = tf.stack([tf.constant(base, tf.int32), tf.cast(step % (2**31 - 1), tf.int32)])
         return parse(records, names, sample_seed)
 
-    ds = ds.map(parse_batch, num_parallel_calls=int(os.environ.get("YTNP", "-1")), deterministic=True)
+    ds = ds.map(parse_batch, num_parallel_calls=_AUTOTUNE, deterministic=True)
     return ds.prefetch(prefetch)
 
 

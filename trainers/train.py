@@ -44,7 +44,7 @@ from absl import app, flags
 
 from trainers import flags as flags_lib
 from zoo.io import atomic_write
-from zoo.run_dir import RUN_FILE
+from zoo.run_dir import RUN_FILE, RunDirError, read_run
 
 __all__ = [
     "train",
@@ -116,17 +116,6 @@ def run_description(options: flags_lib.TrainOptions, assets: Any = ()) -> dict[s
         raise SetupError(f"the config or recipe of {options.model!r} cannot be written as json: {e}") from e
 
 
-def _read_json(path: str) -> dict[str, Any]:
-    try:
-        with open(path, encoding="utf-8") as f:
-            info = json.load(f)
-    except (OSError, ValueError) as e:
-        raise SetupError(f"{path} cannot be read as json ({e}); remove it or use another --model_dir") from e
-    if not isinstance(info, dict):
-        raise SetupError(f"{path} is not a json object; remove it or use another --model_dir")
-    return info
-
-
 def _differences(old: Any, new: Any) -> list[str]:
     """``key: recorded -> new`` for each key whose value differs between two json objects."""
     old, new = dict(old or {}), dict(new or {})
@@ -148,7 +137,10 @@ def check_resume(model_dir: str, info: dict[str, Any]) -> dict[str, Any] | None:
     path = os.path.join(model_dir, RUN_FILE)
     if not os.path.isfile(path):
         return None
-    old = _read_json(path)
+    try:
+        old = read_run(model_dir)
+    except RunDirError as e:
+        raise SetupError(f"{e}; remove it or use another --model_dir") from e
     advice = f"rerun with the recorded values, or use another --model_dir (or remove {path})"
     if old.get("model") != info["model"]:
         raise SetupError(

@@ -159,3 +159,4 @@ def test_recipes_carry_the_papers_numbers():
     assert h["learning_rate"]["values"] == [0.002, 0.001, 0.0002, 0.00005]
     assert h["learning_rate"]["boundaries"] == [168_000, 336_000, 504_000] and h["train_steps"] == 672_000
     assert hyper["config"]["weight_decay"] == 5e-4 and hyper["config"]["z_dim"] == 64
+

@@ -16,6 +16,12 @@ from collections.abc import Iterator
 __all__ = ["atomic_path", "atomic_write"]
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str], suffix: str = "") -> Iterator[str]:
     """Yields a temporary path beside ``path``; renames it onto ``path`` when the block succeeds and
@@ -27,6 +33,9 @@ def atomic_path(path: str | os.PathLike[str], suffix: str = "") -> Iterator[str]
     os.close(fd)
     try:
         yield tmp
+        # mkstemp makes the file private (0600); give it the permissions a plain open() would, so that
+        # e.g. a TF Serving container running as another user can read models.config and warmup files.
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -338,7 +338,6 @@ def parse_frame_batch(
     normalize: bool = True,
     dequantize: bool = True,
     jit_compile: bool = False,
-    fast_path: bool = True,
 ) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
     """Parses a batch of serialized frame-level SequenceExamples (also usable in serving signatures).
 
@@ -356,75 +355,29 @@ def parse_frame_batch(
         larger than the records and writing it dominates CPU input cost.
       jit_compile: dequantise + normalise with XLA (one fused pass; ``frame_dataset`` does). Off by default
         for serving signatures.
-      fast_path: read the frames of batches whose records all have the release's layout straight from the
-        serialized bytes (see :func:`_strided_layout`); any other batch goes through the proto parser.
-        Both give identical outputs and errors; ``False`` always uses the proto parser.
     """
     _check_feature_spec(feature_names, feature_sizes)
     serialized = tf.reshape(tf.convert_to_tensor(serialized, tf.string), [-1])
     names = _default_names(serialized) if names is None else tf.reshape(names, [-1])
     batch = tf.shape(serialized)[0]
-    total = sum(feature_sizes)
-    length_out = max_frames if num_samples is None else num_samples
-    if num_samples is not None and sample_seed is None:
-        raise ValueError("parse_frame_batch: num_samples needs a sample_seed (int32 [2])")
-    common = dict(
-        max_frames=max_frames,
-        num_samples=num_samples,
-        sample_seed=sample_seed,
-        normalize=normalize,
-        dequantize=dequantize,
-        jit_compile=jit_compile,
-    )
-    ids_labels = dict(id_key=id_key, labels_key=labels_key, num_classes=num_classes)
-
-    def proto_parser():
-        return _parse_frames_proto(serialized, names, batch, feature_names, feature_sizes, ids_labels, common)
-
-    if not fast_path:
-        features, num_frames, ids, labels = proto_parser()
-    else:
-        fast, blocks, counts = _strided_layout(serialized, feature_names, feature_sizes, max_frames)
-
-        def strided():
-            context, _, _ = tf.io.parse_sequence_example(
-                serialized,
-                context_features={
-                    id_key: tf.io.VarLenFeature(tf.string),
-                    labels_key: tf.io.VarLenFeature(tf.int64),
-                },
-                example_names=names,
-            )
-            ids, labels = _ids_and_labels(
-                context, serialized, names, batch, sequence=True, hint=_PAPER_HINT, **ids_labels
-            )
-            num_frames = counts[0]
-            for count in counts[1:]:
-                num_frames = tf.minimum(num_frames, count)
-            headers = [_frame_header(size)[1] for size in feature_sizes]
-            features, num_frames = _finish(blocks, headers, tf.minimum(num_frames, max_frames), **common)
-            return features, num_frames, ids, labels
-
-        features, num_frames, ids, labels = tf.cond(fast, strided, proto_parser)
-    features = tf.ensure_shape(features, [None, length_out, total])
-    return {"features": features, "num_frames": num_frames, "id": ids}, labels
-
-
-def _parse_frames_proto(serialized, names, batch, feature_names, feature_sizes, ids_labels, common):
-    """The proto parser path of :func:`parse_frame_batch`: (features, num_frames, ids, labels)."""
     # Ragged string features: one string per real frame (dense string lists would add a padding string
     # per missing frame and a copy of every frame when sliced).
     context, lists, _ = tf.io.parse_sequence_example(
         serialized,
-        context_features={
-            ids_labels["id_key"]: tf.io.VarLenFeature(tf.string),
-            ids_labels["labels_key"]: tf.io.VarLenFeature(tf.int64),
-        },
+        context_features={id_key: tf.io.VarLenFeature(tf.string), labels_key: tf.io.VarLenFeature(tf.int64)},
         sequence_features={n: tf.io.RaggedFeature(tf.string) for n in feature_names},
         example_names=names,
     )
     ids, labels = _ids_and_labels(
-        context, serialized, names, batch, sequence=True, hint=_PAPER_HINT, **ids_labels
+        context,
+        serialized,
+        names,
+        batch,
+        id_key=id_key,
+        labels_key=labels_key,
+        num_classes=num_classes,
+        sequence=True,
+        hint=_PAPER_HINT,
     )
     checks = []
     lengths = [tf.cast(lists[name].row_lengths(), tf.int32) for name in feature_names]
@@ -455,155 +408,35 @@ def _parse_frames_proto(serialized, names, batch, feature_names, feature_sizes, 
                 ),
             )
         )
-    max_frames = common["max_frames"]
+    total = sum(feature_sizes)
     with tf.control_dependencies(checks):
         # num_frames: the minimum over the feature lists; frames are stored [sum(num_frames), D].
         codes, num_frames = _concat_frames(lists, feature_names, feature_sizes, lengths)
     ragged = tf.RaggedTensor.from_row_lengths(codes, num_frames, validate=False)
     # One pass: truncates to max_frames and pads with code 0.
-    quantized = ragged.to_tensor(shape=[None, max_frames, sum(feature_sizes)])
-    features, num_frames = _finish([quantized], [0], tf.minimum(num_frames, max_frames), **common)
-    return features, num_frames, ids, labels
-
-
-def _finish(blocks, headers, num_frames, *, max_frames, num_samples, sample_seed, normalize, dequantize,
-            jit_compile):
-    """uint8 ``blocks[j] [B, max_frames, headers[j] + size_j]`` (frame payloads after ``headers[j]`` bytes)
-    -> (features [B, T, D], num_frames): frames sampled if ``num_samples``, features concatenated, zero
-    beyond ``num_frames``, dequantised (+ normalised) unless ``dequantize=False``."""
-    batch = tf.shape(blocks[0])[0]
+    quantized = ragged.to_tensor(shape=[None, max_frames, total])
+    num_frames = tf.minimum(num_frames, max_frames)
     if num_samples is None:
+        length_out = max_frames
         valid = tf.sequence_mask(num_frames, max_frames)
     else:
+        if sample_seed is None:
+            raise ValueError("parse_frame_batch: num_samples needs a sample_seed (int32 [2])")
+        length_out = num_samples
         valid = tf.broadcast_to((num_frames > 0)[:, None], [batch, num_samples])
         # Official SampleRandomFrames: floor(U[0, 1) * num_frames), so only real frames are drawn.
         u = tf.random.stateless_uniform([batch, num_samples], seed=sample_seed)
         index = tf.cast(tf.floor(u * tf.cast(num_frames, tf.float32)[:, None]), tf.int32)
         index = tf.clip_by_value(index, 0, tf.maximum(num_frames[:, None] - 1, 0))
-        blocks = [tf.gather(block, index, batch_dims=1) for block in blocks]
+        quantized = tf.gather(quantized, index, batch_dims=1)
         num_frames = tf.where(num_frames > 0, num_samples, 0)
-    if len(blocks) == 1 and headers == [0]:
-        # The proto parser's codes are already concatenated and zero beyond num_frames.
-        if not dequantize:
-            return blocks[0], num_frames
+    if not dequantize:
+        features = quantized
+    else:
         dequantize_fn = _dequantize_frames_xla if jit_compile else _dequantize_frames
-        return dequantize_fn(blocks[0], valid, normalize), num_frames
-    assemble = _assemble_frames_xla if jit_compile else _assemble_frames
-    return assemble(blocks, tuple(headers), valid, normalize, dequantize), num_frames
-
-
-def _assemble_frames(blocks, headers, valid, normalize: bool, dequantize: bool) -> tf.Tensor:
-    """Strips the per-frame headers, concatenates the features and dequantises (or zeroes the codes of
-    invalid frames) in one fused pass under XLA."""
-    parts = [block[..., header:] for block, header in zip(blocks, headers, strict=True)]
-    codes = tf.concat(parts, axis=-1) if len(parts) > 1 else parts[0]
-    if dequantize:
-        return _dequantize_frames(codes, valid, normalize)
-    return tf.where(valid[..., None], codes, tf.zeros([], tf.uint8))
-
-
-_assemble_frames_xla = tf.function(_assemble_frames, jit_compile=True, reduce_retracing=False)
-
-
-def _varint_bytes(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
-def _frame_header(size: int) -> tuple[bytes, int]:
-    """The bytes that precede each ``size``-byte frame in a FeatureList of one-string BytesLists:
-    ``Feature{bytes_list{value: <size bytes>}}`` (field 1, length-delimited, at every level)."""
-    value = b"\x0a" + _varint_bytes(size)
-    bytes_list = b"\x0a" + _varint_bytes(len(value) + size) + value
-    header = b"\x0a" + _varint_bytes(len(bytes_list) + size) + bytes_list
-    return header, len(header)
-
-
-def _read_field(serialized, length, pos, tag):
-    """At byte ``pos [B]``: (payload start, payload size, ok) of a length-delimited field with ``tag``."""
-    pos = tf.clip_by_value(pos, 0, length)
-    window = tf.io.decode_raw(tf.strings.substr(serialized, pos, tf.fill(tf.shape(pos), 6)), tf.uint8, fixed_length=6)
-    window = tf.cast(window, tf.int64)
-    ok = tf.logical_and(tf.equal(window[:, 0], tag), pos < length)
-    size = tf.zeros_like(pos)
-    nbytes = tf.zeros_like(pos)
-    done = tf.zeros_like(ok)
-    for i in range(5):  # a varint of at most 5 bytes (< 2^35)
-        byte = window[:, i + 1]
-        take = tf.logical_not(done)
-        size += tf.where(take, tf.bitwise.left_shift(tf.bitwise.bitwise_and(byte, 0x7F), 7 * i), 0)
-        nbytes += tf.cast(take, tf.int64)
-        done = tf.logical_or(done, byte < 0x80)
-    start = pos + 1 + nbytes
-    ok = tf.logical_and(tf.logical_and(ok, done), start + size <= length)
-    return start, size, ok
-
-
-def _strided_layout(serialized, feature_names, feature_sizes, max_frames):
-    """The fast path's view of a batch of frame-level records: (ok, blocks, counts).
-
-    A record written like the release (``context`` field then ``feature_lists`` with exactly
-    ``feature_names``, in any order, each frame one ``size``-byte string) holds each feature list as a
-    strided run: ``frames x (header + size)`` bytes with the same header bytes before every frame. Its
-    first ``max_frames`` frames are read in one copy as ``blocks[j] [B, max_frames, header + size]`` (zero
-    padded), ``counts[j] [B]`` is its frame count, and ``ok`` (scalar) says every record of the batch has
-    this layout and every frame header (also past ``max_frames``) is the expected one, so the frames are
-    exactly those the proto parser would give. Anything else (other fields or feature lists, other value
-    types, wrong sizes, non-minimal varints) makes ``ok`` False.
-    """
-    length = tf.cast(tf.strings.length(serialized), tf.int64)
-    zeros = tf.zeros_like(length)
-    start, size, ok = _read_field(serialized, length, zeros, 0x0A)  # context
-    start, size, good = _read_field(serialized, length, start + size, 0x12)  # feature_lists
-    ok = tf.logical_and(ok, tf.logical_and(good, tf.equal(start + size, length)))
-    pos = start
-    count = [tf.zeros_like(length) for _ in feature_names]
-    starts = [zeros for _ in feature_names]
-    sizes = [zeros for _ in feature_names]
-    for _ in feature_names:  # FeatureListEntry {key = 1, value = 2}
-        entry, entry_size, good = _read_field(serialized, length, pos, 0x0A)
-        ok = tf.logical_and(ok, good)
-        key_start, key_size, good = _read_field(serialized, length, entry, 0x0A)
-        ok = tf.logical_and(ok, good)
-        key = tf.strings.substr(
-            serialized, tf.clip_by_value(key_start, 0, length), tf.clip_by_value(key_size, 0, 1 << 16)
-        )
-        value, value_size, good = _read_field(serialized, length, key_start + key_size, 0x12)
-        ok = tf.logical_and(ok, tf.logical_and(good, tf.equal(value + value_size, entry + entry_size)))
-        for j, name in enumerate(feature_names):
-            match = tf.equal(key, name)
-            count[j] += tf.cast(match, tf.int64)
-            starts[j] = tf.where(match, value, starts[j])
-            sizes[j] = tf.where(match, value_size, sizes[j])
-        pos = entry + entry_size
-    ok = tf.logical_and(ok, tf.equal(pos, length))
-    blocks, counts = [], []
-    for j, size in enumerate(feature_sizes):
-        header, header_size = _frame_header(size)
-        stride = header_size + size
-        ok = tf.logical_and(ok, tf.equal(count[j], 1))
-        ok = tf.logical_and(ok, tf.logical_and(tf.equal(sizes[j] % stride, 0), sizes[j] > 0))
-        start = tf.where(ok, starts[j], 0)
-        total = tf.where(ok, sizes[j], 0)
-        frames = total // stride
-        head = tf.minimum(frames, max_frames) * stride
-        block = tf.io.decode_raw(tf.strings.substr(serialized, start, head), tf.uint8, fixed_length=max_frames * stride)
-        block = tf.reshape(block, [-1, max_frames, stride])
-        expected = tf.constant(list(header), tf.uint8)
-        real = tf.sequence_mask(frames, max_frames)
-        bad = tf.logical_and(tf.reduce_any(tf.not_equal(block[:, :, :header_size], expected), axis=-1), real)
-        ok = tf.logical_and(ok, tf.logical_not(tf.reduce_any(bad, axis=-1)))
-        # Frames past max_frames are not returned but must be valid too (the proto parser checks them).
-        tail = tf.io.decode_raw(tf.strings.reduce_join(tf.strings.substr(serialized, start + head, total - head)), tf.uint8)
-        tail = tf.reshape(tail, [-1, stride])[:, :header_size]
-        ok = tf.logical_and(ok, tf.reduce_all(tf.equal(tail, expected)))
-        blocks.append(block)
-        counts.append(tf.cast(frames, tf.int32))
-    return tf.reduce_all(ok), blocks, counts
+        features = dequantize_fn(quantized, valid, normalize)
+    features = tf.ensure_shape(features, [None, length_out, total])
+    return {"features": features, "num_frames": num_frames, "id": ids}, labels
 
 
 def _bad_frame_message(name_of_record, row, bad, row_start, feature, size) -> tf.Tensor:

@@ -167,3 +167,19 @@ def test_feature_layout_must_fit_feature_size():
         id_key="video_id",
     )
     assert paper.output.shape == (None, 4800)
+
+
+def test_hinge_loss_is_refused_on_a_mixture_of_experts_head():
+    with pytest.raises(ValueError, match="loss='hinge' needs a logistic head"):
+        zoo.get("yt8m_moe", num_classes=4, feature_size=8, feature_sizes=[6, 2], loss="hinge")
+
+
+def test_frame_sampler_never_reads_past_the_frame_axis():
+    from zoo.layers.video import FrameSampler
+
+    features = np.arange(2 * 5 * 1, dtype="float32").reshape(2, 5, 1)
+    sampler = FrameSampler(4, seed=0)
+    for training in (False, True):
+        out = sampler([features, np.array([8, 5], "int32")], training=training)
+        assert out.shape == (2, 4, 1)
+        assert np.all(np.asarray(out)[0] < 5) and np.all(np.asarray(out)[1] >= 5)

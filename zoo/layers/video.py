@@ -70,9 +70,14 @@ class FrameSampler(keras.layers.Layer):
         self.seed = seed
         self._seed_generator = keras.random.SeedGenerator(seed)
 
-    def indices(self, num_frames: Any, training: bool = False) -> Any:
-        """int32 ``[B, k]`` frame indices (see the class docstring)."""
-        n = ops.cast(ops.maximum(ops.cast(num_frames, "int32"), 1), "float32")
+    def indices(self, num_frames: Any, training: bool = False, max_frames: Any = None) -> Any:
+        """int32 ``[B, k]`` frame indices (see the class docstring). ``num_frames`` is clipped to
+        ``[1, max_frames]`` (the frame axis' length), so a client that sends a video's full length with
+        frames truncated to ``max_frames`` still only samples frames that exist."""
+        n = ops.maximum(ops.cast(num_frames, "int32"), 1)
+        if max_frames is not None:
+            n = ops.minimum(n, ops.cast(max_frames, "int32"))
+        n = ops.cast(n, "float32")
         n = ops.expand_dims(n, 1)
         batch = ops.shape(n)[0]
         if training:
@@ -85,7 +90,7 @@ class FrameSampler(keras.layers.Layer):
 
     def call(self, inputs: Any, training: bool | None = None) -> Any:
         features, num_frames = inputs
-        idx = self.indices(num_frames, training=bool(training))
+        idx = self.indices(num_frames, training=bool(training), max_frames=ops.shape(features)[1])
         return ops.take_along_axis(features, ops.expand_dims(idx, -1), axis=1)
 
     def compute_output_shape(self, input_shape: Any) -> tuple:
@@ -186,9 +191,11 @@ class DBoFBlock(keras.layers.Layer):
     frames. Order ReLU -> BN -> max pool follows the paper's text; the official starter code applies BN
     before its activation (relu6, later sigmoid) and has no projection bias when BN is on.
 
-    Initializers: ``W`` glorot-uniform (slim's default xavier initializer in the official code), ``b``
-    zeros. BN is ``synchronized=True`` so that replicas under MirroredStrategy share moving statistics;
-    its statistics are taken over the batch and the k frames.
+    Initializers: ``W`` glorot-uniform, ``b`` zeros (Keras defaults; the paper gives none). The official
+    starter code differs beyond the activation: ``W ~ N(0, 1/sqrt(feature_size))``, a batch norm on the
+    input frames, and a hidden layer of batch norm + relu6 without bias (ours: ``Dense(relu)`` with bias).
+    BN is ``synchronized=True`` so that replicas under MirroredStrategy share moving statistics; its
+    statistics are taken over the batch and the k frames.
 
     Args:
       cluster_size: M, projection units (paper: 8192).

@@ -151,11 +151,23 @@ def _check(config: dict[str, Any], name: str) -> None:
 def _head(config: dict[str, Any], kind: str) -> keras.layers.Layer:
     """The classifier; ``loss="hinge"`` on a logistic head gives linear scores (no sigmoid)."""
     if kind == "moe":
+        if config["loss"] == "hinge":
+            raise ValueError(
+                "config loss='hinge' needs a logistic head (linear scores, §4.3); the mixture-of-experts "
+                "head outputs probabilities"
+            )
         return MixtureOfExperts(
-            config["num_classes"], config["num_mixtures"], config["weight_decay"], name="classifier"
+            config["num_classes"],
+            config["num_mixtures"],
+            config["weight_decay"],
+            name="classifier",
+            dtype="float32",
         )
     activation = None if config["loss"] == "hinge" else "sigmoid"
-    return LogisticClassifier(config["num_classes"], activation, config["weight_decay"], name="classifier")
+    # float32 even under --mixed_precision: bfloat16 scores tie often, and GAP/mAP rank them.
+    return LogisticClassifier(
+        config["num_classes"], activation, config["weight_decay"], name="classifier", dtype="float32"
+    )
 
 
 def _frame_inputs(config: dict[str, Any]) -> tuple[Any, Any]:

@@ -363,3 +363,11 @@ def test_resume_may_train_longer_but_not_change_the_recipe(tmp_path):
     faster = {**info, "recipe": {"train_steps": 10, "learning_rate": 0.1}}
     with pytest.raises(train_lib.SetupError, match="learning_rate: 0.001 -> 0.1"):
         train_lib.check_resume(str(tmp_path), faster)
+
+
+def test_batch_size_is_recorded_and_bad_step_counts_are_refused():
+    opts = _resolve(batch_size=8)
+    assert opts.recipe["batch_size"] == 8  # the batch actually used is part of run.json
+    for flag, value in (("checkpoint_every", 0), ("log_every", 0), ("batch_size", 10.5)):
+        with pytest.raises(ValueError, match=f"--{flag}={value}"):
+            _resolve(**{flag: value})

@@ -168,3 +168,9 @@ def test_serving_signatures_in_a_saved_model(data_dirs, level, tmp_path):
             example_bytes=tf.constant(warm["serving_default"]["example_bytes"])
         )["video_id"].numpy()
     ] == ["warmup0", "warmup1"]
+
+
+def test_a_directory_of_evaluation_files_only_is_not_trained_on(tmp_path):
+    (tmp_path / "validate-00000-of-00001.tfrecord").write_bytes(b"")
+    with pytest.raises(ValueError, match="holds only evaluation files"):
+        split_files(str(tmp_path))

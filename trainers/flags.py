@@ -163,6 +163,18 @@ def resolve(values: Mapping[str, Any], spec: ModelSpec | None = None) -> TrainOp
     if batch_size is None:
         raise ValueError(f"--batch_size is required: the recipe of {model!r} has no batch_size")
     _positive(batch_size, "batch_size", allow_none=False)
+    if int(batch_size) != batch_size:
+        raise ValueError(f"--batch_size={batch_size!r} must be a whole number")
+    recipe_batch = recipe.get("batch_size")
+    if recipe_batch is not None and recipe_batch != batch_size:
+        print(
+            f"note: --batch_size={batch_size} differs from the recipe's {recipe_batch}; the recipe's step "
+            "counts (train_steps, schedule boundaries, decay_steps) are kept as they are, so they now "
+            "cover a different number of examples",
+            flush=True,
+        )
+    # The batch actually used is part of the run (recorded in run.json; a resume with another is refused).
+    recipe["batch_size"] = int(batch_size)
     train_steps = values.get("train_steps")
     epochs = values.get("epochs")
     if train_steps is not None and epochs is not None:
@@ -189,13 +201,13 @@ def resolve(values: Mapping[str, Any], spec: ModelSpec | None = None) -> TrainOp
     strategy = values.get("strategy") or "default"
     if strategy not in STRATEGIES:
         raise ValueError(f"--strategy={strategy!r} is unknown; valid: {', '.join(STRATEGIES)}")
-    checkpoint_every = values.get("checkpoint_every") or 1000
-    _positive(checkpoint_every, "checkpoint_every")
+    checkpoint_every = 1000 if values.get("checkpoint_every") is None else values["checkpoint_every"]
+    _positive(checkpoint_every, "checkpoint_every", allow_none=False)
     eval_every = values.get("eval_every") or 0
     if eval_every < 0:
         raise ValueError(f"--eval_every={eval_every} must be >= 0")
-    log_every = values.get("log_every") or 50
-    _positive(log_every, "log_every")
+    log_every = 50 if values.get("log_every") is None else values["log_every"]
+    _positive(log_every, "log_every", allow_none=False)
     return TrainOptions(
         model=model,
         spec=spec,

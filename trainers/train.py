@@ -227,6 +227,11 @@ def train(options: flags_lib.TrainOptions, task: Any = None, say: Callable[[str]
         strategy = make_strategy(options.strategy, options.num_devices)
     except ValueError as e:
         raise SetupError(str(e)) from e
+    if options.batch_size % strategy.num_replicas_in_sync:
+        raise SetupError(
+            f"--batch_size={options.batch_size} is not divisible by the {strategy.num_replicas_in_sync} "
+            f"replicas of --strategy={options.strategy}"
+        )
 
     import keras
     import tensorflow as tf
@@ -273,7 +278,13 @@ def train(options: flags_lib.TrainOptions, task: Any = None, say: Callable[[str]
             write_run_files(options.model_dir, info, data.assets, previous_run)
     train_steps = options.train_steps
     if train_steps is None:
-        train_steps = max(1, math.ceil(options.epochs * data.sizes.get("train", 0) / options.batch_size))
+        if not data.sizes.get("train"):
+            raise SetupError(
+                f"--epochs={options.epochs} needs the size of the train split, which the "
+                f"{task.name!r} task did not count for --data_dir={options.data_dir!r} (large splits are "
+                "not counted); pass --train_steps instead"
+            )
+        train_steps = max(1, math.ceil(options.epochs * data.sizes["train"] / options.batch_size))
 
     with strategy.scope():
         model = spec.builder(dict(options.config))
@@ -311,7 +322,11 @@ def train(options: flags_lib.TrainOptions, task: Any = None, say: Callable[[str]
         else:
             os.makedirs(options.model_dir, exist_ok=True)
             writer = tf.summary.create_file_writer(os.path.join(options.model_dir, "train"))
-        trackables = {"model": model, "optimizer": optimizer, "iterator": iterator}
+        trackables = {"model": model, "optimizer": optimizer}
+        if data.checkpoint_input:
+            trackables["iterator"] = iterator
+        else:
+            say(f"note: the {task.name!r} task's input position is not checkpointed; a resume restarts it")
         checkpoint = tf.train.Checkpoint(**trackables)
         manager = tf.train.CheckpointManager(checkpoint, ckpt_dir, max_to_keep=3)
         latest = tf.train.latest_checkpoint(options.model_dir)
@@ -332,6 +347,13 @@ def train(options: flags_lib.TrainOptions, task: Any = None, say: Callable[[str]
     def save(step: int) -> None:
         if managers[0] is None:
             return
+        # A finite loss can still come with non-finite gradients: never save poisoned weights as "good".
+        if not all(bool(tf.reduce_all(tf.math.is_finite(v))) for v in model.trainable_variables):
+            last = managers[0].latest_checkpoint
+            raise NonFiniteLossError(
+                f"non-finite weights after step {step} (non-finite gradients); training stopped without "
+                f"saving. Last good checkpoint: {last or 'none saved yet'}"
+            )
         try:
             managers[0].save(checkpoint_number=step)
         except (tf.errors.OpError, ValueError, TypeError) as e:

@@ -16,10 +16,14 @@ from collections.abc import Iterator
 __all__ = ["atomic_path", "atomic_write"]
 
 
-def _umask() -> int:
-    mask = os.umask(0)
+def _read_umask() -> int:
+    mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+# Read once, at import (reading it means setting it, which is not thread-safe later on).
+_UMASK = _read_umask()
 
 
 @contextlib.contextmanager
@@ -35,7 +39,7 @@ def atomic_path(path: str | os.PathLike[str], suffix: str = "") -> Iterator[str]
         yield tmp
         # mkstemp makes the file private (0600); give it the permissions a plain open() would, so that
         # e.g. a TF Serving container running as another user can read models.config and warmup files.
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -48,3 +52,5 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str) -> None:
     payload = data.encode("utf-8") if isinstance(data, str) else data
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         f.write(payload)
+        f.flush()
+        os.fsync(f.fileno())  # the bytes are on disk before the rename makes them visible

@@ -40,6 +40,9 @@ class TaskData:
         start-up summary line and epoch -> step conversion).
       assets: files to copy into the SavedModel's ``assets.extra`` (e.g. a vocabulary), name -> bytes.
       info: anything else the task wants to remember (vocabulary, num_classes, ...).
+      checkpoint_input: save the train iterator's position in checkpoints. tf.data saves the contents of
+        its shuffle and prefetch buffers too, so a task whose batches are large (YouTube-8M frame batches
+        are ~1.4 GB) sets False: a resumed run then restarts its (reshuffled) input stream.
     """
 
     train: Any
@@ -48,6 +51,7 @@ class TaskData:
     sizes: Mapping[str, int]
     assets: Mapping[str, bytes] = dataclasses.field(default_factory=dict)
     info: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    checkpoint_input: bool = True
 
 
 @dataclasses.dataclass

@@ -59,7 +59,13 @@ def split_files(data_dir: str) -> dict[str, list[str]]:
         evals = [f for f in records if os.path.basename(f).startswith(_EVAL_PREFIXES)]
         if not records:
             raise ValueError(f"--data_dir={data_dir!r} holds no *.tfrecord files")
-        return {"train": train or [f for f in records if f not in evals] or records, "eval": evals}
+        rest = [f for f in records if f not in evals]
+        if not train and not rest:
+            raise ValueError(
+                f"--data_dir={data_dir!r} holds only evaluation files ({', '.join(_EVAL_PREFIXES)}*); "
+                "training on them would score the model on its own training data: add train*.tfrecord files"
+            )
+        return {"train": train or rest, "eval": evals}
     try:
         return {"train": yt8m.list_files(data_dir), "eval": []}
     except FileNotFoundError as e:
@@ -150,6 +156,7 @@ class VideoClassificationTask(Task):
                 sizes[split] = n
         names, feature_sizes = feature_spec(dict(config))
         return TaskData(
+            checkpoint_input=False,  # parsed frame batches would make every checkpoint gigabytes
             train=train,
             eval=evals,
             test=evals,

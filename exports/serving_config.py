@@ -92,10 +92,34 @@ def models_config_text(base_dir: str, serving_base_path: str | None = None) -> s
     return "\n".join(lines) + "\n"
 
 
-def write_models_config(base_dir: str, serving_base_path: str | None = None) -> str:
-    """Rewrites ``base_dir/models.config`` (atomically); returns its path."""
+def existing_serving_base_path(base_dir: str) -> str | None:
+    """The folder the current ``base_dir/models.config`` places its models in (e.g. ``/models`` when it
+    was written for a container mount), or None when there is no config or its entries disagree."""
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
     path = os.path.join(base_dir, MODELS_CONFIG)
-    atomic_write(path, models_config_text(base_dir, serving_base_path))
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = text_format.Parse(f.read(), model_server_config_pb2.ModelServerConfig())
+    except (OSError, text_format.ParseError):
+        return None
+    roots = {posixpath.dirname(c.base_path) for c in config.model_config_list.config if c.base_path}
+    return roots.pop() if len(roots) == 1 else None
+
+
+def write_models_config(base_dir: str, serving_base_path: str | None = None) -> str:
+    """Rewrites ``base_dir/models.config`` (atomically); returns its path.
+
+    Without ``serving_base_path`` the root the existing config uses is kept, so that exporting one more
+    model does not turn a config written for a container mount (``/models``) back into host paths that a
+    polling server would fail to load.
+    """
+    path = os.path.join(base_dir, MODELS_CONFIG)
+    root = serving_base_path or existing_serving_base_path(base_dir)
+    atomic_write(path, models_config_text(base_dir, root))
     return path
 
 

@@ -159,6 +159,12 @@ def test_models_config_parses_and_lists_every_model(exported, model):
     got = {c.name: c.base_path for c in config.model_config_list.config}
     assert got == {MODEL: f"/models/{MODEL}", "digits_net": "/models/digits_net"}
     assert not [n for n in os.listdir(base) if n.startswith(".")]  # no temporary config files
+    # A later export without serving_base_path keeps the container root (a polling server keeps working).
+    export.export_model(model, model_name="digits_net", task=TASK, config={}, base_dir=base, verify=False)
+    with open(os.path.join(base, "models.config")) as f:
+        config = text_format.Parse(f.read(), model_server_config_pb2.ModelServerConfig())
+    paths = {c.base_path for c in config.model_config_list.config}
+    assert paths == {f"/models/{MODEL}", "/models/digits_net"}
 
 
 def test_versions_are_next_free_and_explicit(model, tmp_path):

@@ -46,6 +46,9 @@ def define_flags() -> None:
     )
     flags.DEFINE_string("model_dir", None, "Checkpoints and TensorBoard summaries; rerunning resumes.")
     flags.DEFINE_string("export_dir", None, "Base directory of the TF Serving export (BASE/<model>/<n>/).")
+    flags.DEFINE_string(
+        "serving_base_path", None, "BASE as the server sees it, for models.config (e.g. /models in docker)."
+    )
     flags.DEFINE_integer("batch_size", None, "Global batch size (all replicas); default: the recipe's.")
     flags.DEFINE_integer("train_steps", None, "Training steps; default: the recipe's.")
     flags.DEFINE_float("epochs", None, "Train for this many passes over the train split (instead of steps).")
@@ -87,6 +90,7 @@ class TrainOptions:
     checkpoint_every: int = 1000
     eval_every: int = 0
     log_every: int = 50
+    serving_base_path: str | None = None
 
 
 def parse_config_overrides(
@@ -217,6 +221,7 @@ def resolve(values: Mapping[str, Any], spec: ModelSpec | None = None) -> TrainOp
         data_dir=data_dir,
         model_dir=values.get("model_dir"),
         export_dir=values.get("export_dir"),
+        serving_base_path=values.get("serving_base_path"),
         batch_size=int(batch_size),
         train_steps=None if train_steps is None else int(train_steps),
         epochs=None if epochs is None else float(epochs),
@@ -237,6 +242,6 @@ def values_from_flags(flag_values: flags.FlagValues | None = None) -> dict[str, 
     names = (
         "model", "dataset", "data_dir", "model_dir", "export_dir", "batch_size", "train_steps", "epochs",
         "learning_rate", "optimizer", "config", "strategy", "num_devices", "jit_compile", "mixed_precision",
-        "seed", "checkpoint_every", "eval_every", "log_every",
+        "seed", "checkpoint_every", "eval_every", "log_every", "serving_base_path",
     )  # fmt: skip
     return {n: fv[n].value for n in names}

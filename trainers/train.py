@@ -447,6 +447,7 @@ def train(options: flags_lib.TrainOptions, task: Any = None, say: Callable[[str]
             config=dict(options.config),
             base_dir=options.export_dir,
             assets=dict(data.assets),
+            serving_base_path=options.serving_base_path,
         )
         summary["export_path"] = path
         say(f"exported {path}")

@@ -31,6 +31,7 @@ Serving signatures:
 from __future__ import annotations
 
 import os
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -110,7 +111,7 @@ class VideoClassificationTask(Task):
     datasets = ("yt8m_frame", "yt8m_video")
 
     def __init__(self) -> None:
-        self._eval_steps: dict[int, Any] = {}
+        self._eval_steps: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     # ----------------------------------------------------------------- data
     def check_data(self, dataset: str, data_dir: str | None) -> None:
@@ -224,7 +225,7 @@ class VideoClassificationTask(Task):
         metrics["hit_at_one"].update_state(tf.gather(labels, top, axis=1, batch_dims=1))
 
     def _eval_step(self, model: Any) -> Any:
-        step = self._eval_steps.get(id(model))
+        step = self._eval_steps.get(model)
         if step is None:
             names = model_input_names(model)
             hinge = _loss_name(model) == "hinge"
@@ -238,7 +239,7 @@ class VideoClassificationTask(Task):
                 loss = yt8m_hinge(labels, preds) if hinge else yt8m_cross_entropy(labels, preds)
                 return preds, tf.reduce_sum(loss)
 
-            self._eval_steps[id(model)] = step
+            self._eval_steps[model] = step
         return step
 
     def evaluate(self, model: Any, dataset: Any) -> dict[str, float]:

@@ -74,7 +74,10 @@ class HyperLSTMCell(keras.layers.Layer):
 
     - ``kernel [N_x, 4N + 4H]``: columns ``[W_x^i, W_x^g, W_x^f, W_x^o | hyper W_x̂^{i,g,f,o}]``;
     - ``recurrent_kernel [N, 4N + 4H]``: ``[W_h^{i,g,f,o} | hyper's weights on h_{t-1}]``;
-    - ``hyper_recurrent_kernel [H, 4H]``, ``hyper_bias [4H]`` (all kernels orthogonal per gate block);
+    - ``hyper_recurrent_kernel [H, 4H]``, ``hyper_bias [4H]`` (all kernels orthogonal per gate block;
+      the hyper cell's weights on ``[x_t; h_{t-1}]`` are thus orthogonal per part, ``[N_x, H]`` and
+      ``[N, H]``, where the authors' code draws one orthogonal ``[N_x + N, H]`` matrix per gate: a
+      deliberate simplification that changes neither the counts nor the model, only the init's scale);
     - ``z_kernel [H, 8E]`` (init 0) and ``z_bias [8E]`` (init 1): ``[z_x^{i,g,f,o} | z_h^{i,g,f,o}]``;
     - ``z_b_kernel [H, 4E]`` (init N(0, 0.01)): ``z_b^{i,g,f,o}``;
     - ``d_kernel [8, E, N]`` (init 0.1/E), rows matching ``z_kernel``'s eight blocks;

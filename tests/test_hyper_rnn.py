@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from zoo.layers import GATES, HyperLSTMCell, HyperRNNCell, scales_over_sequence
+from zoo.layers import GATES, HyperLSTMCell, HyperRNNCell
 
 N, H, E, NX = 6, 5, 3, 4
 
@@ -155,7 +155,7 @@ def test_scales_over_a_sequence_match_each_step():
         states = [out["h"], out["c"], out["hyper_h"], out["hyper_c"]]
         hyper_hs.append(np.asarray(out["hyper_h"]))
         d_x_f.append(np.asarray(out["d_x"])[:, 2 * N : 3 * N])
-    over = scales_over_sequence(cell, np.stack(hyper_hs, 1))
+    over = cell.compute_scales(np.stack(hyper_hs, 1))
     assert over["d_x_f"].shape == (2, 4, N)
     np.testing.assert_allclose(np.asarray(over["d_x_f"]), np.stack(d_x_f, 1), atol=1e-6)
 

@@ -208,9 +208,6 @@ class TrainLoop:
         loss, self._carry = self._train_step(iterator, self._carry)
         return loss
 
-    def reset_carry(self) -> None:
-        self._carry = None
-
     def metric_results(self) -> dict[str, float]:
         out = {}
         for name, metric in self.metrics.items():

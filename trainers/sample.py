@@ -78,12 +78,10 @@ def load_run(
     from zoo.data.text import Vocabulary
     from zoo.registry import get_spec
 
-    info = run_dir.read_run(model_dir) if os.path.isdir(model_dir) else {}
-    name = model_name or info.get("model")
-    if name and get_spec(name).task != "char_lm":
+    model, name, config, info = run_dir.restore(model_dir, model_name, overrides, checkpoint)
+    if get_spec(name).task != "char_lm":
         task = get_spec(name).task
         raise ValueError(f"model {name!r} is a {task!r} model; trainers.sample needs a char_lm model")
-    model, name, config, info = run_dir.restore(model_dir, model_name, overrides, checkpoint)
     vocab = Vocabulary.load(vocab_path or os.path.join(model_dir, VOCAB_FILE))
     vocab_out = int(model.output["logits"].shape[-1])
     if len(vocab) > vocab_out:

@@ -21,9 +21,9 @@ from typing import Any
 import keras
 from keras import ops
 
-from zoo.layers.lstm import BlockOrthogonal, layer_norm_gates, lstm_update
+from zoo.layers.lstm import BlockOrthogonal, lstm_update
 
-__all__ = ["HyperLSTMCell", "HyperRNNCell", "GATES", "scales_over_sequence"]
+__all__ = ["HyperLSTMCell", "HyperRNNCell", "GATES"]
 
 #: gate order of every fused ``[..., 4 * units]`` tensor (the authors' i, j, f, o).
 GATES = ("i", "g", "f", "o")
@@ -36,16 +36,6 @@ def _check_rate(owner: str, name: str, value: float) -> float:
             "(the authors' keep probability k is rate 1 - k)"
         )
     return float(value)
-
-
-def scales_over_sequence(cell: Any, hyper_outputs: Any) -> dict[str, Any]:
-    """``cell.compute_scales`` over a sequence of hyper outputs ``[B, T, H]`` -> dict of ``[B, T, N]``.
-
-    The hyper output used at step t is the hyper hidden state after step t (``hyper_h`` of the cell's
-    new state), so a sampler that records ``hyper_h`` at every step can recover the scaling vectors of
-    the whole passage (Figure 4). ``compute_scales`` accepts any leading dimensions; this is a name.
-    """
-    return cell.compute_scales(hyper_outputs)
 
 
 @keras.saving.register_keras_serializable(package="zoo")
@@ -211,33 +201,28 @@ class HyperLSTMCell(keras.layers.Layer):
             + ops.matmul(hh_prev, self.hyper_recurrent_kernel)
             + self.hyper_bias
         )
-        hyper_norm = None
-        if self.use_layer_norm:
-            hyper_pre = layer_norm_gates(hyper_pre, self.hyper_gate_gamma, self.hyper_gate_beta, 4)
-            hyper_norm = (self.hyper_cell_gamma, self.hyper_cell_beta)
+        ln = self.use_layer_norm
         hyper_h, hyper_c, _ = lstm_update(
             hyper_pre,
             hc_prev,
             forget_bias=self.forget_bias,
             dropout=self._dropout(self.hyper_recurrent_dropout, training),
-            cell_norm=hyper_norm,
+            gate_norm=(self.hyper_gate_gamma, self.hyper_gate_beta) if ln else None,
+            cell_norm=(self.hyper_cell_gamma, self.hyper_cell_beta) if ln else None,
         )
 
         # 2-3. scaling vectors and dynamic bias from the current hyper output
         d_x, d_h, b = self._embeddings_to_vectors(hyper_h)
         pre = d_x * x_proj[:, :n4] + d_h * h_proj[:, :n4] + b
-        main_norm = None
-        if self.use_layer_norm:
-            pre = layer_norm_gates(pre, self.gate_gamma, self.gate_beta, 4)
-            main_norm = (self.cell_gamma, self.cell_beta)
 
-        # 4. the main LSTM update
+        # 4. the main LSTM update (layer norm per gate, then Eq. 13)
         h, c, tanh_c = lstm_update(
             pre,
             c_prev,
             forget_bias=self.forget_bias,
             dropout=self._dropout(self.recurrent_dropout, training),
-            cell_norm=main_norm,
+            gate_norm=(self.gate_gamma, self.gate_beta) if ln else None,
+            cell_norm=(self.cell_gamma, self.cell_beta) if ln else None,
         )
         return {
             "h": h,

@@ -88,14 +88,19 @@ def lstm_update(
     *,
     forget_bias: float,
     dropout: Any = None,
+    gate_norm: tuple[Any, Any] | None = None,
     cell_norm: tuple[Any, Any] | None = None,
 ) -> tuple[Any, Any, Any]:
     """Eq. 9/13 from fused gate pre-activations ``pre [B, 4n]`` (order i, g, f, o).
 
-    ``dropout`` (optional) maps ``tanh(g)`` to its dropped version; ``cell_norm`` = ``(gamma, beta)``
-    applies layer norm to ``c`` before the output tanh. Returns ``(h, c, tanh_c)`` where ``tanh_c`` is
-    the value multiplied by ``sigmoid(o)`` (``tanh(LN(c))`` or ``tanh(c)``; Figure 5's histograms).
+    ``gate_norm`` = ``(gamma [4n], beta [4n])`` layer-normalises each gate's pre-activation first (the
+    forget bias is added after the norm); ``dropout`` (optional) maps ``tanh(g)`` to its dropped version;
+    ``cell_norm`` = ``(gamma, beta)`` applies layer norm to ``c`` before the output tanh (the carried ``c``
+    stays un-normalised). Returns ``(h, c, tanh_c)`` where ``tanh_c`` is the value multiplied by
+    ``sigmoid(o)`` (``tanh(LN(c))`` or ``tanh(c)``; Figure 5's histograms).
     """
+    if gate_norm is not None:
+        pre = layer_norm_gates(pre, gate_norm[0], gate_norm[1], 4)
     i, g, f, o = ops.split(pre, 4, axis=-1)
     new_info = ops.tanh(g)
     if dropout is not None:
@@ -176,12 +181,14 @@ class BasicLSTMCell(keras.layers.Layer):
         pre = ops.matmul(inputs, self.kernel) + ops.matmul(h_prev, self.recurrent_kernel)
         if self.bias is not None:
             pre = pre + self.bias
-        cell_norm = None
-        if self.use_layer_norm:
-            pre = layer_norm_gates(pre, self.gate_gamma, self.gate_beta, 4)
-            cell_norm = (self.cell_gamma, self.cell_beta)
+        ln = self.use_layer_norm
         h, c, tanh_c = lstm_update(
-            pre, c_prev, forget_bias=self.forget_bias, dropout=self._dropout(training), cell_norm=cell_norm
+            pre,
+            c_prev,
+            forget_bias=self.forget_bias,
+            dropout=self._dropout(training),
+            gate_norm=(self.gate_gamma, self.gate_beta) if ln else None,
+            cell_norm=(self.cell_gamma, self.cell_beta) if ln else None,
         )
         return {"h": h, "c": c, "tanh_c": tanh_c}
 

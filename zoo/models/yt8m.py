@@ -331,7 +331,6 @@ _SPECS = [
 for _spec in _SPECS:
     register_model(_spec)
 
-BUILDERS = {spec.name: spec.builder for spec in _SPECS}
 
 
 def build(name: str, **overrides: Any) -> keras.Model:

@@ -12,9 +12,15 @@ loads in a process that never imports ``zoo`` (TF Serving runs no Python at all)
     BASE/<model_name>/<version>/assets.extra/<task assets, e.g. a vocabulary>
 
 The version is an integer, by default one more than the largest existing one (TF Serving serves the
-largest). Everything is written into a hidden temporary folder ``BASE/<model_name>/.tmp-export-*``
-(TF Serving only looks at integer folder names) and renamed into place in one step, so a polling
-server never sees a half-written version; on failure the temporary folder is removed.
+largest). Everything is written into a hidden temporary folder
+``BASE/<model_name>/.tmp-export-<pid>-<host>-*`` (TF Serving only looks at integer folder names) and
+renamed into place in one step, so a polling server never sees a half-written version; on failure the
+temporary folder is removed, and one left by a killed export is removed by the next export (see
+:func:`remove_stale_temps`).
+
+Assets (``assets.extra/`` files other than the warmup records) are checked with
+:func:`zoo.run_dir.check_asset_name`, the rule the trainer uses for the files it lists in ``run.json``;
+the command line copies only regular files from ``--model_dir`` (a symbolic link there is refused).
 
 Command line (export the last checkpoint of a trainer ``--model_dir``)::
 
@@ -27,20 +33,44 @@ import errno
 import os
 import re
 import shutil
+import socket
+import stat
 import sys
 import tempfile
+import time
 from collections.abc import Mapping
 from typing import Any
 
+import keras
 import numpy as np
+import tensorflow as tf
+from absl import app, flags
 
 from exports import serving_config, warmup
+from zoo import run_dir
+from zoo.registry import get_spec
+from zoo.tasks import get_task
 
-__all__ = ["ExportError", "export_model", "next_version", "restore_for_export", "run", "main"]
+__all__ = [
+    "ExportError",
+    "STALE_TEMP_AGE_S",
+    "export_model",
+    "next_version",
+    "read_asset_file",
+    "read_run_assets",
+    "remove_stale_temps",
+    "restore_for_export",
+    "run",
+    "main",
+]
 
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_ASSET_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
-#: json files in a trainer model_dir naming the model and its config (keys "model", "config"), tried in order.
+_TEMP_PREFIX = ".tmp-export-"
+#: ``.tmp-export-<pid>-<owner tag>-<mkdtemp suffix>``; the tag and the suffix hold no "-".
+_TEMP_NAME = re.compile(r"^\.tmp-export-([0-9]+)-([A-Za-z0-9._]+)-[A-Za-z0-9_]+$")
+#: A temporary export folder older than this is stale whoever made it (its owner on another machine
+#: cannot be asked; a pid can be reused). No export takes that long; a live one is never this old.
+STALE_TEMP_AGE_S = 24 * 3600
 
 
 class ExportError(ValueError):
@@ -57,13 +87,127 @@ def next_version(model_dir: str) -> int:
 
 def _check_assets(assets: Mapping[str, bytes]) -> None:
     for name, data in assets.items():
-        if not _ASSET_NAME.match(name) or name == warmup.WARMUP_FILE:
-            raise ExportError(
-                f"asset name {name!r} is not valid: a plain file name ([A-Za-z0-9_.-], no folders) other "
-                f"than {warmup.WARMUP_FILE!r}"
-            )
+        try:
+            run_dir.check_asset_name(name)  # also reserves warmup.WARMUP_FILE
+        except ValueError as e:
+            raise ExportError(str(e)) from None
         if not isinstance(data, bytes | bytearray):
             raise ExportError(f"asset {name!r} must be bytes, got {type(data).__name__}")
+
+
+# ------------------------------------------------------------------------------------ asset files
+def read_asset_file(path: str, what: str, *, follow_symlinks: bool = False) -> bytes:
+    """The bytes of the regular file at ``path``; ``what`` names it in errors (e.g. ``--asset=...``).
+
+    Without ``follow_symlinks`` a symbolic link is refused (opened with ``O_NOFOLLOW``, so a link swapped
+    in after the check is refused too). Folders, pipes and devices are refused either way (a pipe is
+    opened non-blocking, so it cannot hang the export).
+    """
+    mode = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    symlink = ExportError(
+        f"{what}: {path} is a symbolic link; only regular files are copied into the export (replace the "
+        "link by a copy of the file)"
+    )
+    if not follow_symlinks:
+        if os.path.islink(path):
+            raise symlink
+        mode |= getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, mode)
+    except FileNotFoundError:
+        raise ExportError(f"{what}: {path} does not exist") from None
+    except OSError as e:
+        if e.errno == errno.ELOOP and not follow_symlinks:
+            raise symlink from None
+        raise ExportError(f"{what}: {path} cannot be read ({e.strerror})") from None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ExportError(f"{what}: {path} is not a regular file")
+        return f.read()
+
+
+def read_run_assets(model_dir: str) -> dict[str, bytes]:
+    """``{name: bytes}`` of the assets the ``run.json`` of ``model_dir`` lists (e.g. a char LM's
+    ``vocab.json``). Every name is checked (:func:`zoo.run_dir.check_asset_name`) before any path is
+    opened, and only regular files inside ``model_dir`` are read: a symbolic link is refused."""
+    source = os.path.join(model_dir, run_dir.RUN_FILE)
+    names = run_dir.read_run(model_dir).get("assets") or []
+    if not isinstance(names, list):
+        raise ExportError(f"{source}: 'assets' must be a list of file names, got {names!r}")
+    for index, name in enumerate(names):
+        open(os.path.join(model_dir, name)).close()
+        try:
+            run_dir.check_asset_name(name)
+        except ValueError as e:
+            raise ExportError(f"{source}: assets[{index}]: {e}") from None
+    return {
+        name: read_asset_file(os.path.join(model_dir, name), f"asset {name!r} listed in {source}")
+        for name in names
+    }
+
+
+# ------------------------------------------------------------------------------------ temporary folders
+def _owner_tag() -> str:
+    """This process's machine as a name part: host name, plus the pid namespace where one is readable
+    (two containers sharing a volume and a host name have distinct ones)."""
+    host = re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname())[:64] or "localhost"
+    try:
+        namespace = re.sub(r"[^0-9]", "", os.readlink("/proc/self/ns/pid"))
+    except OSError:
+        namespace = ""
+    return f"{host}_{namespace}" if namespace else host
+
+
+def _temp_prefix() -> str:
+    return f"{_TEMP_PREFIX}{os.getpid()}-{_owner_tag()}-"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists (another user's)
+        return True
+    return True
+
+
+def _temp_is_stale(name: str, mtime: float, now: float, max_age_s: float) -> bool:
+    if now - mtime > max_age_s:
+        return True
+    owner = _TEMP_NAME.match(name)
+    if owner is None or os.name != "posix" or owner.group(2) != _owner_tag():
+        return False  # no owner this machine can ask: only the age counts
+    pid = int(owner.group(1))
+    return 0 < pid < 2**22 and not _pid_alive(pid)
+
+
+def remove_stale_temps(model_dir: str, max_age_s: float = STALE_TEMP_AGE_S) -> list[str]:
+    """Removes the temporary export folders (``.tmp-export-*``) under ``model_dir`` that no running
+    export owns; returns their paths.
+
+    A folder is stale when the process that made it on this machine (pid and machine are in its name)
+    has ended, or when it is older than ``max_age_s`` (a folder made on another machine, or by an export
+    older than this naming). A running export's folder, in this process or another, is kept.
+    """
+    removed = []
+    now = time.time()
+    try:
+        names = os.listdir(model_dir)
+    except FileNotFoundError:
+        return removed
+    for name in names:
+        if not name.startswith(_TEMP_PREFIX):
+            continue
+        path = os.path.join(model_dir, name)
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError:  # another export removed it first
+            continue
+        if stat.S_ISDIR(info.st_mode) and _temp_is_stale(name, info.st_mtime, now, max_age_s):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
 
 
 def _signature_functions(task: Any, fns: Mapping[str, Any]) -> dict[str, Any]:
@@ -96,8 +240,6 @@ def _warmup_inputs(task: Any, model: Any, config: Mapping[str, Any], concrete: M
 
 
 def _write_saved_model(model: Any, functions: Mapping[str, Any], path: str) -> None:
-    import keras
-
     archive = keras.export.ExportArchive()
     archive.track(model)
     for name, fn in functions.items():
@@ -126,8 +268,6 @@ def _same(got: Any, want: np.ndarray) -> bool:
 
 def _verify(path: str, expected: Mapping[str, Mapping[str, np.ndarray]], warmup_path: str) -> None:
     """Loads the written SavedModel and replays its warmup file; outputs must match the in-memory model."""
-    import tensorflow as tf
-
     loaded = tf.saved_model.load(path)
     for name, outputs in warmup.replay(loaded.signatures, warmup_path):
         for key, value in expected[name].items():
@@ -189,7 +329,8 @@ def export_model(
     }
 
     os.makedirs(model_dir, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".tmp-export-", dir=model_dir)
+    remove_stale_temps(model_dir)
+    tmp = tempfile.mkdtemp(prefix=_temp_prefix(), dir=model_dir)
     try:
         _write_saved_model(model, functions, tmp)
         extra = os.path.join(tmp, warmup.ASSETS_EXTRA)
@@ -238,8 +379,6 @@ def _publish(tmp: str, model_dir: str, version: int | None) -> str:
 
 # ------------------------------------------------------------------------------------ command line
 def _define_flags() -> None:
-    from absl import flags
-
     flags.DEFINE_string("model_dir", None, "Trainer --model_dir holding the checkpoints and the run config.")
     flags.DEFINE_string("export_dir", None, "Export base folder: writes <export_dir>/<model>/<version>/.")
     flags.DEFINE_string("model", None, "Registered model name; default: the one recorded in --model_dir.")
@@ -272,38 +411,31 @@ def restore_for_export(
 ) -> tuple[Any, str, Any, dict[str, Any]]:
     """``(model, registered name, task, config)`` rebuilt from a trainer ``model_dir``
     (:func:`zoo.run_dir.restore`: name and config from its ``run.json``, weights from its checkpoint)."""
-    from zoo import run_dir
-    from zoo.registry import get_spec
-    from zoo.tasks import get_task
-
     keras_model, name, config, _ = run_dir.restore(model_dir, model, overrides, checkpoint)
     return keras_model, name, get_task(get_spec(name).task), config
 
 
 def main(argv: list[str]) -> None:
-    from absl import flags
-
     if len(argv) > 1:
         raise SystemExit(f"unexpected arguments: {' '.join(argv[1:])}")
-    from zoo import run_dir
-
     f = flags.FLAGS
     try:
+        # The run's own assets (e.g. a char LM's vocab.json) travel with the model, unless --asset
+        # names a replacement. Names are checked before any file is read, and before the restore.
+        assets = read_run_assets(f.model_dir) if os.path.isdir(f.model_dir) else {}
+        for item in f.asset:
+            key, sep, path = item.partition("=")
+            if not sep:
+                raise ExportError(f"--asset={item!r}: expected name=path of an existing file")
+            try:
+                run_dir.check_asset_name(key)
+            except ValueError as e:
+                raise ExportError(f"--asset={item!r}: {e}") from None
+            # A path given on the command line is the user's choice: a link there is followed.
+            assets[key] = read_asset_file(path, f"--asset={item!r}", follow_symlinks=True)
         model, name, task, config = restore_for_export(
             f.model_dir, f.model, run_dir.parse_overrides(f.config), f.checkpoint
         )
-        # The run's own assets (e.g. a char LM's vocab.json) travel with the model, unless --asset
-        # names a replacement.
-        assets = {}
-        for asset in run_dir.read_run(f.model_dir).get("assets") or []:
-            with open(os.path.join(f.model_dir, asset), "rb") as fh:
-                assets[asset] = fh.read()
-        for item in f.asset:
-            key, sep, path = item.partition("=")
-            if not sep or not os.path.isfile(path):
-                raise ExportError(f"--asset={item!r}: expected name=path of an existing file")
-            with open(path, "rb") as fh:
-                assets[key] = fh.read()
         batching = None
         if f.batching:
             batching = {
@@ -332,8 +464,6 @@ def main(argv: list[str]) -> None:
 
 def run() -> None:
     """Console-script entry point (``zoo-export``)."""
-    from absl import app
-
     _define_flags()
     app.run(main)
 

@@ -1,17 +1,20 @@
 """Char-LM models of HyperNetworks Tables 3-4: exact parameter counts, the I/O contract, state carrying."""
 
+import doctest
+import math
+
 import keras
 import numpy as np
 import pytest
 from keras import ops
 
 import zoo
-from zoo.layers import HyperLSTMCell, LayerNormLSTMCell
-from zoo.layers.lstm import BlockOrthogonal
+import zoo.models.char_lm
+from zoo.layers import BlockOrthogonal, HyperLSTMCell, LayerNormLSTMCell
 from zoo.models.char_lm import build_char_lm, initial_state, recurrent_cells, trace, trainable_params
 
-# The issue's table (and NOTES.md); the two rows whose printed count does not follow from the paper's
-# description carry the count the description gives (printed: 5.06M and 18.78M).
+# docs/param_counts.md; the two rows whose printed count does not follow from the paper's description
+# carry the count the description gives (printed: 5.06M and 18.78M).
 EXPECTED = {
     "lstm_1000_ptb": 4_254_050,
     "lstm_1250_ptb": 6_567_550,
@@ -56,6 +59,42 @@ def test_exact_trainable_parameter_counts(monkeypatch):
             k: tuple(s) for k, (s, _) in spec.input_spec.items()
         }, name
         keras.backend.clear_session()
+
+
+def test_trainable_parameters_by_weight(monkeypatch):
+    """ln_hyper_lstm_1000_ptb weight by weight, as docs/param_counts.md breaks it down."""
+    monkeypatch.setattr(BlockOrthogonal, "__call__", lambda self, shape, dtype=None: ops.zeros(shape, dtype))
+    model = zoo.get("ln_hyper_lstm_1000_ptb")
+    sizes = {v.path: math.prod(v.shape) for v in model.trainable_weights}
+    layer_norms = {
+        f"rnn_0/cell_0/{name}": size
+        for name, size in (
+            ("gate_gamma", 4000),
+            ("gate_beta", 4000),
+            ("cell_gamma", 1000),
+            ("cell_beta", 1000),
+            ("hyper_gate_gamma", 512),
+            ("hyper_gate_beta", 512),
+            ("hyper_cell_gamma", 128),
+            ("hyper_cell_beta", 128),
+        )
+    }
+    assert sizes == {
+        "rnn_0/cell_0/kernel": 50 * (4000 + 512),
+        "rnn_0/cell_0/recurrent_kernel": 1000 * (4000 + 512),
+        "rnn_0/cell_0/hyper_recurrent_kernel": 128 * 512,
+        "rnn_0/cell_0/hyper_bias": 512,
+        "rnn_0/cell_0/z_kernel": 128 * 32,
+        "rnn_0/cell_0/z_bias": 32,
+        "rnn_0/cell_0/z_b_kernel": 128 * 16,
+        "rnn_0/cell_0/d_kernel": 8 * 4 * 1000,
+        "rnn_0/cell_0/d_b_kernel": 4 * 4 * 1000,
+        "rnn_0/cell_0/bias": 4000,
+        **layer_norms,
+        "logits/kernel": 1000 * 50,
+        "logits/bias": 50,
+    }
+    assert sum(sizes.values()) == EXPECTED["ln_hyper_lstm_1000_ptb"]
 
 
 def test_recipes_and_configs_follow_the_appendix():
@@ -165,3 +204,8 @@ def test_keras_round_trip(tmp_path):
     want, got = model(inputs), loaded(inputs)
     for key in want:
         np.testing.assert_array_equal(np.asarray(got[key]), np.asarray(want[key]))
+
+
+def test_docstring_examples_run():
+    result = doctest.testmod(zoo.models.char_lm, extraglobs={"np": np})
+    assert result.attempted > 0 and result.failed == 0

@@ -2,9 +2,12 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
+import tempfile
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -14,7 +17,7 @@ from tensorflow_serving.config import model_server_config_pb2
 
 import zoo
 from exports import export, serving_config, warmup
-from zoo.run_dir import RunDirError
+from zoo.run_dir import RunDirError, check_asset_name
 from zoo.tasks.image import TASK
 
 MODEL = "hyper_conv_mnist"
@@ -337,3 +340,228 @@ def test_publish_never_overwrites_a_racing_export(tmp_path):
     assert (model_dir / "3" / "saved_model.pb").read_bytes() == b"other exporter"
     assert export._publish(str(tmp), str(model_dir), None) == str(model_dir / "4")
     assert (model_dir / "4" / "saved_model.pb").read_bytes() == b"ours" and not tmp.exists()
+
+
+# ------------------------------------------------------------------ issue 9.2: models.config after a move
+def _config_paths(base):
+    with open(os.path.join(base, "models.config")) as f:
+        config = text_format.Parse(f.read(), model_server_config_pb2.ModelServerConfig())
+    return {c.name: c.base_path for c in config.model_config_list.config}
+
+
+def test_models_config_follows_a_moved_export_folder(model, tmp_path):
+    kw = dict(task=TASK, config={}, verify=False)
+    old, new = tmp_path / "old", tmp_path / "new"
+    export.export_model(model, model_name="a", base_dir=str(old), **kw)
+    export.export_model(model, model_name="b", base_dir=str(old), **kw)
+    os.rename(old, new)
+    export.export_model(model, model_name="b", base_dir=str(new), **kw)
+    paths = _config_paths(new)
+    assert sorted(paths) == ["a", "b"]
+    for name, path in paths.items():  # every entry is a folder the server can load from
+        assert path == str(new / name) and serving_config.version_dirs(path), path
+    # A chosen root (a container mount) is kept across a move and later exports ...
+    mounted, moved = tmp_path / "mounted", tmp_path / "moved"
+    export.export_model(model, model_name="a", base_dir=str(mounted), serving_base_path="/models", **kw)
+    os.rename(mounted, moved)
+    export.export_model(model, model_name="b", base_dir=str(moved), **kw)
+    assert _config_paths(moved) == {"a": "/models/a", "b": "/models/b"}
+    assert serving_config.recorded_serving_base_path(str(moved)) == "/models"
+    # ... until another is given; the local folder given explicitly follows the folder when it moves.
+    export.export_model(model, model_name="b", base_dir=str(moved), serving_base_path=str(moved), **kw)
+    assert serving_config.recorded_serving_base_path(str(moved)) is None
+    with pytest.raises(ValueError, match=r"serving_base_path='/models\\n' is not valid"):
+        serving_config.models_config_text(str(moved), "/models\n")
+
+
+# ------------------------------------------------------------------ issue 9.4 and 8.3: assets
+@pytest.mark.parametrize(
+    "name, problem",
+    [
+        ("my vocab.json", "contains ' '"),
+        ("a/b.json", "contains '/'"),
+        ("a\\b", "contains '\\\\'"),
+        ("..", "starts with '.'"),
+        (".vocab.json", "starts with '.'"),
+        ("-vocab", "starts with '-'"),
+        ("run.json", "is reserved"),
+        ("Checkpoint", "is reserved"),
+        ("ckpt-10.index", "is reserved"),
+        ("train", "is reserved"),
+        (warmup.WARMUP_FILE, "is reserved"),
+        ("v" * 256, "is 256 characters long"),
+        ("", "is empty"),
+        (3, "is a int, not a string"),
+    ],
+)
+def test_asset_name_rule_shared_by_trainer_and_exporter(name, problem):
+    with pytest.raises(ValueError, match=re.escape(f"asset name {name!r} {problem}: an asset name is")):
+        check_asset_name(name)
+
+
+def test_good_asset_names_and_export_refuses_bad_ones(model, tmp_path):
+    for name in ("vocab.json", "vocab_v2.txt", "ckpt.json", "3"):
+        check_asset_name(name)
+    with pytest.raises(export.ExportError, match="asset name 'my vocab.json' contains ' '"):
+        export.export_model(
+            model, model_name="m", task=TASK, config={}, base_dir=str(tmp_path), assets={"my vocab.json": b""}
+        )
+    assert not (tmp_path / "m").exists()
+
+
+def _run_dir_with_assets(path, assets):
+    path.mkdir()
+    (path / "run.json").write_text(json.dumps({"model": MODEL, "config": {}, "assets": assets}))
+    return path
+
+
+def test_run_assets_are_checked_before_reading_and_only_regular_files_copied(tmp_path, monkeypatch):
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"not for the export")
+    run = _run_dir_with_assets(tmp_path / "run", ["vocab.json", "../secret.txt"])
+    (run / "vocab.json").write_bytes(b"{}")
+    opened = []
+    real_open = os.open
+    monkeypatch.setattr(os, "open", lambda p, *a, **k: opened.append(p) or real_open(p, *a, **k))
+    with pytest.raises(
+        export.ExportError, match=r"run.json: assets\[1\]: asset name '../secret.txt' contains"
+    ):
+        export.read_run_assets(str(run))
+    assert opened == []  # refused before any asset file was opened
+    monkeypatch.undo()
+    run = _run_dir_with_assets(tmp_path / "linked", ["vocab.json"])
+    os.symlink(secret, run / "vocab.json")
+    with pytest.raises(export.ExportError, match="vocab.json is a symbolic link; only regular files"):
+        export.read_run_assets(str(run))
+    os.remove(run / "vocab.json")
+    os.mkfifo(run / "vocab.json")  # would block a plain open()
+    with pytest.raises(export.ExportError, match="vocab.json is not a regular file"):
+        export.read_run_assets(str(run))
+    os.remove(run / "vocab.json")
+    with pytest.raises(export.ExportError, match="vocab.json does not exist"):
+        export.read_run_assets(str(run))
+    (run / "vocab.json").write_bytes(b'{"a": 0}')
+    assert export.read_run_assets(str(run)) == {"vocab.json": b'{"a": 0}'}
+    run = _run_dir_with_assets(tmp_path / "odd", "vocab.json")
+    with pytest.raises(export.ExportError, match="'assets' must be a list of file names"):
+        export.read_run_assets(str(run))
+    # A --asset path on the command line is the user's own choice: a link there is followed.
+    os.symlink(secret, tmp_path / "link.txt")
+    assert export.read_asset_file(str(tmp_path / "link.txt"), "--asset", follow_symlinks=True) == (
+        b"not for the export"
+    )
+
+
+def _dead_pid():
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_temporary_folders_of_killed_exports_are_removed_running_ones_kept(model, tmp_path, monkeypatch):
+    base = str(tmp_path)
+    model_dir = tmp_path / "m"
+    # An export killed after writing its SavedModel (kill -9: no Python cleanup ran) ...
+    dead = _dead_pid()
+    monkeypatch.setattr(export.os, "getpid", lambda: dead)
+    monkeypatch.setattr(export.shutil, "rmtree", lambda *a, **k: None)
+    monkeypatch.setattr(export, "_verify", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        export.export_model(model, model_name="m", task=TASK, config={}, base_dir=base)
+    monkeypatch.undo()
+    (killed,) = os.listdir(model_dir)
+    assert killed.startswith(".tmp-export-") and os.path.isfile(model_dir / killed / "saved_model.pb")
+    # ... and folders of exports running now: another process on this machine, this process, another
+    # machine, and an older naming; the last two only count as stale when a day old.
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        tag = export._owner_tag()
+        keep = [
+            f".tmp-export-{sleeper.pid}-{tag}-abc",
+            os.path.basename(tempfile.mkdtemp(prefix=export._temp_prefix(), dir=model_dir)),
+            ".tmp-export-42-otherhost-abc",
+            ".tmp-export-k2j3h4",
+        ]
+        old = [".tmp-export-43-otherhost-abc", ".tmp-export-x9y8z7", f".tmp-export-{sleeper.pid}-{tag}-old"]
+        for name in keep[:1] + keep[2:] + old:
+            (model_dir / name).mkdir()
+        day_ago = time.time() - export.STALE_TEMP_AGE_S - 60
+        for name in old:
+            os.utime(model_dir / name, (day_ago, day_ago))
+        path = export.export_model(model, model_name="m", task=TASK, config={}, base_dir=base, verify=False)
+        assert sorted(os.listdir(model_dir)) == sorted([os.path.basename(path), *keep])
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    # Once that other process has ended, its folder is stale too.
+    assert export.remove_stale_temps(str(model_dir)) == [str(model_dir / keep[0])]
+
+
+# ------------------------------------------------------------------ issue 8.2 / 9 item 3: module imports
+def test_exports_modules_import_at_the_top():
+    import ast
+
+    local = []
+    for name in sorted(os.listdir(os.path.join(REPO, "exports"))):
+        if not name.endswith(".py"):
+            continue
+        with open(os.path.join(REPO, "exports", name)) as f:
+            tree = ast.parse(f.read())
+        for fn in ast.walk(tree):
+            if isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+                local += [
+                    f"{name}:{node.lineno}"
+                    for node in ast.walk(fn)
+                    if isinstance(node, ast.Import | ast.ImportFrom)
+                ]
+    assert local == []
+
+
+# ------------------------------------------------------------------ warmup records are replayed verbatim
+class _ExampleTask:
+    """A task served from serialized tf.Examples whose labels are optional, like YouTube-8M's: warmup
+    requests are label-less records, as inference traffic is."""
+
+    name = "example_task"
+
+    def serving_functions(self, model, config):
+        spec = {
+            "id": tf.io.FixedLenFeature([], tf.string),
+            "x": tf.io.FixedLenFeature([4], tf.float32),
+            "labels": tf.io.VarLenFeature(tf.int64),
+        }
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="example_bytes")])
+        def serving_default(example_bytes):
+            parsed = tf.io.parse_example(example_bytes, spec)
+            return {"video_id": parsed["id"], "scores": model(parsed["x"])}
+
+        return {"serving_default": serving_default}
+
+    def warmup_inputs(self, model, config):
+        records = [
+            tf.train.Example(
+                features=tf.train.Features(
+                    feature={
+                        "id": tf.train.Feature(bytes_list=tf.train.BytesList(value=[f"warmup{i}".encode()])),
+                        "x": tf.train.Feature(float_list=tf.train.FloatList(value=[i, 1.0, 2.0, 3.0])),
+                    }
+                )
+            ).SerializeToString()
+            for i in range(2)
+        ]
+        return {"serving_default": {"example_bytes": np.array(records, dtype=object)}}
+
+
+def test_label_less_warmup_records_are_written_and_replayed_verbatim(tmp_path):
+    import keras
+
+    net = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    task = _ExampleTask()
+    path = export.export_model(net, model_name="ex", task=task, config={}, base_dir=str(tmp_path))
+    warm_path = os.path.join(path, warmup.ASSETS_EXTRA, warmup.WARMUP_FILE)
+    (log,) = warmup.read_requests(warm_path)
+    sent = task.warmup_inputs(net, {})["serving_default"]["example_bytes"]
+    assert list(tf.make_ndarray(log.predict_log.request.inputs["example_bytes"])) == list(sent)
+    ((name, outputs),) = warmup.replay(tf.saved_model.load(path).signatures, warm_path)
+    assert name == "serving_default" and list(outputs["video_id"]) == [b"warmup0", b"warmup1"]

@@ -1,13 +1,18 @@
 """HyperLSTMCell (HyperNetworks Eq. 10-13) and HyperRNNCell (Eq. 6, 8) against numpy references."""
 
+import doctest
+import math
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+import zoo.layers.hyper_rnn
 from zoo.layers import GATES, HyperLSTMCell, HyperRNNCell
 
 N, H, E, NX = 6, 5, 3, 4
+IGFO = ("i", "g", "f", "o")  # the documented gate order, written out (not read from the code under test)
 
 
 def _sigmoid(x):
@@ -30,8 +35,9 @@ def _randomise(layer, rng, scale=0.5):
             v.assign(rng.normal(0.0, scale, v.shape).astype("float32") + (1.0 if "gamma" in v.path else 0.0))
 
 
-def _hyper_lstm_reference(w, x, use_ln, forget_bias=1.0):
-    """Eq. 10-13 gate by gate, slicing the fused weights by the documented column layout."""
+def _hyper_lstm_reference(w, x, use_ln, forget_bias=1.0, hyper_forget_bias=1.0):
+    """Eq. 10-13 gate by gate, slicing the fused weights by the documented column layout; the hyper cell
+    has its own forget bias (the authors fix it at 1.0)."""
     b, t = x.shape[:2]
     h, c, hh, hc = np.zeros((b, N)), np.zeros((b, N)), np.zeros((b, H)), np.zeros((b, H))
     outs, scales = [], []
@@ -39,7 +45,7 @@ def _hyper_lstm_reference(w, x, use_ln, forget_bias=1.0):
         xt = x[:, step]
         # hyper LSTM over [x_t, h_{t-1}] (keeps its bias; LN per gate when use_ln)
         hyper_gates = {}
-        for k, y in enumerate(GATES):
+        for k, y in enumerate(IGFO):
             cols = slice(4 * N + k * H, 4 * N + (k + 1) * H)
             pre = xt @ w["kernel"][:, cols] + h @ w["recurrent_kernel"][:, cols]
             pre = (
@@ -52,14 +58,14 @@ def _hyper_lstm_reference(w, x, use_ln, forget_bias=1.0):
                     pre, w["hyper_gate_gamma"][k * H : (k + 1) * H], w["hyper_gate_beta"][k * H : (k + 1) * H]
                 )
             hyper_gates[y] = pre
-        hc = _sigmoid(hyper_gates["f"] + forget_bias) * hc + _sigmoid(hyper_gates["i"]) * np.tanh(
+        hc = _sigmoid(hyper_gates["f"] + hyper_forget_bias) * hc + _sigmoid(hyper_gates["i"]) * np.tanh(
             hyper_gates["g"]
         )
         hc_out = _ln(hc, w["hyper_cell_gamma"], w["hyper_cell_beta"]) if use_ln else hc
         hh = _sigmoid(hyper_gates["o"]) * np.tanh(hc_out)
         # Eq. 11-12 with the hyper output of the current step, then Eq. 10 per gate
         gates, step_scales = {}, {}
-        for k, y in enumerate(GATES):
+        for k, y in enumerate(IGFO):
             z_x = hh @ w["z_kernel"][:, k * E : (k + 1) * E] + w["z_bias"][k * E : (k + 1) * E]
             z_h = hh @ w["z_kernel"][:, (4 + k) * E : (5 + k) * E] + w["z_bias"][(4 + k) * E : (5 + k) * E]
             z_b = hh @ w["z_b_kernel"][:, k * E : (k + 1) * E]
@@ -116,13 +122,144 @@ def test_hyper_lstm_matches_numpy_reference(use_ln):
         np.testing.assert_allclose(scales[key], value, atol=3e-5, err_msg=key)
 
 
-def test_hyper_lstm_parameter_count_and_names():
-    for use_ln in (False, True):
-        cell = HyperLSTMCell(N, hyper_units=H, embedding_size=E, use_layer_norm=use_ln)
-        _build(cell, np.zeros((1, 2, NX), "float32"))
-        count = sum(int(np.prod(v.shape)) for v in cell.trainable_weights)
-        assert count == hyper_lstm_params(NX, N, H, E, use_ln)
+@pytest.mark.parametrize("use_ln", [False, True])
+def test_hyper_lstm_weights_by_name_and_count(use_ln):
+    """Each term of the count (docs/param_counts.md) is the named weights it says."""
+    cell = HyperLSTMCell(N, hyper_units=H, embedding_size=E, use_layer_norm=use_ln)
+    _build(cell, np.zeros((1, 2, NX), "float32"))
+    shapes = {v.path.split("/")[-1]: tuple(v.shape) for v in cell.trainable_weights}
+    expected = {
+        "kernel": (NX, 4 * N + 4 * H),  # W_x^{i,g,f,o} | the hyper cell's weights on x
+        "recurrent_kernel": (N, 4 * N + 4 * H),  # W_h^{i,g,f,o} | the hyper cell's weights on h
+        "bias": (4 * N,),  # b_0
+        "hyper_recurrent_kernel": (H, 4 * H),
+        "hyper_bias": (4 * H,),
+        "z_kernel": (H, 8 * E),  # z_x, z_h of four gates
+        "z_bias": (8 * E,),
+        "z_b_kernel": (H, 4 * E),
+        "d_kernel": (8, E, N),
+        "d_b_kernel": (4, E, N),
+    }
+    if use_ln:
+        expected |= {
+            "gate_gamma": (4 * N,),
+            "gate_beta": (4 * N,),
+            "cell_gamma": (N,),
+            "cell_beta": (N,),
+            "hyper_gate_gamma": (4 * H,),
+            "hyper_gate_beta": (4 * H,),
+            "hyper_cell_gamma": (H,),
+            "hyper_cell_beta": (H,),
+        }
+    assert shapes == expected
+    size = {k: math.prod(v) for k, v in shapes.items()}
+    assert size["kernel"] + size["recurrent_kernel"] + size["bias"] == 4 * N * (NX + N + 1) + 4 * H * (NX + N)
+    assert size["hyper_recurrent_kernel"] + size["hyper_bias"] == 4 * H * (H + 1)
+    assert size["z_kernel"] + size["z_b_kernel"] == 12 * H * E and size["z_bias"] == 8 * E
+    assert size["d_kernel"] + size["d_b_kernel"] == 12 * E * N
+    assert sum(size.values()) == hyper_lstm_params(NX, N, H, E, use_ln)
     assert cell.state_size == [N, N, H, H]
+
+
+def test_init_follows_the_authors():
+    """Main W_x Glorot-uniform over [N_x, 4N]; the hyper cell's weights on [x; h] uniform with the Glorot
+    bound of its joint [N_x + N, 4H] matrix; W_h and the hyper W_h orthogonal per gate; biases 0."""
+    n, hu, n_x = 24, 16, 40
+    cell = HyperLSTMCell(n, hyper_units=hu, embedding_size=4)
+    _build(cell, np.zeros((1, 2, n_x), "float32"))
+    kernel, recurrent = cell.kernel.numpy(), cell.recurrent_kernel.numpy()
+    main_limit = math.sqrt(6.0 / (n_x + 4 * n))
+    hyper_limit = math.sqrt(6.0 / (n_x + n + 4 * hu))
+    for block, limit in (
+        (kernel[:, : 4 * n], main_limit),
+        (kernel[:, 4 * n :], hyper_limit),
+        (recurrent[:, 4 * n :], hyper_limit),
+    ):
+        assert np.abs(block).max() <= limit
+        assert abs(block.std() / (limit / math.sqrt(3.0)) - 1.0) < 0.1, (block.shape, block.std(), limit)
+    for w, units in ((recurrent[:, : 4 * n], n), (cell.hyper_recurrent_kernel.numpy(), hu)):
+        for k in range(4):
+            block = w[:, k * units : (k + 1) * units]
+            np.testing.assert_allclose(block.T @ block, np.eye(units), atol=1e-5)
+    assert not cell.bias.numpy().any() and not cell.hyper_bias.numpy().any()
+
+
+def _saturated(cell, forget_pre):
+    """Zero every weight, then set the main and hyper biases so that each cell computes
+    ``c_t = σ(forget_pre + forget bias) c_{t-1} + Dropout(tanh(1))`` (i and o saturated at 1, g = 1)."""
+    cell.build((None, 1))
+    for v in cell.trainable_weights:
+        v.assign(np.zeros(v.shape, "float32"))
+
+    def pattern(k):
+        return np.concatenate([np.full(k, 100.0), np.ones(k), np.full(k, forget_pre), np.full(k, 100.0)])
+
+    cell.bias.assign(pattern(cell.units).astype("float32"))  # d = 0 (z = 0), so the main pre-act. is b_0
+    cell.hyper_bias.assign(pattern(cell.hyper_units).astype("float32"))
+    return cell
+
+
+def _run_steps(cell, steps, training):
+    x = np.zeros((2, 1), "float32")
+    states = cell.get_initial_state(2)
+    out = []
+    for _ in range(steps):
+        step = cell.step(x, states, training=training)
+        states = [step[k] for k in ("h", "c", "hyper_h", "hyper_c")]
+        out.append({k: np.asarray(v) for k, v in step.items()})
+    return out
+
+
+@pytest.mark.parametrize("main_rate, hyper_rate", [(0.5, 0.0), (0.0, 0.5)])
+def test_recurrent_dropout_drops_the_candidate_of_each_cell(main_rate, hyper_rate):
+    """With i = f = o = 1 and g = 1 a cell accumulates c_t = c_{t-1} + Dropout(tanh(1)): each increment is
+    0 or tanh(1) / (1 - rate) when tanh(g) is dropped. Dropout on h (or on c) instead gives increments of
+    exactly tanh(1) (or negative ones); dropout leaking into the other cell gives mixed increments there."""
+    cell = _saturated(
+        HyperLSTMCell(
+            64,
+            hyper_units=64,
+            embedding_size=2,
+            use_layer_norm=False,
+            recurrent_dropout=main_rate,
+            hyper_recurrent_dropout=hyper_rate,
+            seed=7,
+        ),
+        forget_pre=100.0,
+    )
+    steps = _run_steps(cell, 6, training=True)
+    for key, rate in (("c", main_rate), ("hyper_c", hyper_rate)):
+        c = np.stack([s[key] for s in steps])
+        increments = np.diff(np.concatenate([np.zeros_like(c[:1]), c]), axis=0)
+        if rate:
+            kept = np.tanh(1.0) / (1.0 - rate)
+            dropped = np.isclose(increments, 0.0, atol=1e-6)
+            assert np.all(dropped | np.isclose(increments, kept, rtol=1e-5)), key
+            assert 0.3 < dropped.mean() < 0.7, key
+            assert not np.array_equal(dropped[0], dropped[1]), key  # a fresh mask every step
+        else:
+            np.testing.assert_allclose(increments, np.tanh(1.0), rtol=1e-5, err_msg=key)
+    for s in steps:  # h = σ(o) tanh(c) with σ(o) = 1: nothing dropped after the cell update
+        np.testing.assert_allclose(s["h"], np.tanh(s["c"]), rtol=1e-5)
+        np.testing.assert_allclose(s["hyper_h"], np.tanh(s["hyper_c"]), rtol=1e-5)
+    inference = _run_steps(cell, 2, training=False)
+    np.testing.assert_allclose(inference[1]["c"], 2 * np.tanh(1.0), rtol=1e-5)
+
+
+@pytest.mark.parametrize("hyper_forget_bias", [None, 0.25])
+def test_hyper_cell_has_its_own_forget_bias(hyper_forget_bias):
+    """Forget pre-activations 0: after two steps c = (σ(forget bias) + 1) tanh(1) in each cell. The hyper
+    cell's forget bias is 1.0 (the authors') or its own argument, never the main cell's."""
+    kwargs = {} if hyper_forget_bias is None else {"hyper_forget_bias": hyper_forget_bias}
+    cell = _saturated(
+        HyperLSTMCell(8, hyper_units=4, embedding_size=2, use_layer_norm=False, forget_bias=-3.0, **kwargs),
+        forget_pre=0.0,
+    )
+    second = _run_steps(cell, 2, training=False)[1]
+    hyper_bias = 1.0 if hyper_forget_bias is None else hyper_forget_bias
+    np.testing.assert_allclose(second["c"], (_sigmoid(-3.0) + 1.0) * np.tanh(1.0), rtol=1e-5)
+    np.testing.assert_allclose(second["hyper_c"], (_sigmoid(hyper_bias) + 1.0) * np.tanh(1.0), rtol=1e-5)
+    assert cell.get_config()["hyper_forget_bias"] == hyper_bias
 
 
 def test_scaling_vectors_are_exactly_point_one_at_init():
@@ -132,7 +269,8 @@ def test_scaling_vectors_are_exactly_point_one_at_init():
     _, *states = rnn(x)
     assert np.abs(np.asarray(states[2])).max() > 0.01  # a non-trivial hyper output
     scales = cell.compute_scales(states[2])
-    assert sorted(scales) == sorted(f"{p}_{y}" for p in ("d_x", "d_h", "b") for y in GATES)
+    assert GATES == IGFO
+    assert sorted(scales) == sorted(f"{p}_{y}" for p in ("d_x", "d_h", "b") for y in IGFO)
     for key, value in scales.items():
         want = 0.0 if key.startswith("b_") else np.float32(0.1)
         np.testing.assert_allclose(np.asarray(value), want, rtol=1e-6, atol=0, err_msg=key)
@@ -197,9 +335,13 @@ def test_hyper_rnn_matches_numpy_reference_and_count():
     )
 
 
-def test_dropout_rates_are_validated():
-    with pytest.raises(ValueError, match="hyper_recurrent_dropout=1.0 is a drop rate"):
+def test_arguments_are_validated():
+    with pytest.raises(ValueError, match="HyperLSTMCell: hyper_recurrent_dropout=1.0 is a drop rate"):
         HyperLSTMCell(8, hyper_recurrent_dropout=1.0)
+    with pytest.raises(ValueError, match="HyperLSTMCell: embedding_size=0 must be a positive integer"):
+        HyperLSTMCell(8, embedding_size=0)
+    with pytest.raises(ValueError, match="HyperRNNCell: hyper_units=0 must be a positive integer"):
+        HyperRNNCell(8, hyper_units=0)
 
 
 @pytest.mark.parametrize("rates", [(0.5, 0.0), (0.0, 0.5)])
@@ -223,7 +365,7 @@ def test_dropout_only_in_training(rates):
     "make",
     [
         lambda: HyperLSTMCell(N, H, E, recurrent_dropout=0.1),
-        lambda: HyperLSTMCell(N, H, E, False),
+        lambda: HyperLSTMCell(N, H, E, False, forget_bias=0.5, hyper_forget_bias=0.7),
         lambda: HyperRNNCell(N, H, E),
     ],
 )
@@ -262,3 +404,8 @@ def test_trains_under_xla(make):
     )
     history = model.fit(x, y, batch_size=32, epochs=15, verbose=0).history["loss"]
     assert history[-1] < 0.6 * history[0], history
+
+
+def test_docstring_examples_run():
+    result = doctest.testmod(zoo.layers.hyper_rnn, extraglobs={"np": np, "keras": keras})
+    assert result.attempted > 0 and result.failed == 0

@@ -1,11 +1,18 @@
-"""LSTM baseline and Layer Norm LSTM cells (HyperNetworks A.2.2, Eq. 9-10, 13) against numpy references."""
+"""LSTM baseline and Layer Norm LSTM cells (HyperNetworks A.2.2, Eq. 9-10, 13) against numpy references,
+and the cell base they share (zoo/layers/rnn_base.py)."""
+
+import doctest
+import math
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from keras import ops
 
-from zoo.layers import BasicLSTMCell, BlockOrthogonal, LayerNormLSTMCell
+import zoo.layers.lstm
+import zoo.layers.rnn_base
+from zoo.layers import BasicLSTMCell, BlockOrthogonal, ColumnBlocks, LayerNormLSTMCell, RecurrentCell
 
 
 def _sigmoid(x):
@@ -63,18 +70,50 @@ def test_matches_numpy_reference(cls):
     np.testing.assert_allclose(c, ref_c, atol=2e-5)
 
 
-def test_layer_norm_lstm_weights_and_count():
-    cell = LayerNormLSTMCell(6)
-    keras.layers.RNN(cell)(np.zeros((1, 2, 5), "float32"))
-    names = sorted(v.path.split("/")[-1] for v in cell.trainable_weights)
-    assert names == ["cell_beta", "cell_gamma", "gate_beta", "gate_gamma", "kernel", "recurrent_kernel"]
-    assert sum(int(np.prod(v.shape)) for v in cell.trainable_weights) == 4 * 6 * (5 + 6) + 10 * 6
-    # orthogonal per gate block (authors' lstm_ortho_initializer)
-    rk = cell.recurrent_kernel.numpy()
+def _shapes(cell):
+    return {v.path.split("/")[-1]: tuple(v.shape) for v in cell.trainable_weights}
+
+
+@pytest.mark.parametrize("cls", [BasicLSTMCell, LayerNormLSTMCell])
+def test_weights_by_name_and_count(cls):
+    n, n_x = 6, 5
+    cell = cls(n)
+    keras.layers.RNN(cell)(np.zeros((1, 2, n_x), "float32"))
+    shapes = _shapes(cell)
+    if cls is BasicLSTMCell:  # 4N(N_x + N) + 4N (docs/param_counts.md)
+        assert shapes == {"kernel": (n_x, 4 * n), "recurrent_kernel": (n, 4 * n), "bias": (4 * n,)}
+        expected = 4 * n * (n_x + n) + 4 * n
+    else:  # 4N(N_x + N) + 10N: no gate bias, per-gate gain/shift 8N, norm on c 2N
+        assert shapes == {
+            "kernel": (n_x, 4 * n),
+            "recurrent_kernel": (n, 4 * n),
+            "gate_gamma": (4 * n,),
+            "gate_beta": (4 * n,),
+            "cell_gamma": (n,),
+            "cell_beta": (n,),
+        }
+        expected = 4 * n * (n_x + n) + 10 * n
+    assert sum(math.prod(s) for s in shapes.values()) == expected
+
+
+@pytest.mark.parametrize("cls", [BasicLSTMCell, LayerNormLSTMCell])
+def test_init_follows_the_authors_glorot_w_x_orthogonal_w_h(cls):
+    """W_x Glorot-uniform over the whole [N_x, 4N] matrix, W_h orthogonal per gate block, biases 0."""
+    n, n_x = 16, 40
+    cell = cls(n)
+    keras.layers.RNN(cell)(np.zeros((1, 2, n_x), "float32"))
+    w_x = cell.kernel.numpy()
+    limit = math.sqrt(6.0 / (n_x + 4 * n))
+    assert np.abs(w_x).max() <= limit
+    assert abs(w_x.std() / (limit / math.sqrt(3.0)) - 1.0) < 0.1  # an orthogonal block would be ~1.3x
+    w_h = cell.recurrent_kernel.numpy()
     for k in range(4):
-        block = rk[:, k * 6 : (k + 1) * 6]
-        np.testing.assert_allclose(block.T @ block, np.eye(6), atol=1e-5)
-    assert not np.allclose(rk[:, :6], rk[:, 6:12])
+        block = w_h[:, k * n : (k + 1) * n]
+        np.testing.assert_allclose(block.T @ block, np.eye(n), atol=1e-5)
+    assert not np.allclose(w_h[:, :n], w_h[:, n : 2 * n])
+    for v in cell.trainable_weights:
+        if "beta" in v.path or v.path.endswith("/bias"):
+            assert not v.numpy().any(), v.path
 
 
 def test_block_orthogonal_unequal_blocks_and_config():
@@ -88,9 +127,59 @@ def test_block_orthogonal_unequal_blocks_and_config():
         init((4, 9))
 
 
-def test_recurrent_dropout_is_a_rate():
-    with pytest.raises(ValueError, match="recurrent_dropout=1.5 is a drop rate"):
+def test_column_blocks_and_config():
+    init = ColumnBlocks([3, 5], [BlockOrthogonal([3]), keras.initializers.Constant(0.25)])
+    w = np.asarray(init((4, 8)))
+    np.testing.assert_allclose(w[:, :3].T @ w[:, :3], np.eye(3), atol=1e-5)
+    np.testing.assert_array_equal(w[:, 3:], 0.25)
+    again = ColumnBlocks.from_config(init.get_config())
+    np.testing.assert_array_equal(np.asarray(again((4, 8)))[:, 3:], 0.25)
+    with pytest.raises(ValueError, match=r"widths \[3, 5\] \(sum 8\)"):
+        init((4, 9))
+    with pytest.raises(ValueError, match="2 widths"):
+        ColumnBlocks([3, 5], ["zeros"])
+
+
+def test_recurrent_dropout_and_units_are_checked():
+    with pytest.raises(ValueError, match="LayerNormLSTMCell: recurrent_dropout=1.5 is a drop rate"):
         LayerNormLSTMCell(4, recurrent_dropout=1.5)
+    with pytest.raises(ValueError, match="BasicLSTMCell: units=0 must be a positive integer"):
+        BasicLSTMCell(0)
+
+
+class _LeakyCell(RecurrentCell):
+    """A cell written on the base: h_t = 0.5 h_{t-1} + Dropout(x_t) with the input dropped per step."""
+
+    state_keys = ("h",)
+
+    def __init__(self, units, rate=0.0, **kwargs):
+        super().__init__(units, **kwargs)
+        self.rate = rate
+        self.state_size = [units]
+
+    def step(self, inputs, states, training=None):
+        drop = self.dropout(self.rate, training)
+        new = inputs if drop is None else drop(inputs)
+        return {"h": 0.5 * states[0] + new}
+
+
+def test_a_cell_on_the_base_gets_zero_state_call_and_per_step_dropout():
+    cell = _LeakyCell(32, rate=0.5, seed=4)
+    rnn = keras.layers.RNN(cell, return_sequences=True)
+    x = np.ones((2, 5, 32), "float32")
+    np.testing.assert_allclose(np.asarray(rnn(x))[:, -1], 2.0 * (1 - 0.5**5), rtol=1e-6)  # zeros at start
+    assert [tuple(s.shape) for s in cell.get_initial_state(3)] == [(3, 32)]
+    h = np.asarray(rnn(x, training=True))
+    increments = h[:, 1:] - 0.5 * h[:, :-1]  # the dropped input of each step
+    np.testing.assert_allclose(np.unique(np.round(increments, 5)), [0.0, 2.0])
+    assert not np.array_equal(increments[:, 0] == 0, increments[:, 1] == 0)  # a fresh mask per step
+    assert cell.get_config()["units"] == 32 and cell.get_config()["seed"] == 4
+
+
+def test_docstring_examples_run():
+    for module in (zoo.layers.rnn_base, zoo.layers.lstm):
+        result = doctest.testmod(module, extraglobs={"np": np, "keras": keras, "ops": ops})
+        assert result.attempted > 0 and result.failed == 0, module.__name__
 
 
 def _mask_probe(cls, rate):

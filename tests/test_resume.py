@@ -96,6 +96,7 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_pat
             "jit_compile": True,
         },
         spec=TINY_SPEC,
+        task=TinyTask(),
     )
     with pytest.raises(
         train_lib.NonFiniteLossError, match=r"non-finite loss nan at step 8; training stopped"

@@ -6,6 +6,7 @@ import dataclasses
 import glob
 import json
 import os
+import re
 
 import keras
 import numpy as np
@@ -18,7 +19,7 @@ from trainers import flags as flags_lib
 from trainers import sample as sample_lib
 from trainers import train as train_lib
 from trainers.loop import TrainLoop
-from zoo import optim
+from zoo import optim, run_dir
 from zoo.data.text import Vocabulary
 from zoo.tasks import get_task
 
@@ -26,7 +27,9 @@ from zoo.tasks import get_task
 def _resolve(**values):
     base = {"strategy": "default", "jit_compile": True, "config": []}
     base.update(values)
-    return flags_lib.resolve(base, spec=None if "model" in values else TINY_SPEC)
+    if "model" in values:
+        return flags_lib.resolve(base)
+    return flags_lib.resolve(base, spec=TINY_SPEC, task=TinyTask())
 
 
 # ---------------------------------------------------------------------- flags
@@ -63,8 +66,14 @@ def test_config_overrides_split_between_model_and_recipe():
         ({"data_dir": ""}, "--data_dir='' must be a non-empty path or file pattern"),
         ({"strategy": "tpu"}, "--strategy='tpu' is unknown; valid: default, mirrored, multi_worker"),
         ({"num_devices": 0}, "--num_devices=0 must be >= 1"),
-        ({"config": ["optimizer=lamb"]}, "optimizer 'lamb' is unknown; valid: adam, sgd, adagrad, rmsprop"),
-        ({"config": ["clip_norm=-1"]}, "config clip_norm=-1 must be a positive number"),
+        ({"config": ["optimizer=lamb"]}, "optimizer 'lamb' (from the recipe of 'tiny_mlp' with --config) is "
+         "unknown; valid: adam, sgd, adagrad, rmsprop"),
+        ({"config": ['learning_rate={"schedule": "cosine"}']}, "learning_rate schedule 'cosine' (from the recipe "
+         "of 'tiny_mlp' with --config) is unknown; valid: piecewise_constant, exponential"),
+        ({"config": ["units=abc"]}, "model 'tiny_mlp': units='abc' (from --config) must be a whole number >= 1, "
+         "like its default 8"),
+        ({"config": ["dropout=[1]"]}, "dropout=[1] (from --config) must be a finite number"),
+        ({"config": ["clip_norm=-1"]}, "clip_norm=-1 (from the recipe of 'tiny_mlp' with --config) must be a"),
     ],
 )
 def test_bad_values_fail_before_training_naming_the_flag(values, message):
@@ -248,12 +257,12 @@ def test_epochs_convert_to_steps():
 class AssetTask(TinyTask):
     """TinyTask whose data carries an asset (as the char-LM task's vocab.json)."""
 
-    def __init__(self, labels: bytes = b"a\nb\nc\n"):
+    def __init__(self, labels: bytes = b"a\nb\nc\n", name: str = "labels.txt"):
         super().__init__()
-        self.labels = labels
+        self.labels, self.asset = labels, name
 
     def build_data(self, *args) -> object:
-        return dataclasses.replace(super().build_data(*args), assets={"labels.txt": self.labels})
+        return dataclasses.replace(super().build_data(*args), assets={self.asset: self.labels})
 
 
 def test_run_json_and_assets_are_written_before_training_and_checked_on_resume(tmp_path):
@@ -302,11 +311,15 @@ def test_run_json_and_assets_are_written_before_training_and_checked_on_resume(t
     assert (model_dir / "labels.txt").read_bytes() == b"a\nb\nc\n"
 
 
-def test_asset_names_must_be_plain_files():
-    with pytest.raises(train_lib.SetupError, match="asset name '../x' of task 'tiny_classification'"):
-        train_lib._check_asset_names({"../x": b""}, "tiny_classification")
-    with pytest.raises(train_lib.SetupError, match="asset name 'run.json'"):
-        train_lib._check_asset_names({"run.json": b""}, "tiny_classification")
+def test_asset_names_follow_the_exporters_rule(tmp_path):
+    # One rule (zoo.run_dir.check_asset_name) for the trainer and the exporter: a name with a space used
+    # to pass the trainer and fail at export.
+    for name in ("../x", "run.json", "trainer.lock", "my vocab.json"):
+        with pytest.raises(train_lib.SetupError, match=f"asset name '{re.escape(name)}'.*task 'tiny_classif"):
+            train_lib.train(
+                _resolve(train_steps=1, model_dir=str(tmp_path)), task=AssetTask(name=name), say=lambda s: None
+            )
+    assert not (tmp_path / "run.json").exists()
 
 
 CHAR_CONFIG = [
@@ -357,12 +370,12 @@ def test_resume_may_train_longer_but_not_change_the_recipe(tmp_path):
         "dataset": "toy",
         "data_dir": str(tmp_path),
     }
-    train_lib.write_run_files(str(tmp_path), info, {})
+    run_dir.write_run_files(str(tmp_path), info, {})
     longer = {**info, "recipe": {"train_steps": 20, "learning_rate": 0.001}}
-    assert train_lib.check_resume(str(tmp_path), longer)["recipe"]["train_steps"] == 10
+    assert run_dir.check_resume(str(tmp_path), longer)["recipe"]["train_steps"] == 10
     faster = {**info, "recipe": {"train_steps": 10, "learning_rate": 0.1}}
-    with pytest.raises(train_lib.SetupError, match="learning_rate: 0.001 -> 0.1"):
-        train_lib.check_resume(str(tmp_path), faster)
+    with pytest.raises(run_dir.RunDirError, match="learning_rate: 0.001 -> 0.1"):
+        run_dir.check_resume(str(tmp_path), faster)
 
 
 def test_batch_size_is_recorded_and_bad_step_counts_are_refused():

@@ -38,6 +38,7 @@ def tiny_data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 class TinyTask(Task):
     name = "tiny_classification"
     datasets = ("tiny",)
+    recipe_keys = ("nan_at_batch",)
 
     def build_data(self, dataset, data_dir, global_batch_size, config, recipe, seed) -> TaskData:
         x, y = tiny_data(256, 1)
@@ -145,9 +146,7 @@ def register_tiny() -> None:
 
 
 if __name__ == "__main__":
-    from absl import app
-
     from trainers import train
 
     register_tiny()
-    app.run(lambda argv: train.main(argv, task=TinyTask()))
+    train.run(task=TinyTask())

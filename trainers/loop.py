@@ -208,6 +208,13 @@ class TrainLoop:
         loss, self._carry = self._train_step(iterator, self._carry)
         return loss
 
+    def checkpoint_state(self) -> dict[str, Any]:
+        """Trackables of the loop's own state that a checkpoint holds beside the model and optimizer,
+        name -> trackable (the trainer's ``Checkpointer`` saves and restores them; a checkpoint without
+        one restores the rest and that state starts afresh). The task's carry belongs here once it is
+        checkpointable; none yet."""
+        return {}
+
     def metric_results(self) -> dict[str, float]:
         out = {}
         for name, metric in self.metrics.items():

@@ -7,8 +7,12 @@ real frames (mean µ, standard deviation σ and the top-K ordinal statistics per
 ``std_f`` [size] and ``top<K>_f`` [K * size] (K-major: the first ``size`` values are the maxima) of the
 *dequantised* (not L2-normalised) frames. With ``--pca_dim`` it also writes ``pca`` [pca_dim]: the
 whitened projection of the concatenated ``--pca_input`` statistics, fitted by streaming over this input
-(or loaded from ``--pca_path`` when that file exists, e.g. fitted on the training split). The reader
-``zoo.data.yt8m.video_dataset(feature_names=("pca",), feature_sizes=(pca_dim,))`` L2-normalises it.
+(or loaded from ``--pca_path`` when that file exists, e.g. fitted on the training split). The job returns
+the output's ``zoo.data.yt8m.RecordLayout`` (``layout.replace(feature_names=("pca",),
+feature_sizes=(pca_dim,))`` reads the projection alone); ``video_dataset`` L2-normalises what it reads.
+
+A truncated or corrupt input file, or a record that does not fit the layout, stops the job with one line
+naming the file and record index; ``--skip_bad_records`` drops and counts such records instead.
 
     python -m trainers.yt8m_preprocess --input='frames/train*.tfrecord' --output_dir=video_stats \\
         --num_shards=4 --pca_dim=1024 --pca_path=video_stats/pca.npz
@@ -20,6 +24,7 @@ renamed into place.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,23 +34,21 @@ from absl import app, flags, logging
 
 from zoo.data import yt8m, yt8m_features
 
-__all__ = ["preprocess", "stats_feature_layout", "run", "main"]
+__all__ = ["preprocess", "stats_layout", "run", "main"]
 
 _PCA_INPUTS = ("mean", "stats")
 
 
-def stats_feature_layout(
-    feature_names: Sequence[str], feature_sizes: Sequence[int], top_k: int = 5
-) -> tuple[tuple[str, ...], tuple[int, ...]]:
-    """The ``(feature_names, feature_sizes)`` this job writes, in order, for ``video_dataset``.
+def stats_layout(layout: yt8m.RecordLayout, top_k: int = 5) -> yt8m.RecordLayout:
+    """The video-level layout this job writes for frame-level input of ``layout``, features in order.
 
     E.g. ``("mean_rgb", "std_rgb", "top5_rgb", "mean_audio", ...)``, ``(1024, 1024, 5120, 128, ...)``.
     """
     names, sizes = [], []
-    for name, size in zip(feature_names, feature_sizes, strict=True):
+    for name, size in zip(layout.feature_names, layout.feature_sizes, strict=True):
         names += [f"mean_{name}", f"std_{name}", f"top{top_k}_{name}"]
         sizes += [size, size, top_k * size]
-    return tuple(names), tuple(sizes)
+    return layout.replace(frame_level=False, feature_names=tuple(names), feature_sizes=tuple(sizes))
 
 
 def _split_stats(stats: np.ndarray, size: int, top_k: int) -> dict[str, np.ndarray]:
@@ -56,23 +59,23 @@ def preprocess(
     input_pattern: str,
     output_dir: str,
     *,
+    layout: yt8m.RecordLayout = yt8m.FRAME_LEVEL,
     num_shards: int = 1,
     prefix: str = "video",
     batch_size: int = 64,
-    max_frames: int = yt8m.DEFAULT_MAX_FRAMES,
     top_k: int = 5,
-    num_classes: int = yt8m.DEFAULT_NUM_CLASSES,
-    feature_names: Sequence[str] = ("rgb", "audio"),
-    feature_sizes: Sequence[int] = (1024, 128),
-    id_key: str = "id",
-    labels_key: str = "labels",
     pca_dim: int = 0,
     pca_input: str = "mean",
     pca_path: str | None = None,
     pca_whiten: bool = True,
     skip_bad_records: bool = False,
 ) -> dict[str, Any]:
-    """Runs the job; returns ``{"files", "num_videos", "feature_names", "feature_sizes", "bad_records"}``."""
+    """Runs the job on frame-level records of ``layout``; returns ``{"files", "num_videos", "layout",
+    "bad_records"}`` (``layout``: the video-level layout of the output, ``pca`` last when written).
+
+    Raises ``ValueError`` naming the file and record index for a corrupt file or a bad record (unless
+    ``skip_bad_records``).
+    """
     if num_shards < 1 or top_k < 1 or pca_dim < 0:
         raise ValueError(
             f"num_shards and top_k must be >= 1 and pca_dim >= 0; got {num_shards}, {top_k}, {pca_dim}"
@@ -84,17 +87,13 @@ def preprocess(
     ds = yt8m.frame_dataset(
         input_pattern,
         batch_size,
-        max_frames=max_frames,
-        num_classes=num_classes,
-        feature_names=feature_names,
-        feature_sizes=feature_sizes,
-        id_key=id_key,
-        labels_key=labels_key,
+        layout,
         normalize=False,
         skip_bad_records=skip_bad_records,
         bad_record_counter=counter,
     )
-    names, sizes = stats_feature_layout(feature_names, feature_sizes, top_k)
+    out_layout = stats_layout(layout, top_k)
+    names, sizes = out_layout.feature_names, out_layout.feature_sizes
     pca_names = [n for n in names if n.startswith("mean_")] if pca_input == "mean" else list(names)
     pca_width = sum(s for n, s in zip(names, sizes, strict=True) if n in pca_names)
     fitted = None
@@ -112,7 +111,7 @@ def preprocess(
     ]
     stage = [f"{p}.stats-{os.getpid()}" for p in paths]
     writers = [tf.io.TFRecordWriter(p) for p in stage]
-    offsets = np.cumsum([0, *feature_sizes])
+    offsets = np.cumsum([0, *layout.feature_sizes])
     stats_fn = tf.function(
         lambda f, n: tf.concat(
             [
@@ -122,15 +121,15 @@ def preprocess(
             axis=1,
         )
     )
-    num_videos = 0
+    num_videos, failed = 0, True
     try:
-        for inputs, labels in ds:
+        for inputs, labels in _batches(ds):
             stats = stats_fn(inputs["features"], inputs["num_frames"]).numpy()
             ids = inputs["id"].numpy()
             label_lists = [np.flatnonzero(row) for row in labels.numpy()]
             per_video: dict[str, np.ndarray] = {}
             col = 0
-            for name, size in zip(feature_names, feature_sizes, strict=True):
+            for name, size in zip(layout.feature_names, layout.feature_sizes, strict=True):
                 parts = _split_stats(stats[:, col : col + (2 + top_k) * size], size, top_k)
                 per_video[f"mean_{name}"] = parts["mean"]
                 per_video[f"std_{name}"] = parts["std"]
@@ -140,23 +139,25 @@ def preprocess(
                 streaming.update(np.concatenate([per_video[n] for n in pca_names], axis=1))
             for b in range(ids.shape[0]):
                 feats = {n: per_video[n][b] for n in names}
-                record = yt8m.video_example(
-                    ids[b], label_lists[b], feats, id_key=id_key, labels_key=labels_key
-                )
+                record = yt8m.video_example(ids[b], label_lists[b], feats, out_layout)
                 writers[num_videos % num_shards].write(record)
                 num_videos += 1
+        failed = num_videos == 0
     finally:
         for w in writers:
             w.close()
+        if failed:  # nothing half-written stays behind
+            for p in stage:
+                if tf.io.gfile.exists(p):
+                    tf.io.gfile.remove(p)
     if num_videos == 0:
         raise ValueError(f"no videos read from {input_pattern!r}")
-    out_names, out_sizes = names, sizes
     if pca_dim:
         if streaming is not None:
             fitted = streaming.fit(pca_dim)
             if pca_path:
                 fitted.save(pca_path)
-        out_names, out_sizes = (*names, "pca"), (*sizes, pca_dim)
+        out_layout = out_layout.replace(feature_names=(*names, "pca"), feature_sizes=(*sizes, pca_dim))
         for src, dst in zip(stage, paths, strict=True):
             yt8m.write_records(dst, _with_pca(src, fitted, pca_names, pca_whiten))
             tf.io.gfile.remove(src)
@@ -167,13 +168,20 @@ def preprocess(
     logging.info(
         "wrote %d videos to %d files in %s (bad records skipped: %d)", num_videos, num_shards, output_dir, bad
     )
-    return {
-        "files": paths,
-        "num_videos": num_videos,
-        "feature_names": out_names,
-        "feature_sizes": out_sizes,
-        "bad_records": bad,
-    }
+    return {"files": paths, "num_videos": num_videos, "layout": out_layout, "bad_records": bad}
+
+
+def _batches(ds: Any) -> Any:
+    """Iterates ``ds``; a reader error becomes a ``ValueError`` naming the file and record index."""
+    iterator = iter(ds)
+    while True:
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        except tf.errors.OpError as e:
+            raise ValueError(yt8m.error_message(e)) from None
+        yield batch
 
 
 def _with_pca(path: str, pca: yt8m_features.StreamingPCA, pca_names: Sequence[str], whiten: bool):
@@ -218,28 +226,36 @@ def main(argv: Sequence[str]) -> None:
         sizes = tuple(int(s) for s in f.feature_sizes)
     except ValueError as err:
         raise app.UsageError(f"--feature_sizes must be integers, got {f.feature_sizes}") from err
-    summary = preprocess(
-        f.input,
-        f.output_dir,
-        num_shards=f.num_shards,
-        prefix=f.prefix,
-        batch_size=f.batch_size,
-        max_frames=f.max_frames,
-        top_k=f.top_k,
-        num_classes=f.num_classes,
-        feature_names=tuple(f.feature_names),
-        feature_sizes=sizes,
-        id_key=f.id_key,
-        labels_key=f.labels_key,
-        pca_dim=f.pca_dim,
-        pca_input=f.pca_input,
-        pca_path=f.pca_path,
-        pca_whiten=f.pca_whiten,
-        skip_bad_records=f.skip_bad_records,
-    )
+    try:
+        layout = yt8m.RecordLayout(
+            feature_names=tuple(f.feature_names),
+            feature_sizes=sizes,
+            num_classes=f.num_classes,
+            max_frames=f.max_frames,
+            id_key=f.id_key,
+            labels_key=f.labels_key,
+        )
+        summary = preprocess(
+            f.input,
+            f.output_dir,
+            layout=layout,
+            num_shards=f.num_shards,
+            prefix=f.prefix,
+            batch_size=f.batch_size,
+            top_k=f.top_k,
+            pca_dim=f.pca_dim,
+            pca_input=f.pca_input,
+            pca_path=f.pca_path,
+            pca_whiten=f.pca_whiten,
+            skip_bad_records=f.skip_bad_records,
+        )
+    except (ValueError, FileNotFoundError) as e:
+        print(f"yt8m_preprocess: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    out = summary["layout"]
     print(
         f"wrote {summary['num_videos']} videos to {len(summary['files'])} files in {f.output_dir}; "
-        f"features {list(zip(summary['feature_names'], summary['feature_sizes'], strict=True))}; "
+        f"features {list(zip(out.feature_names, out.feature_sizes, strict=True))}; "
         f"bad records skipped: {summary['bad_records']}"
     )
 

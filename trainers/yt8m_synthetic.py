@@ -16,6 +16,8 @@ import os
 
 from absl import app, flags
 
+from zoo.data import yt8m
+
 __all__ = ["main", "run"]
 
 FLAGS = flags.FLAGS
@@ -26,7 +28,7 @@ def _define_flags() -> None:
     flags.DEFINE_enum(
         "level", "frame", ["frame", "video"], "Frame-level SequenceExamples or video-level Examples."
     )
-    flags.DEFINE_integer("num_classes", 3862, "Number of classes.")
+    flags.DEFINE_integer("num_classes", yt8m.DEFAULT_NUM_CLASSES, "Number of classes.")
     flags.DEFINE_list(
         "feature_sizes", ["1024", "128"], "Feature sizes (rgb, audio); their sum is feature_size."
     )
@@ -40,11 +42,18 @@ def _define_flags() -> None:
 
 def main(argv: list[str]) -> None:
     del argv
-    from zoo.data import yt8m
-
     if not FLAGS.output_dir:
         raise app.UsageError("--output_dir is required")
-    sizes = tuple(int(s) for s in FLAGS.feature_sizes)
+    try:
+        preset = yt8m.FRAME_LEVEL if FLAGS.level == "frame" else yt8m.VIDEO_LEVEL
+        sizes = tuple(int(s) for s in FLAGS.feature_sizes)
+        if len(sizes) != len(preset.feature_sizes):
+            raise ValueError(
+                f"--feature_sizes={FLAGS.feature_sizes} needs one size per feature {preset.feature_names}"
+            )
+        layout = preset.replace(feature_sizes=sizes, num_classes=FLAGS.num_classes)
+    except ValueError as e:
+        raise app.UsageError(str(e)) from None
     n = FLAGS.num_shards
     if not 0 <= FLAGS.validate_shards < n:
         raise app.UsageError(f"--validate_shards={FLAGS.validate_shards} must be in [0, --num_shards={n})")
@@ -52,11 +61,9 @@ def main(argv: list[str]) -> None:
     paths = yt8m.write_synthetic(
         os.path.join(FLAGS.output_dir, ".synthetic.tfrecord"),
         FLAGS.num_videos,
-        FLAGS.level == "frame",
-        num_classes=FLAGS.num_classes,
+        layout,
         seed=FLAGS.seed,
         num_shards=n,
-        feature_sizes=sizes,
         frames=(FLAGS.min_frames, FLAGS.max_frames),
     )
     train_shards = n - FLAGS.validate_shards

@@ -14,7 +14,9 @@ keys into a Keras optimizer:
   must clip the summed (global-batch) gradient; ``trainers/loop.py`` calls :func:`clip_gradients` after
   its all-reduce.
 
-Errors name the bad value, the valid choices and where the value came from (``source``).
+Errors name the bad value, the valid choices and where the value came from (``source``);
+:func:`check_optimizer_recipe` runs the same checks without building anything (the trainer calls it while
+it validates its flags, before any TensorFlow state exists).
 """
 
 from __future__ import annotations
@@ -25,10 +27,25 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-__all__ = ["OPTIMIZERS", "SCHEDULES", "learning_rate_from_recipe", "build_optimizer", "clip_gradients"]
+__all__ = [
+    "OPTIMIZERS",
+    "SCHEDULES",
+    "OPTIMIZER_RECIPE_KEYS",
+    "STEP_SCHEDULE_KEYS",
+    "learning_rate_from_recipe",
+    "check_optimizer_recipe",
+    "build_optimizer",
+    "clip_gradients",
+]
 
 OPTIMIZERS = ("adam", "sgd", "adagrad", "rmsprop")
 SCHEDULES = ("piecewise_constant", "exponential")
+#: The recipe keys this module reads (every task's recipe may set them; see zoo.tasks.base.recipe_keys).
+OPTIMIZER_RECIPE_KEYS = (
+    "optimizer", "learning_rate", "momentum", "nesterov", "epsilon", "clip_norm", "clip_per_tensor",
+)  # fmt: skip
+#: Keys of a ``learning_rate`` schedule that count optimizer steps (their meaning depends on the batch size).
+STEP_SCHEDULE_KEYS = ("boundaries", "decay_steps")
 
 
 def _check_positive(value: Any, what: str, source: str) -> float:
@@ -59,7 +76,15 @@ def learning_rate_from_recipe(
             f"valid keys: {sorted(expected)}"
         )
     if kind == "piecewise_constant":
-        boundaries = [int(b) for b in learning_rate.get("boundaries", [])]
+        boundaries = learning_rate.get("boundaries", [])
+        if not isinstance(boundaries, list | tuple) or not all(
+            isinstance(b, int) and not isinstance(b, bool) and b > 0 for b in boundaries
+        ):
+            raise ValueError(
+                f"piecewise_constant boundaries {boundaries!r} (from {source}) must be a list of positive "
+                "whole step numbers"
+            )
+        boundaries = [int(b) for b in boundaries]
         values = [_check_positive(v, "learning_rate value", source) for v in learning_rate.get("values", [])]
         if len(values) != len(boundaries) + 1:
             raise ValueError(
@@ -81,27 +106,45 @@ def learning_rate_from_recipe(
     )
 
 
-def build_optimizer(
-    recipe: Mapping[str, Any], *, source: str = "recipe"
-) -> keras.optimizers.Optimizer:
+def _optimizer_arguments(recipe: Mapping[str, Any], source: str) -> tuple[str, dict[str, Any]]:
+    """``(optimizer name, keyword arguments)`` from the recipe, every value checked."""
+    name = recipe.get("optimizer", "adam")
+    if name not in OPTIMIZERS:
+        raise ValueError(f"optimizer {name!r} (from {source}) is unknown; valid: {', '.join(OPTIMIZERS)}")
+    for key in ("clip_norm", "clip_per_tensor"):
+        if recipe.get(key) is not None:
+            _check_positive(recipe[key], key, source)
+    learning_rate = learning_rate_from_recipe(recipe.get("learning_rate", 1e-3), source)
+    kwargs: dict[str, Any] = {"learning_rate": learning_rate}
+    if recipe.get("epsilon") is not None and name != "sgd":
+        kwargs["epsilon"] = _check_positive(recipe["epsilon"], "epsilon", source)
+    if name == "sgd":
+        momentum = recipe.get("momentum") or 0.0
+        if isinstance(momentum, bool) or not isinstance(momentum, int | float) or not 0.0 <= momentum < 1.0:
+            raise ValueError(f"momentum={momentum!r} (from {source}) must be a number in [0, 1)")
+        nesterov = recipe.get("nesterov", False)
+        if not isinstance(nesterov, bool):
+            raise ValueError(f"nesterov={nesterov!r} (from {source}) must be true or false")
+        kwargs.update(momentum=float(momentum), nesterov=nesterov)
+    return name, kwargs
+
+
+def check_optimizer_recipe(recipe: Mapping[str, Any], *, source: str = "recipe") -> None:
+    """Raises ``ValueError`` (naming the key, the value and ``source``) if :func:`build_optimizer` would
+    fail on ``recipe``; creates no TensorFlow state, so it may run before the devices are configured."""
+    _optimizer_arguments(recipe, source)
+
+
+def build_optimizer(recipe: Mapping[str, Any], *, source: str = "recipe") -> keras.optimizers.Optimizer:
     """The Keras optimizer the recipe describes (without clipping; see :func:`clip_gradients`).
 
     Mixed precision in the zoo is bfloat16 (float32's exponent range), so no loss scaling is needed.
     """
-    name = recipe.get("optimizer", "adam")
-    if name not in OPTIMIZERS:
-        raise ValueError(f"optimizer {name!r} (from {source}) is unknown; valid: {', '.join(OPTIMIZERS)}")
-    lr = learning_rate_from_recipe(recipe.get("learning_rate", 1e-3), source)
-    kwargs: dict[str, Any] = {"learning_rate": lr}
-    if recipe.get("epsilon") is not None and name != "sgd":
-        kwargs["epsilon"] = _check_positive(recipe["epsilon"], "epsilon", source)
+    name, kwargs = _optimizer_arguments(recipe, source)
     if name == "adam":
         opt = keras.optimizers.Adam(**kwargs)
     elif name == "sgd":
-        momentum = float(recipe.get("momentum") or 0.0)
-        if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"momentum={momentum!r} (from {source}) must be in [0, 1)")
-        opt = keras.optimizers.SGD(momentum=momentum, nesterov=bool(recipe.get("nesterov", False)), **kwargs)
+        opt = keras.optimizers.SGD(**kwargs)
     elif name == "adagrad":
         opt = keras.optimizers.Adagrad(**kwargs)
     else:

@@ -5,6 +5,12 @@ paper, its default config (paper values), its default training recipe, and the i
 ``zoo.get(name, **overrides)`` merges overrides into the default config (unknown keys are an
 error naming the valid ones), calls the builder and returns a built model.
 
+Config values are checked against the kind of their default before the builder runs
+(:func:`check_config_value`): a whole-number default takes whole numbers (at least 1 where the default
+is positive: counts and sizes; at least 0 where it is 0), a float default takes finite numbers, a
+bool/str/sequence/mapping default takes the same kind, a ``None`` default takes anything. What the
+builder itself rejects (e.g. a dropout rate outside [0, 1)) surfaces as a :class:`ConfigValueError` too.
+
 Style follows ``timm``: ``@register_model`` on a function that returns a :class:`ModelSpec`.
 """
 
@@ -14,6 +20,7 @@ import copy
 import dataclasses
 import difflib
 import fnmatch
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -21,12 +28,14 @@ __all__ = [
     "ModelSpec",
     "UnknownModelError",
     "UnknownConfigKeyError",
+    "ConfigValueError",
     "register_model",
     "get",
     "get_spec",
     "list_models",
     "describe",
     "merge_config",
+    "check_config_value",
 ]
 
 # Tasks a spec may name; each has a zoo.tasks module that the trainer and exporter dispatch on.
@@ -42,6 +51,10 @@ class UnknownModelError(KeyError):
 
 class UnknownConfigKeyError(ValueError):
     """An override key that the model's config does not have."""
+
+
+class ConfigValueError(ValueError):
+    """A config value of another kind than its default, or one the model's builder rejects."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,6 +98,18 @@ class ModelSpec:
     def default_recipe(self) -> dict[str, Any]:
         return copy.deepcopy(dict(self.recipe))
 
+    def build(self, config: Mapping[str, Any]) -> Any:
+        """The builder's model for the full ``config``; a ``ValueError`` of the builder becomes a one-line
+        :class:`ConfigValueError` naming the model."""
+        try:
+            model = self.builder(dict(config))
+        except ValueError as e:
+            message = " ".join(str(e).split())
+            raise ConfigValueError(f"model {self.name!r}: the config is not valid: {message}") from e
+        if not model.built:
+            raise RuntimeError(f"builder of {self.name!r} returned an unbuilt model")
+        return model
+
 
 _REGISTRY: dict[str, ModelSpec] = {}
 
@@ -111,6 +136,10 @@ def list_models(pattern: str | None = None) -> list[str]:
 
 def get_spec(name: str) -> ModelSpec:
     """The spec registered under ``name``; an unknown name lists the closest registered ones."""
+    if not isinstance(name, str):
+        raise UnknownModelError(
+            f"a model name must be a string, got {name!r}; registered: {', '.join(sorted(_REGISTRY))}"
+        )
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -130,8 +159,45 @@ def merge_config(
             f"{what}: unknown key(s) {', '.join(map(repr, unknown))} (from {source}); "
             f"valid keys: {', '.join(sorted(merged))}"
         )
+    for key, value in overrides.items():
+        check_config_value(key, value, merged[key], what, source)
     merged.update(overrides)
     return merged
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_config_value(key: str, value: Any, default: Any, what: str, source: str = "zoo.get") -> None:
+    """Raises :class:`ConfigValueError` unless ``value`` is of the kind of ``default`` (see the module
+    docstring); the message names the key, the value, where it came from and what is expected."""
+    if default is None:
+        return
+    if isinstance(default, bool):
+        ok, expected = isinstance(value, bool), "true or false"
+    elif _whole(default):
+        low = 1 if default > 0 else (0 if default == 0 else None)
+        ok = _whole(value) and (low is None or value >= low)
+        expected = "a whole number" + (f" >= {low}" if low is not None else "")
+    elif isinstance(default, float):
+        ok, expected = _number(value), "a finite number"
+    elif isinstance(default, str):
+        ok, expected = isinstance(value, str), "a string"
+    elif isinstance(default, list | tuple):
+        ok, expected = isinstance(value, list | tuple), "a list"
+    elif isinstance(default, Mapping):
+        ok, expected = isinstance(value, Mapping), "a mapping"
+    else:
+        return
+    if not ok:
+        raise ConfigValueError(
+            f"{what}: {key}={value!r} (from {source}) must be {expected}, like its default {default!r}"
+        )
 
 
 def describe(name: str) -> dict[str, Any]:
@@ -158,9 +224,7 @@ def get(name: str, weights: str | None = None, **overrides: Any) -> Any:
     """
     spec = get_spec(name)
     config = merge_config(spec.config, overrides, what=f"model {name!r}")
-    model = spec.builder(config)
-    if not model.built:
-        raise RuntimeError(f"builder of {name!r} returned an unbuilt model")
+    model = spec.build(config)
     if weights is not None:
         from zoo.transfer import load_weights
 

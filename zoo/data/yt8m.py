@@ -7,14 +7,26 @@ Formats (official releases):
 * frame level: ``tf.train.SequenceExample`` with context ``id`` and ``labels`` and feature lists ``rgb`` and
   ``audio``: one uint8 byte string per frame (1024 and 128 bytes), 1 frame per second.
 
-The paper's release (v1) used ``video_id``, ``mean_inc3`` / ``inc3`` (1024 features) and 4800 classes:
-pass ``**PAPER_FRAME_LEVEL`` / ``**PAPER_VIDEO_LEVEL``.
+What a record holds (feature names and sizes, id and labels keys, number of classes, frames kept, frame or
+video level) is one :class:`RecordLayout`; readers, writers, the models' input spec and the video task all
+take it. Presets: :data:`FRAME_LEVEL`, :data:`VIDEO_LEVEL` (current release) and :data:`PAPER_FRAME_LEVEL`,
+:data:`PAPER_VIDEO_LEVEL` (the paper's release v1: ``video_id``, ``inc3`` / ``mean_inc3`` 1024, 4800 classes).
 
-Processing is the official one: frame bytes are dequantised (``x = q * 4/255 + 4/512 - 2``), the features
-are concatenated, frames beyond ``max_frames`` are dropped and ``num_frames`` is kept (the minimum over the
-feature lists), padded frames are zeros, and the concatenated vector is L2-normalised per frame (frame
-level) or per video (video level). Batches are ``(inputs, labels)`` with ``inputs = {"features",
-"num_frames", "id"}`` and ``labels`` multi-hot float32 ``[B, num_classes]``.
+Processing follows the official reader (``readers.py``, ``utils.Dequantize``):
+
+* frame bytes are dequantised bit-identically to the official float32 ``q * 4/255 + (4/512 - 2)``;
+* ``num_frames`` is the frame count of the *first* feature list, capped at ``max_frames``. When the lists
+  differ in length (the official data never does), a shorter list's missing frames are zeros in its
+  columns and a longer list's extra frames are dropped, as the official ``resize_axis`` does per list
+  (it keeps the extra frames in rows beyond ``num_frames``; here every row beyond ``num_frames`` is zero);
+* a record whose feature lists are empty has 0 frames (``num_frames`` 0, all-zero features); a feature list
+  that is *absent* is an error (the official parser requires every list);
+* features are concatenated and L2-normalised per frame (frame level) or per video (video level), with
+  frames beyond ``max_frames`` dropped and padded frames zero;
+* labels are optional: a record without the labels key, or with an empty list, has no positive class.
+
+Batches are ``(inputs, labels)`` with ``inputs = {"features", "num_frames", "id"}`` and ``labels``
+multi-hot float32 ``[B, num_classes]``.
 
 Pipelines stream: files are listed once, read with a parallel interleave, records batched *before*
 parsing (batched parsing is several times faster than per-record parsing), never held in memory.
@@ -22,13 +34,15 @@ parsing (batched parsing is several times faster than per-record parsing), never
 Bad data: a record that is not a valid proto, a label id outside ``[0, num_classes)``, a frame or feature
 of the wrong size, a missing id or feature, and a TFRecord file whose framing is truncated or corrupt each
 raise ``tf.errors.InvalidArgumentError`` whose message names the file and the record index (and, for a
-missing key, the keys the record has). With ``skip_bad_records=True`` such records are dropped (with a
-logged warning) and counted in ``bad_record_counter`` (see :func:`make_bad_record_counter`).
+missing key, the keys the record has); :func:`error_message` extracts that line. With
+``skip_bad_records=True`` such records are dropped (with a logged warning) and counted in
+``bad_record_counter`` (see :func:`make_bad_record_counter`).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -36,8 +50,19 @@ import numpy as np
 import tensorflow as tf
 
 from zoo.data import yt8m_features
+from zoo.data.yt8m_layout import (
+    DEFAULT_MAX_FRAMES,
+    DEFAULT_NUM_CLASSES,
+    FRAME_LEVEL,
+    PAPER_FRAME_LEVEL,
+    PAPER_VIDEO_LEVEL,
+    PRESETS,
+    VIDEO_LEVEL,
+    RecordLayout,
+)
 
 __all__ = [
+    "RecordLayout",
     "FRAME_LEVEL",
     "VIDEO_LEVEL",
     "PAPER_FRAME_LEVEL",
@@ -47,6 +72,10 @@ __all__ = [
     "DEFAULT_MAX_FRAMES",
     "list_files",
     "make_bad_record_counter",
+    "count_records",
+    "record_batches",
+    "error_message",
+    "dataset",
     "frame_dataset",
     "video_dataset",
     "parse_frame_batch",
@@ -59,37 +88,10 @@ __all__ = [
     "quantize_frame_records",
 ]
 
-DEFAULT_NUM_CLASSES = 3862  # current release (2018+)
-DEFAULT_MAX_FRAMES = 300  # official reader
-
-#: Current release, frame level (official defaults).
-FRAME_LEVEL: dict[str, Any] = {
-    "num_classes": 3862,
-    "feature_names": ("rgb", "audio"),
-    "feature_sizes": (1024, 128),
-    "id_key": "id",
-    "labels_key": "labels",
-}
-#: Current release, video level.
-VIDEO_LEVEL: dict[str, Any] = {**FRAME_LEVEL, "feature_names": ("mean_rgb", "mean_audio")}
-#: The paper's release (v1, 2016): Inception features only, 4800 classes, ``video_id``.
-PAPER_FRAME_LEVEL: dict[str, Any] = {
-    "num_classes": 4800,
-    "feature_names": ("inc3",),
-    "feature_sizes": (1024,),
-    "id_key": "video_id",
-    "labels_key": "labels",
-}
-PAPER_VIDEO_LEVEL: dict[str, Any] = {**PAPER_FRAME_LEVEL, "feature_names": ("mean_inc3",)}
-PRESETS: dict[str, dict[str, Any]] = {
-    "frame": FRAME_LEVEL,
-    "video": VIDEO_LEVEL,
-    "paper_frame": PAPER_FRAME_LEVEL,
-    "paper_video": PAPER_VIDEO_LEVEL,
-}
-
 _RECORD_OVERHEAD = 16  # TFRecord framing: length (8) + length CRC (4) + data CRC (4)
 _AUTOTUNE = tf.data.AUTOTUNE
+# tf.debugging.Assert's message in a graph (tf.data, tf.function) and eagerly.
+_ASSERTION = re.compile(r"assertion failed: \[(.*)\]|Summarized data: b'(.*)'")
 
 
 # ----------------------------------------------------------------------------------------------- files
@@ -219,43 +221,147 @@ def _skip_invalid(ds: tf.data.Dataset, parse_one, counter: tf.Variable | None) -
     return ds.map(validate, num_parallel_calls=_AUTOTUNE, deterministic=True).ignore_errors(log_warning=True)
 
 
+def count_records(file_pattern: str | Sequence[str], *, skip_bad_records: bool = False) -> int:
+    """Number of records in the files (framing checked, contents not parsed).
+
+    Raises ``ValueError`` naming the file and the record index when a file is truncated or corrupt, unless
+    ``skip_bad_records`` (then the readable records are counted).
+    """
+    files = list_files(file_pattern)
+    sizes = tf.constant([tf.io.gfile.stat(f).length for f in files], tf.int64)
+    ds = tf.data.Dataset.from_tensor_slices((files, sizes)).flat_map(
+        lambda f, size: _file_records(f, size, skip_bad_records, None)
+    )
+    try:
+        return int(ds.reduce(np.int64(0), lambda n, _: n + 1))
+    except tf.errors.OpError as e:
+        raise ValueError(error_message(e)) from None
+
+
+def record_batches(
+    file_pattern: str | Sequence[str],
+    batch_size: int,
+    *,
+    skip_bad_records: bool = False,
+    bad_record_counter: tf.Variable | None = None,
+) -> tf.data.Dataset:
+    """Batches ``(names, records)`` of serialized records in file order, framing checked: ``names`` are
+    ``"<file> record <index>"`` (for error messages), ``records`` go unparsed to e.g. a SavedModel's
+    ``serving_default``. A truncated or corrupt file raises as in :func:`frame_dataset` (or is skipped)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    ds = _record_stream(
+        list_files(file_pattern),
+        shuffle=False,
+        repeat=False,
+        seed=None,
+        shuffle_buffer=1,
+        skip=skip_bad_records,
+        counter=bad_record_counter,
+        num_shards=1,
+        shard_index=0,
+        cycle_length=1,
+    )
+    return ds.batch(batch_size).map(lambda f, i, r: (_record_names(f, i), r))
+
+
+def error_message(error: BaseException) -> str:
+    """The one line that names the file and record of a reader error (an ``InvalidArgumentError`` raised
+    while iterating a pipeline of this module), without TensorFlow's op and graph context."""
+    text = str(getattr(error, "message", None) or error).strip()
+    match = _ASSERTION.search(text)
+    if match:
+        return match.group(1) or match.group(2)
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 # ------------------------------------------------------------------------------------------- checking
+def _entry_keys(serialized: tf.Tensor, message: str, field: str, entry_type: str) -> tf.Tensor:
+    """``[N, E]`` keys of the map ``field`` of each serialized ``message`` in ``serialized [N]`` (padded
+    with ``""``)."""
+    maps = tf.io.decode_proto(serialized, message, [field], [tf.string])
+    entries = maps.values[0]  # [N, E]
+    shape = tf.shape(entries)
+    keys = tf.io.decode_proto(tf.reshape(entries, [-1]), entry_type, ["key"], [tf.string]).values[0]
+    keys = tf.reshape(tf.pad(keys, [[0, 0], [0, 1]])[:, :1], shape)  # a padding entry has no key
+    present = tf.sequence_mask(maps.sizes[:, 0], shape[1])
+    return tf.where(present, keys, "")
+
+
+def _sub_message(serialized: tf.Tensor, message: str, field: str) -> tf.Tensor:
+    """``[N]`` serialized singular sub-message ``field`` of each ``message`` (``""`` when absent)."""
+    parts = tf.io.decode_proto(serialized, message, [field], [tf.string]).values[0]  # [N, 0 or 1]
+    return tf.pad(parts, [[0, 0], [0, 1]])[:, 0]
+
+
 def _keys_of(record: tf.Tensor, sequence: bool) -> tf.Tensor:
     """'context keys [a, b]; feature lists [c]' (or 'keys [...]') of one serialized record, in-graph."""
 
-    def entries(serialized, message, field, entry_type):
-        msgs = tf.io.decode_proto(tf.reshape(serialized, [-1]), message, [field], [tf.string]).values[0]
-        keys = tf.io.decode_proto(tf.reshape(msgs, [-1]), entry_type, ["key"], [tf.string]).values[0]
-        return tf.strings.reduce_join(tf.reshape(keys, [-1]), separator=", ")
+    def joined(keys):
+        keys = tf.boolean_mask(keys[0], tf.not_equal(keys[0], ""))
+        return tf.strings.reduce_join(keys, separator=", ")
 
+    features = "tensorflow.Features", "feature", "tensorflow.Features.FeatureEntry"
     if sequence:
-        parts = tf.io.decode_proto(
-            record[None], "tensorflow.SequenceExample", ["context", "feature_lists"], [tf.string, tf.string]
-        ).values
-        ctx = entries(parts[0], "tensorflow.Features", "feature", "tensorflow.Features.FeatureEntry")
-        fl = entries(
-            parts[1], "tensorflow.FeatureLists", "feature_list", "tensorflow.FeatureLists.FeatureListEntry"
+        ctx = _entry_keys(_sub_message(record[None], "tensorflow.SequenceExample", "context"), *features)
+        fl = _entry_keys(
+            _sub_message(record[None], "tensorflow.SequenceExample", "feature_lists"),
+            "tensorflow.FeatureLists",
+            "feature_list",
+            "tensorflow.FeatureLists.FeatureListEntry",
         )
-        return tf.strings.join(["the record has context keys [", ctx, "] and feature lists [", fl, "]"])
-    feats = tf.io.decode_proto(record[None], "tensorflow.Example", ["features"], [tf.string]).values[0]
-    keys = entries(feats, "tensorflow.Features", "feature", "tensorflow.Features.FeatureEntry")
-    return tf.strings.join(["the record has keys [", keys, "]"])
+        return tf.strings.join(
+            ["the record has context keys [", joined(ctx), "] and feature lists [", joined(fl), "]"]
+        )
+    keys = _entry_keys(_sub_message(record[None], "tensorflow.Example", "features"), *features)
+    return tf.strings.join(["the record has keys [", joined(keys), "]"])
+
+
+def _absent_lists(serialized: tf.Tensor, name: str, length: tf.Tensor) -> tf.Tensor:
+    """bool ``[B]``: the record has no feature list ``name`` at all (an *empty* list is 0 frames, legal).
+
+    Parsing cannot tell the two apart; only records with 0 frames are decoded again to look for the key.
+    """
+    empty = tf.equal(length, 0)
+
+    def look() -> tf.Tensor:
+        rows = tf.where(empty)[:, 0]
+        lists = _sub_message(tf.gather(serialized, rows), "tensorflow.SequenceExample", "feature_lists")
+        keys = _entry_keys(
+            lists, "tensorflow.FeatureLists", "feature_list", "tensorflow.FeatureLists.FeatureListEntry"
+        )
+        absent = tf.logical_not(tf.reduce_any(tf.equal(keys, name), axis=1))
+        return tf.scatter_nd(rows[:, None], absent, tf.shape(empty, out_type=tf.int64))
+
+    return tf.cond(tf.reduce_any(empty), look, lambda: tf.zeros_like(empty))
 
 
 def _assert_rows(bad: tf.Tensor, message_fn) -> tf.Operation:
-    """Asserts no row of ``bad [B]`` is set; the message (built lazily) describes the first bad row."""
+    """Asserts no row of ``bad [B]`` is set; the message (built only when one is) describes the first."""
     any_bad = tf.reduce_any(bad)
-    first = tf.cast(tf.argmax(tf.cast(bad, tf.int32)), tf.int32)
-    message = tf.cond(any_bad, lambda: message_fn(first), lambda: tf.constant(""))
-    return tf.debugging.Assert(tf.logical_not(any_bad), [message], summarize=1)
+
+    def message() -> tf.Tensor:
+        return message_fn(tf.cast(tf.argmax(tf.cast(bad, tf.int32)), tf.int32))
+
+    text = tf.cond(any_bad, message, lambda: tf.constant(""))
+    return tf.debugging.Assert(tf.logical_not(any_bad), [text], summarize=1)
 
 
 def _row_counts(sparse: tf.SparseTensor, batch: tf.Tensor) -> tf.Tensor:
     return tf.math.bincount(tf.cast(sparse.indices[:, 0], tf.int32), minlength=batch, maxlength=batch)
 
 
-def _ids_and_labels(context, records, names, batch, *, id_key, labels_key, num_classes, sequence, hint):
-    """Validates the id and labels of a batch; returns ids [B] and multi-hot labels [B, C] plus assertions."""
+def _context_spec(layout: RecordLayout, with_labels: bool) -> dict[str, Any]:
+    spec = {layout.id_key: tf.io.VarLenFeature(tf.string)}
+    if with_labels:
+        spec[layout.labels_key] = tf.io.VarLenFeature(tf.int64)
+    return spec
+
+
+def _ids_and_labels(context, records, names, batch, layout: RecordLayout, sequence: bool, with_labels: bool):
+    """Validates the ids and labels of a batch; returns ids ``[B]`` and multi-hot labels ``[B, C]`` (or
+    ``None`` without labels). A record without labels, or with an empty list, has an all-zero row."""
+    id_key, num_classes = layout.id_key, layout.num_classes
     id_sparse = context[id_key]
     id_count = _row_counts(id_sparse, batch)
     ids = tf.pad(tf.sparse.to_dense(id_sparse, default_value=""), [[0, 0], [0, 1]])[:, 0]
@@ -271,41 +377,38 @@ def _ids_and_labels(context, records, names, batch, *, id_key, labels_key, num_c
                     tf.strings.as_string(id_count[i]),
                     " values (expected 1); ",
                     _keys_of(records[i], sequence),
-                    hint,
+                    _PAPER_HINT,
                 ]
             ),
         )
     ]
-    labels = context[labels_key]
+    if not with_labels:
+        with tf.control_dependencies(checks):
+            return tf.identity(ids), None
+    labels = context[layout.labels_key]
     bad_value = tf.logical_or(labels.values < 0, labels.values >= num_classes)
-    bad_row = (
-        tf.math.unsorted_segment_max(
-            tf.cast(bad_value, tf.int32), tf.cast(labels.indices[:, 0], tf.int32), batch
+    row_of_value = tf.cast(labels.indices[:, 0], tf.int32)
+    bad_row = tf.math.unsorted_segment_max(tf.cast(bad_value, tf.int32), row_of_value, batch) > 0
+
+    def label_message(i):
+        # Only built when some row is bad, so bad_value is not empty; rows are in order, so the first bad
+        # value belongs to the first bad row.
+        value = tf.gather(labels.values, tf.argmax(tf.cast(bad_value, tf.int32)))
+        return tf.strings.join(
+            [
+                names[i],
+                ": label id ",
+                tf.strings.as_string(value),
+                f" is outside [0, {num_classes}) (num_classes={num_classes})",
+            ]
         )
-        > 0
-    )
-    first_value = tf.gather(labels.values, tf.argmax(tf.cast(bad_value, tf.int32)))
-    checks.append(
-        _assert_rows(
-            bad_row,
-            lambda i: tf.strings.join(
-                [
-                    names[i],
-                    ": label id ",
-                    tf.strings.as_string(first_value),
-                    " is outside [0, ",
-                    str(num_classes),
-                    ") (num_classes=",
-                    str(num_classes),
-                    ")",
-                ]
-            ),
-        )
-    )
+
+    checks.append(_assert_rows(bad_row, label_message))
     with tf.control_dependencies(checks):
-        in_range = tf.sparse.retain(labels, tf.logical_not(bad_value))
-        dense = tf.sparse.to_indicator(in_range, num_classes)
-        return tf.identity(ids), tf.cast(dense, tf.float32)
+        indices = tf.stack([row_of_value, tf.cast(labels.values, tf.int32)], axis=1)
+        in_range = tf.boolean_mask(indices, tf.logical_not(bad_value))
+        dense = tf.scatter_nd(in_range, tf.ones([tf.shape(in_range)[0]], tf.float32), [batch, num_classes])
+        return tf.identity(ids), tf.minimum(dense, 1.0)  # a label listed twice is still 1
 
 
 def _record_names(filenames: tf.Tensor, indices: tf.Tensor) -> tf.Tensor:
@@ -317,9 +420,20 @@ def _default_names(serialized: tf.Tensor) -> tf.Tensor:
 
 
 _PAPER_HINT = (
-    " (the paper-era release uses video_id, inc3 / mean_inc3 and 4800 classes: pass "
-    "**zoo.data.yt8m.PAPER_FRAME_LEVEL or PAPER_VIDEO_LEVEL)"
+    " (the paper-era release uses video_id, inc3 / mean_inc3 and 4800 classes: "
+    "layout=zoo.data.yt8m.PAPER_FRAME_LEVEL or PAPER_VIDEO_LEVEL)"
 )
+
+
+def _check_level(layout: RecordLayout, frame_level: bool, where: str) -> None:
+    if not isinstance(layout, RecordLayout):
+        raise TypeError(f"{where}: layout must be a zoo.data.yt8m.RecordLayout, got {layout!r}")
+    if layout.frame_level != frame_level:
+        other = "video" if frame_level else "frame"
+        raise ValueError(
+            f"{where} reads {'frame' if frame_level else 'video'}-level records, but the layout is "
+            f"{other}-level ({layout}); use the {other}-level reader"
+        )
 
 
 # --------------------------------------------------------------------------------------------- parsing
@@ -327,77 +441,69 @@ def parse_frame_batch(
     serialized: tf.Tensor,
     names: tf.Tensor | None = None,
     *,
-    max_frames: int = DEFAULT_MAX_FRAMES,
-    num_classes: int = DEFAULT_NUM_CLASSES,
-    feature_names: Sequence[str] = ("rgb", "audio"),
-    feature_sizes: Sequence[int] = (1024, 128),
-    id_key: str = "id",
-    labels_key: str = "labels",
+    layout: RecordLayout = FRAME_LEVEL,
+    with_labels: bool = True,
     num_samples: int | None = None,
     sample_seed: tf.Tensor | None = None,
     normalize: bool = True,
     dequantize: bool = True,
     jit_compile: bool = False,
-) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+) -> tuple[dict[str, tf.Tensor], tf.Tensor | None]:
     """Parses a batch of serialized frame-level SequenceExamples (also usable in serving signatures).
 
     Returns ``({"features": [B, T, D], "num_frames": int32 [B], "id": string [B]}, labels [B, C])`` with
-    ``T = max_frames`` (or ``num_samples`` when sampling) and ``D = sum(feature_sizes)``.
+    ``T = layout.max_frames`` (or ``num_samples`` when sampling) and ``D = layout.feature_size``.
 
     Args:
+      serialized: string ``[B]`` (or any shape, flattened).
       names: ``[B]`` strings used in error messages (default ``"record <i>"``).
+      layout: the record layout (frame level).
+      with_labels: parse and check the labels; ``False`` (serving) ignores them and returns ``None``.
       num_samples: if set, each video's frames are replaced by ``num_samples`` frames drawn uniformly with
         replacement from its real frames (official ``SampleRandomFrames``); ``num_frames`` becomes
         ``num_samples`` (0 stays 0). Needs ``sample_seed`` (an int32 ``[2]`` stateless seed).
-      normalize: L2-normalise each frame (official); ``False`` returns dequantised raw features.
-      dequantize: ``False`` returns the uint8 codes (padding frames are code 0) so that
+      normalize: L2-normalise each frame (the concatenated features); ``False`` returns dequantised raw
+        features, bit-identical to the official reader's.
+      dequantize: ``False`` returns the uint8 codes (padding frames are code 0) and ``"feature_mask"``
+        (bool ``[B, T, F]``: which codes are real, per frame and feature list) so that
         :func:`dequantize_frames` can run on the accelerator, inside the model: the float output is ~6x
         larger than the records and writing it dominates CPU input cost.
       jit_compile: dequantise + normalise with XLA (one fused pass; ``frame_dataset`` does). Off by default
         for serving signatures.
     """
-    _check_feature_spec(feature_names, feature_sizes)
+    _check_level(layout, True, "parse_frame_batch")
     serialized = tf.reshape(tf.convert_to_tensor(serialized, tf.string), [-1])
     names = _default_names(serialized) if names is None else tf.reshape(names, [-1])
     batch = tf.shape(serialized)[0]
+    max_frames = layout.max_frames
     # Ragged string features: one string per real frame (dense string lists would add a padding string
     # per missing frame and a copy of every frame when sliced).
     context, lists, _ = tf.io.parse_sequence_example(
         serialized,
-        context_features={id_key: tf.io.VarLenFeature(tf.string), labels_key: tf.io.VarLenFeature(tf.int64)},
-        sequence_features={n: tf.io.RaggedFeature(tf.string) for n in feature_names},
+        context_features=_context_spec(layout, with_labels),
+        sequence_features={n: tf.io.RaggedFeature(tf.string) for n in layout.feature_names},
         example_names=names,
     )
-    ids, labels = _ids_and_labels(
-        context,
-        serialized,
-        names,
-        batch,
-        id_key=id_key,
-        labels_key=labels_key,
-        num_classes=num_classes,
-        sequence=True,
-        hint=_PAPER_HINT,
-    )
+    ids, labels = _ids_and_labels(context, serialized, names, batch, layout, True, with_labels)
     checks = []
-    lengths = [tf.cast(lists[name].row_lengths(), tf.int32) for name in feature_names]
-    for name, length in zip(feature_names, lengths, strict=True):
+    lengths = [tf.cast(lists[name].row_lengths(), tf.int32) for name in layout.feature_names]
+    for name, length in zip(layout.feature_names, lengths, strict=True):
         checks.append(
             _assert_rows(
-                tf.equal(length, 0),
+                _absent_lists(serialized, name, length),
                 lambda i, name=name: tf.strings.join(
                     [
                         names[i],
                         ": feature list ",
                         name,
-                        " is missing or empty; ",
+                        " is missing; ",
                         _keys_of(serialized[i], True),
                         _PAPER_HINT,
                     ]
                 ),
             )
         )
-    for name, size in zip(feature_names, feature_sizes, strict=True):
+    for name, size in zip(layout.feature_names, layout.feature_sizes, strict=True):
         frames = lists[name]
         bad = tf.not_equal(tf.strings.length(frames.flat_values), size)  # one check per frame, vectorised
         checks.append(
@@ -408,35 +514,33 @@ def parse_frame_batch(
                 ),
             )
         )
-    total = sum(feature_sizes)
+    # Official: num_frames is the first feature list's frame count, capped at max_frames.
+    num_frames = tf.minimum(lengths[0], max_frames)
     with tf.control_dependencies(checks):
-        # num_frames: the minimum over the feature lists; frames are stored [sum(num_frames), D].
-        codes, num_frames = _concat_frames(lists, feature_names, feature_sizes, lengths)
-    ragged = tf.RaggedTensor.from_row_lengths(codes, num_frames, validate=False)
-    # One pass: truncates to max_frames and pads with code 0.
-    quantized = ragged.to_tensor(shape=[None, max_frames, total])
-    num_frames = tf.minimum(num_frames, max_frames)
+        quantized, feature_frames = _frame_codes(lists, layout, lengths, num_frames)
+    valid = tf.range(max_frames)[None, :, None] < feature_frames[:, None, :]  # [B, T, F]
     if num_samples is None:
         length_out = max_frames
-        valid = tf.sequence_mask(num_frames, max_frames)
     else:
         if sample_seed is None:
             raise ValueError("parse_frame_batch: num_samples needs a sample_seed (int32 [2])")
         length_out = num_samples
-        valid = tf.broadcast_to((num_frames > 0)[:, None], [batch, num_samples])
         # Official SampleRandomFrames: floor(U[0, 1) * num_frames), so only real frames are drawn.
         u = tf.random.stateless_uniform([batch, num_samples], seed=sample_seed)
         index = tf.cast(tf.floor(u * tf.cast(num_frames, tf.float32)[:, None]), tf.int32)
         index = tf.clip_by_value(index, 0, tf.maximum(num_frames[:, None] - 1, 0))
         quantized = tf.gather(quantized, index, batch_dims=1)
+        valid = tf.gather(valid, index, batch_dims=1)  # an empty video draws frame 0, which is not valid
         num_frames = tf.where(num_frames > 0, num_samples, 0)
+    inputs = {"num_frames": num_frames, "id": ids}
     if not dequantize:
-        features = quantized
+        inputs["features"] = tf.ensure_shape(quantized, [None, length_out, layout.feature_size])
+        inputs["feature_mask"] = valid
     else:
         dequantize_fn = _dequantize_frames_xla if jit_compile else _dequantize_frames
-        features = dequantize_fn(quantized, valid, normalize)
-    features = tf.ensure_shape(features, [None, length_out, total])
-    return {"features": features, "num_frames": num_frames, "id": ids}, labels
+        features = dequantize_fn(quantized, valid, layout.feature_sizes, normalize)
+        inputs["features"] = tf.ensure_shape(features, [None, length_out, layout.feature_size])
+    return inputs, labels
 
 
 def _bad_frame_message(name_of_record, row, bad, row_start, feature, size) -> tf.Tensor:
@@ -460,73 +564,63 @@ def _bad_frame_message(name_of_record, row, bad, row_start, feature, size) -> tf
     )
 
 
-def _concat_frames(lists, feature_names, feature_sizes, lengths) -> tuple[tf.Tensor, tf.Tensor]:
-    """uint8 ``[sum(num_frames), D]`` (the features of each real frame, concatenated) and ``num_frames``
-    (the minimum frame count over the feature lists). When the lists are of different lengths, the frames
-    beyond the shortest are dropped (one gather, only then)."""
+def _frame_codes(lists, layout: RecordLayout, lengths, num_frames) -> tuple[tf.Tensor, tf.Tensor]:
+    """uint8 ``[B, max_frames, D]`` codes (code 0 where no frame) and int32 ``[B, F]`` frames per feature
+    list kept, ``min(length of that list, num_frames)``. When every list has ``num_frames`` frames (the
+    official data), one concatenation of the flat frames and one padding pass; otherwise each list is
+    padded or cut to ``num_frames`` on its own, as the official ``resize_axis`` does."""
+    max_frames = layout.max_frames
     decoded = [
         tf.io.decode_raw(lists[name].flat_values, tf.uint8, fixed_length=size)
-        for name, size in zip(feature_names, feature_sizes, strict=True)
+        for name, size in zip(layout.feature_names, layout.feature_sizes, strict=True)
     ]
-    num_frames = lengths[0]
-    for length in lengths[1:]:
-        num_frames = tf.minimum(num_frames, length)
+    feature_frames = tf.stack([tf.minimum(length, num_frames) for length in lengths], axis=1)
+
+    def padded(codes, length, size):
+        ragged = tf.RaggedTensor.from_row_lengths(codes, length, validate=False)
+        return ragged.to_tensor(shape=[None, max_frames, size])  # truncates to max_frames, pads code 0
+
     if len(decoded) == 1:
-        return decoded[0], num_frames
+        return padded(decoded[0], lengths[0], layout.feature_sizes[0]), feature_frames
 
     def same():
-        return tf.concat(decoded, axis=-1)
+        return padded(tf.concat(decoded, axis=-1), lengths[0], layout.feature_size)
 
-    def trimmed():
-        # Flat index of frame j of record b in each feature: row_start[b] + j, for j < num_frames[b].
-        keep = tf.RaggedTensor.from_row_lengths(tf.range(tf.reduce_sum(num_frames)), num_frames)
-        offsets = keep.flat_values - tf.gather(keep.row_starts(), keep.value_rowids())
+    def each():
         parts = []
-        for name, frames in zip(feature_names, decoded, strict=True):
-            starts = tf.cast(lists[name].row_starts(), tf.int32)
-            parts.append(tf.gather(frames, tf.gather(starts, keep.value_rowids()) + offsets))
+        for f, (codes, length, size) in enumerate(zip(decoded, lengths, layout.feature_sizes, strict=True)):
+            keep = tf.range(max_frames)[None, :] < feature_frames[:, f : f + 1]
+            parts.append(padded(codes, length, size) * tf.cast(keep, tf.uint8)[:, :, None])
         return tf.concat(parts, axis=-1)
 
-    equal = tf.reduce_all([tf.reduce_all(tf.equal(length, num_frames)) for length in lengths])
-    return tf.cond(equal, same, trimmed), num_frames
+    equal = tf.reduce_all([tf.reduce_all(tf.equal(length, lengths[0])) for length in lengths[1:]])
+    return tf.cond(equal, same, each), feature_frames
 
 
 def parse_video_batch(
     serialized: tf.Tensor,
     names: tf.Tensor | None = None,
     *,
-    num_classes: int = DEFAULT_NUM_CLASSES,
-    feature_names: Sequence[str] = ("mean_rgb", "mean_audio"),
-    feature_sizes: Sequence[int] = (1024, 128),
-    id_key: str = "id",
-    labels_key: str = "labels",
+    layout: RecordLayout = VIDEO_LEVEL,
+    with_labels: bool = True,
     normalize: bool = True,
-) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+) -> tuple[dict[str, tf.Tensor], tf.Tensor | None]:
     """Parses a batch of serialized video-level Examples (also usable in serving signatures).
 
     Returns ``({"features": [B, D], "num_frames": int32 [B] (all 1), "id": string [B]}, labels [B, C])``;
-    ``features`` is the concatenation of ``feature_names``, L2-normalised per video when ``normalize``.
+    ``features`` is the concatenation of ``layout.feature_names``, L2-normalised per video when
+    ``normalize``. ``with_labels=False`` (serving) ignores the labels and returns ``None`` for them.
     """
-    _check_feature_spec(feature_names, feature_sizes)
+    _check_level(layout, False, "parse_video_batch")
     serialized = tf.reshape(tf.convert_to_tensor(serialized, tf.string), [-1])
     names = _default_names(serialized) if names is None else tf.reshape(names, [-1])
     batch = tf.shape(serialized)[0]
-    spec = {id_key: tf.io.VarLenFeature(tf.string), labels_key: tf.io.VarLenFeature(tf.int64)}
-    spec.update({n: tf.io.RaggedFeature(tf.float32) for n in feature_names})
+    spec = _context_spec(layout, with_labels)
+    spec.update({n: tf.io.RaggedFeature(tf.float32) for n in layout.feature_names})
     parsed = tf.io.parse_example(serialized, spec, example_names=names)
-    ids, labels = _ids_and_labels(
-        parsed,
-        serialized,
-        names,
-        batch,
-        id_key=id_key,
-        labels_key=labels_key,
-        num_classes=num_classes,
-        sequence=False,
-        hint=_PAPER_HINT,
-    )
+    ids, labels = _ids_and_labels(parsed, serialized, names, batch, layout, False, with_labels)
     checks, parts = [], []
-    for name, size in zip(feature_names, feature_sizes, strict=True):
+    for name, size in zip(layout.feature_names, layout.feature_sizes, strict=True):
         values = parsed[name]
         count = tf.cast(values.row_lengths(), tf.int32)
         checks.append(
@@ -551,56 +645,62 @@ def parse_video_batch(
         parts.append(values)
     with tf.control_dependencies(checks):
         dense = [
-            tf.reshape(p.flat_values, [batch, size]) for p, size in zip(parts, feature_sizes, strict=True)
+            tf.reshape(p.flat_values, [batch, size])
+            for p, size in zip(parts, layout.feature_sizes, strict=True)
         ]
     features = tf.concat(dense, axis=-1) if len(dense) > 1 else dense[0]
     if normalize:
         features = tf.math.l2_normalize(features, axis=-1)
-    features = tf.ensure_shape(features, [None, sum(feature_sizes)])
+    features = tf.ensure_shape(features, [None, layout.feature_size])
     return {"features": features, "num_frames": tf.ones([batch], tf.int32), "id": ids}, labels
 
 
-def dequantize_frames(quantized: tf.Tensor, num_frames: tf.Tensor, normalize: bool = True) -> tf.Tensor:
+def dequantize_frames(
+    quantized: tf.Tensor,
+    num_frames: tf.Tensor,
+    normalize: bool = True,
+    *,
+    feature_mask: tf.Tensor | None = None,
+    layout: RecordLayout | None = None,
+) -> tf.Tensor:
     """uint8 codes ``[B, T, D]`` (from ``dequantize=False``) -> the float features the default pipeline
     yields: dequantised, zero beyond ``num_frames``, L2-normalised per frame. Pure TF ops, so it also runs
-    on a GPU inside a model or a ``tf.function``."""
-    valid = tf.sequence_mask(num_frames, tf.shape(quantized)[1])
-    return _dequantize_frames(quantized, valid, normalize)
+    on a GPU inside a model or a ``tf.function``.
 
-
-def _dequantize_frames(quantized: tf.Tensor, valid: tf.Tensor, normalize: bool) -> tf.Tensor:
-    """uint8 ``[B, T, D]`` -> dequantised (official formula), zero where ``valid`` is False, optionally
-    L2-normalised per frame (as ``tf.math.l2_normalize``), with as few passes over the float output as
-    possible (it is ~6x larger than the records).
-
-    x = a q + b = a (q - c) with c = -b / a, so ||x||^2 = a^2 sum((q - c)^2): no cancellation.
+    Pass the pipeline's ``feature_mask`` (bool ``[B, T, F]``) with its ``layout`` to zero the frames a
+    shorter feature list lacks; without it every feature is taken as ``num_frames`` long.
     """
-    a, b = yt8m_features.dequantization_coefficients()
-    centred = tf.cast(quantized, tf.float32) - (-b / a)
-    mask = tf.cast(valid, tf.float32)
+    if feature_mask is None:
+        valid = tf.sequence_mask(num_frames, tf.shape(quantized)[1])[:, :, None]
+        return _dequantize_frames(quantized, valid, (int(quantized.shape[-1]),), normalize)
+    if layout is None:
+        raise ValueError("dequantize_frames: feature_mask needs the layout (its feature_sizes)")
+    return _dequantize_frames(quantized, feature_mask, layout.feature_sizes, normalize)
+
+
+def _dequantize_frames(
+    quantized: tf.Tensor, valid: tf.Tensor, feature_sizes: Sequence[int], normalize: bool
+) -> tf.Tensor:
+    """uint8 ``[B, T, D]`` -> official dequantisation (a lookup: bit-identical, see
+    :func:`zoo.data.yt8m_features.dequantization_table`), zero where ``valid [B, T, F]`` is False (F
+    feature lists of ``feature_sizes``), optionally L2-normalised per frame (as ``tf.math.l2_normalize``)."""
+    table = tf.constant(yt8m_features.dequantization_table())
+    x = tf.gather(table, tf.cast(quantized, tf.int32))
+    if len(feature_sizes) == 1:
+        mask = valid
+    else:  # feature list of each column
+        mask = tf.gather(valid, np.repeat(np.arange(len(feature_sizes)), feature_sizes), axis=2)
+    x = tf.where(mask, x, 0.0)
     if normalize:
-        sum_sq = (a * a) * tf.reduce_sum(tf.square(centred), axis=-1)
-        mask = mask * tf.math.rsqrt(tf.maximum(sum_sq, 1e-12))
-    return centred * (a * mask)[..., None]
+        x = x * tf.math.rsqrt(tf.maximum(tf.reduce_sum(tf.square(x), axis=-1, keepdims=True), 1e-12))
+    return x
 
 
-# XLA fuses the cast, the norm and the scaling into two loops over the [B, T, D] block: the float output is
-# written once instead of four times (it is ~6x larger than the records, and on CPU each pass costs about
-# as much as parsing). Compiled once per input shape (in tf.data: full batches, then the last one). Kept
-# out of serving signatures (``jit_compile=False`` there): not every model server has the XLA JIT.
+# XLA fuses the lookup, the mask and the norm into two loops over the [B, T, D] block: the float output is
+# written once instead of several times (it is ~6x larger than the records, and on CPU each pass costs
+# about as much as parsing). Compiled once per input shape (in tf.data: full batches, then the last one).
+# Kept out of serving signatures (``jit_compile=False`` there): not every model server has the XLA JIT.
 _dequantize_frames_xla = tf.function(_dequantize_frames, jit_compile=True, reduce_retracing=False)
-
-
-def _check_feature_spec(feature_names: Sequence[str], feature_sizes: Sequence[int]) -> None:
-    if isinstance(feature_names, str) or isinstance(feature_sizes, int):
-        raise TypeError(
-            f"feature_names and feature_sizes must be sequences, got {feature_names!r}, {feature_sizes!r}"
-        )
-    if len(feature_names) != len(feature_sizes) or not feature_names:
-        raise ValueError(
-            f"feature_names {tuple(feature_names)} and feature_sizes {tuple(feature_sizes)} must "
-            "be non-empty and of the same length"
-        )
 
 
 # -------------------------------------------------------------------------------------------- datasets
@@ -655,12 +755,8 @@ def _dataset(
 def frame_dataset(
     file_pattern: str | Sequence[str],
     batch_size: int,
-    max_frames: int = DEFAULT_MAX_FRAMES,
-    num_classes: int = DEFAULT_NUM_CLASSES,
-    feature_names: Sequence[str] = ("rgb", "audio"),
-    feature_sizes: Sequence[int] = (1024, 128),
-    id_key: str = "id",
-    labels_key: str = "labels",
+    layout: RecordLayout = FRAME_LEVEL,
+    *,
     num_samples: int | None = None,
     shuffle: bool = False,
     repeat: bool = False,
@@ -678,26 +774,22 @@ def frame_dataset(
 ) -> tf.data.Dataset:
     """Batches of frame-level SequenceExamples: ``({"features" [B, T, D], "num_frames", "id"}, labels)``.
 
-    ``T = max_frames`` (official 300), or ``num_samples`` when frames are sampled with replacement from the
-    real frames (training only; deterministic given ``seed``: the stateless seed is ``(seed, batch index)``).
-    ``file_pattern``: glob, comma-separated globs, list, or directory (``<dir>/*.tfrecord``).
+    ``T = layout.max_frames`` (official 300), or ``num_samples`` when frames are sampled with replacement
+    from the real frames (training only; deterministic given ``seed``: the stateless seed is ``(seed, batch
+    index)``). ``file_pattern``: glob, comma-separated globs, list, or directory (``<dir>/*.tfrecord``).
     ``num_shards`` / ``shard_index`` shard the *files* (multi-worker input). See the module docstring for
-    errors and ``skip_bad_records``. ``dequantize=False`` yields uint8 codes for
+    errors and ``skip_bad_records``. ``dequantize=False`` yields uint8 codes and a ``feature_mask`` for
     :func:`dequantize_frames` on the accelerator (see :func:`parse_frame_batch`).
     """
-    if max_frames < 1 or (num_samples is not None and num_samples < 1):
-        raise ValueError(f"max_frames and num_samples must be >= 1, got {max_frames}, {num_samples}")
+    _check_level(layout, True, "frame_dataset")
+    if num_samples is not None and num_samples < 1:
+        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
 
     def parse(records, names, sample_seed):
         return parse_frame_batch(
             records,
             names,
-            max_frames=max_frames,
-            num_classes=num_classes,
-            feature_names=feature_names,
-            feature_sizes=feature_sizes,
-            id_key=id_key,
-            labels_key=labels_key,
+            layout=layout,
             num_samples=num_samples,
             sample_seed=sample_seed if num_samples else None,
             normalize=normalize,
@@ -726,11 +818,8 @@ def frame_dataset(
 def video_dataset(
     file_pattern: str | Sequence[str],
     batch_size: int,
-    num_classes: int = DEFAULT_NUM_CLASSES,
-    feature_names: Sequence[str] = ("mean_rgb", "mean_audio"),
-    feature_sizes: Sequence[int] = (1024, 128),
-    id_key: str = "id",
-    labels_key: str = "labels",
+    layout: RecordLayout = VIDEO_LEVEL,
+    *,
     shuffle: bool = False,
     repeat: bool = False,
     drop_remainder: bool = False,
@@ -744,20 +833,13 @@ def video_dataset(
     cycle_length: int = 8,
     prefetch: int = _AUTOTUNE,
 ) -> tf.data.Dataset:
-    """Batches of video-level Examples: ``({"features" [B, D], "num_frames" (ones), "id"}, labels)``."""
+    """Batches of video-level Examples: ``({"features" [B, D], "num_frames" (ones), "id"}, labels)``;
+    options as :func:`frame_dataset`."""
+    _check_level(layout, False, "video_dataset")
 
     def parse(records, names, sample_seed):
         del sample_seed
-        return parse_video_batch(
-            records,
-            names,
-            num_classes=num_classes,
-            feature_names=feature_names,
-            feature_sizes=feature_sizes,
-            id_key=id_key,
-            labels_key=labels_key,
-            normalize=normalize,
-        )
+        return parse_video_batch(records, names, layout=layout, normalize=normalize)
 
     return _dataset(
         file_pattern,
@@ -777,29 +859,39 @@ def video_dataset(
     )
 
 
+def dataset(
+    file_pattern: str | Sequence[str], batch_size: int, layout: RecordLayout, **options: Any
+) -> tf.data.Dataset:
+    """:func:`frame_dataset` or :func:`video_dataset`, as ``layout.frame_level`` says."""
+    reader = frame_dataset if layout.frame_level else video_dataset
+    return reader(file_pattern, batch_size, layout, **options)
+
+
 # --------------------------------------------------------------------------------------------- writing
 def _bytes_feature(values: Iterable[bytes]) -> tf.train.Feature:
     return tf.train.Feature(bytes_list=tf.train.BytesList(value=list(values)))
 
 
-def _context(video_id: str | bytes, labels: Iterable[int], id_key: str, labels_key: str) -> dict:
+def _context(video_id: str | bytes, labels: Iterable[int] | None, layout: RecordLayout) -> dict:
     vid = video_id.encode() if isinstance(video_id, str) else bytes(video_id)
-    return {
-        id_key: _bytes_feature([vid]),
-        labels_key: tf.train.Feature(int64_list=tf.train.Int64List(value=[int(x) for x in labels])),
-    }
+    context = {layout.id_key: _bytes_feature([vid])}
+    if labels is not None:
+        values = [int(x) for x in labels]
+        context[layout.labels_key] = tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+    return context
 
 
 def frame_example(
     video_id: str | bytes,
-    labels: Iterable[int],
+    labels: Iterable[int] | None,
     features: Mapping[str, Any],
-    id_key: str = "id",
-    labels_key: str = "labels",
+    layout: RecordLayout = FRAME_LEVEL,
 ) -> bytes:
-    """A serialized frame-level SequenceExample. ``features[name]`` is ``[T, size]``: uint8 codes are
-    written as they are, floats are quantised with :func:`zoo.data.yt8m_features.quantize` (the converter
-    for users bringing their own float features)."""
+    """A serialized frame-level SequenceExample with ``layout``'s id and labels keys (``labels=None``
+    writes no labels key: an inference request). ``features[name]`` is ``[T, size]`` (T may be 0): uint8
+    codes are written as they are, floats are quantised with :func:`zoo.data.yt8m_features.quantize` (the
+    converter for users bringing their own float features). Contents are not checked against the layout,
+    so tests can write bad records."""
     lists = {}
     for name, frames in features.items():
         frames = np.asarray(frames)
@@ -810,7 +902,7 @@ def frame_example(
         codes = frames if frames.dtype == np.uint8 else yt8m_features.quantize(frames)
         lists[name] = tf.train.FeatureList(feature=[_bytes_feature([row.tobytes()]) for row in codes])
     example = tf.train.SequenceExample(
-        context=tf.train.Features(feature=_context(video_id, labels, id_key, labels_key)),
+        context=tf.train.Features(feature=_context(video_id, labels, layout)),
         feature_lists=tf.train.FeatureLists(feature_list=lists),
     )
     return example.SerializeToString()
@@ -818,13 +910,13 @@ def frame_example(
 
 def video_example(
     video_id: str | bytes,
-    labels: Iterable[int],
+    labels: Iterable[int] | None,
     features: Mapping[str, Any],
-    id_key: str = "id",
-    labels_key: str = "labels",
+    layout: RecordLayout = VIDEO_LEVEL,
 ) -> bytes:
-    """A serialized video-level Example with float features (e.g. ``mean_rgb`` [1024])."""
-    feature = _context(video_id, labels, id_key, labels_key)
+    """A serialized video-level Example with float features (e.g. ``mean_rgb`` [1024]) and ``layout``'s
+    id and labels keys (``labels=None``: no labels key)."""
+    feature = _context(video_id, labels, layout)
     for name, values in features.items():
         flat = np.asarray(values, dtype=np.float32).reshape(-1)
         feature[name] = tf.train.Feature(float_list=tf.train.FloatList(value=flat.tolist()))
@@ -859,43 +951,34 @@ def _shard_paths(path: str, num_shards: int) -> list[str]:
 def write_synthetic(
     path: str,
     num_videos: int,
-    frame_level: bool,
-    num_classes: int = DEFAULT_NUM_CLASSES,
+    layout: RecordLayout = FRAME_LEVEL,
     seed: int = 0,
     *,
     num_shards: int = 1,
-    feature_names: Sequence[str] | None = None,
-    feature_sizes: Sequence[int] | None = None,
-    id_key: str = "id",
-    labels_key: str = "labels",
     frames: tuple[int, int] = (20, 120),
     max_labels: int = 3,
     unlabeled_fraction: float = 0.05,
     signal: float = 0.15,
     noise: float = 0.5,
 ) -> list[str]:
-    """Writes a synthetic YouTube-8M data set with learnable class structure; returns the shard paths.
+    """Writes a synthetic YouTube-8M data set in ``layout`` with learnable class structure; returns the
+    shard paths.
 
     Each class c has a random prototype direction ``p_c`` (entries ``N(0, signal^2)`` in the concatenated
     raw feature space). A video gets 1..``max_labels`` labels drawn from a skewed (Zipf-like) class
     distribution (a fraction ``unlabeled_fraction`` gets none), a centre ``sum_c p_c + N(0, (noise/2)^2)``
     and, at frame level, ``T ~ U[frames]`` frames ``centre + N(0, noise^2)``, quantised to uint8 as in the
-    release. Video-level records hold the means of the dequantised frames (``mean_<name>``) like the
-    release. With ``num_shards > 1`` the files are ``<stem>-00000-of-0000N.tfrecord``.
+    release. Video-level records hold the means of the dequantised frames like the release. With
+    ``num_shards > 1`` the files are ``<stem>-00000-of-0000N.tfrecord``.
     """
-    if frame_level:
-        names = tuple(feature_names or ("rgb", "audio"))
-    else:
-        names = tuple(feature_names or ("mean_rgb", "mean_audio"))
-    sizes = tuple(feature_sizes or (1024, 128))
-    _check_feature_spec(names, sizes)
     if num_videos < 0 or num_shards < 1 or not 1 <= frames[0] <= frames[1]:
         raise ValueError(
             f"bad write_synthetic arguments: num_videos={num_videos}, num_shards={num_shards}, "
             f"frames={frames}"
         )
     rng = np.random.default_rng(seed)
-    dim = sum(sizes)
+    num_classes, sizes = layout.num_classes, layout.feature_sizes
+    dim = layout.feature_size
     prototypes = rng.normal(0.0, signal, size=(num_classes, dim)).astype(np.float32)
     popularity = 1.0 / np.sqrt(np.arange(1, num_classes + 1))
     popularity /= popularity.sum()
@@ -915,13 +998,13 @@ def write_synthetic(
             t = int(rng.integers(frames[0], frames[1] + 1))
             codes = yt8m_features.quantize(centre[None, :] + rng.normal(0.0, noise, size=(t, dim)))
             vid = f"synth{v:07d}"
-            if frame_level:
-                feats = dict(zip(names, np.split(codes, splits, axis=1), strict=True))
-                yield frame_example(vid, labels, feats, id_key=id_key, labels_key=labels_key)
+            if layout.frame_level:
+                feats = dict(zip(layout.feature_names, np.split(codes, splits, axis=1), strict=True))
+                yield frame_example(vid, labels, feats, layout)
             else:
                 mean = yt8m_features.dequantize(codes).mean(axis=0)
-                feats = dict(zip(names, np.split(mean, splits), strict=True))
-                yield video_example(vid, labels, feats, id_key=id_key, labels_key=labels_key)
+                feats = dict(zip(layout.feature_names, np.split(mean, splits), strict=True))
+                yield video_example(vid, labels, feats, layout)
 
     return [write_records(p, videos(i)) for i, p in enumerate(paths)]
 
@@ -929,34 +1012,44 @@ def write_synthetic(
 def quantize_frame_records(
     input_pattern: str | Sequence[str],
     output_path: str,
-    feature_names: Sequence[str] = ("rgb", "audio"),
+    layout: RecordLayout = FRAME_LEVEL,
     min_value: float = yt8m_features.QUANT_MIN,
     max_value: float = yt8m_features.QUANT_MAX,
 ) -> str:
-    """Converter: frame-level SequenceExamples whose feature lists hold *float* lists per frame -> the
-    release's quantised format (one uint8 byte string per frame). Other keys are copied unchanged.
-    Streams record by record; writes ``output_path`` atomically. Errors name the file and record index."""
+    """Converter: frame-level SequenceExamples whose feature lists (``layout.feature_names``) hold *float*
+    lists per frame -> the release's quantised format (one uint8 byte string per frame). Other keys are
+    copied unchanged. Streams record by record; writes ``output_path`` atomically. Errors (also a truncated
+    or corrupt input file) name the file and record index."""
 
     def converted():
         for filename in list_files(input_pattern):
-            for index, raw in enumerate(tf.data.TFRecordDataset(filename).as_numpy_iterator()):
-                example = tf.train.SequenceExample.FromString(raw)
-                for name in feature_names:
-                    if name not in example.feature_lists.feature_list:
-                        raise ValueError(
-                            f"{filename} record {index}: feature list {name!r} not found; the record has "
-                            f"{sorted(example.feature_lists.feature_list)}"
-                        )
-                    flist = example.feature_lists.feature_list[name]
-                    rows = [np.asarray(f.float_list.value, np.float32) for f in flist.feature]
-                    if any(f.WhichOneof("kind") != "float_list" for f in flist.feature):
-                        raise ValueError(
-                            f"{filename} record {index}: feature list {name!r} is not float lists"
-                        )
-                    codes = yt8m_features.quantize(np.stack(rows), min_value, max_value) if rows else []
-                    del flist.feature[:]
-                    for row in codes:
-                        flist.feature.add().bytes_list.value.append(row.tobytes())
-                yield example.SerializeToString()
+            for names, records in record_batches(filename, 64).as_numpy_iterator():
+                for name_of_record, raw in zip(names, records, strict=True):
+                    yield _quantized(name_of_record.decode(), raw, layout, min_value, max_value)
 
-    return write_records(output_path, converted())
+    try:
+        return write_records(output_path, converted())
+    except tf.errors.OpError as e:
+        raise ValueError(error_message(e)) from None
+
+
+def _quantized(name_of_record: str, raw: bytes, layout: RecordLayout, min_value, max_value) -> bytes:
+    try:
+        example = tf.train.SequenceExample.FromString(raw)
+    except Exception as e:  # protobuf's DecodeError
+        raise ValueError(f"{name_of_record}: not a SequenceExample ({e})") from None
+    for name in layout.feature_names:
+        if name not in example.feature_lists.feature_list:
+            raise ValueError(
+                f"{name_of_record}: feature list {name!r} not found; the record has "
+                f"{sorted(example.feature_lists.feature_list)}"
+            )
+        flist = example.feature_lists.feature_list[name]
+        if any(f.WhichOneof("kind") != "float_list" for f in flist.feature):
+            raise ValueError(f"{name_of_record}: feature list {name!r} is not float lists")
+        rows = [np.asarray(f.float_list.value, np.float32) for f in flist.feature]
+        codes = yt8m_features.quantize(np.stack(rows), min_value, max_value) if rows else []
+        del flist.feature[:]
+        for row in codes:
+            flist.feature.add().bytes_list.value.append(row.tobytes())
+    return example.SerializeToString()

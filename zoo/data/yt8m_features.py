@@ -3,7 +3,11 @@
 * 8-bit quantisation and its inverse, exactly as the official starter code (google/youtube-8m
   ``utils.Dequantize`` and the feature extractor's ``quantize``): with range [-2, 2],
   ``q = round((clip(x, -2, 2) + 2) * 255 / 4)`` and ``x = q * 4/255 + (4/512 - 2)``
-  (q = 0 -> -1.9921875, q = 255 -> 2.0078125).
+  (q = 0 -> -1.9921875, q = 255 -> 2.0078125). The official code evaluates the inverse in float32, one
+  rounding after the product and one after the sum; :func:`dequantization_table` holds those 256 values
+  and every dequantiser here looks codes up in it, so the result is bit-identical on any backend (XLA on
+  CPU fuses ``q * a + b`` into one fused multiply-add, which rounds once and differs by one ulp on 157 of
+  the 256 codes).
 * Video-level statistics over the *real* frames of a video: [mean; std; top-K per dimension] (§4.2, K = 5).
 * PCA with whitening, fitted by streaming over the training set (§3.3 / §4.2), then L2 normalisation.
 
@@ -26,6 +30,7 @@ __all__ = [
     "quantize",
     "dequantize",
     "dequantization_coefficients",
+    "dequantization_table",
     "tf_dequantize",
     "l2_normalize",
     "video_statistics",
@@ -52,16 +57,28 @@ def quantize(x: Any, min_value: float = QUANT_MIN, max_value: float = QUANT_MAX)
     return np.round((x - min_value) * (255.0 / (max_value - min_value))).astype(np.uint8)
 
 
-def dequantize(q: Any, min_value: float = QUANT_MIN, max_value: float = QUANT_MAX) -> np.ndarray:
-    """uint8 codes -> float32: ``q * (max - min)/255 + ((max - min)/512 + min)`` (official ``Dequantize``)."""
+def dequantization_table(min_value: float = QUANT_MIN, max_value: float = QUANT_MAX) -> np.ndarray:
+    """float32 ``[256]``: the official ``Dequantize`` of every code, evaluated as the official code does
+    (``float32(q) * float32(a)``, rounded to float32, ``+ float32(b)``, rounded to float32)."""
     scale, bias = dequantization_coefficients(min_value, max_value)
-    return (np.asarray(q, dtype=np.float32) * np.float32(scale) + np.float32(bias)).astype(np.float32)
+    product = np.arange(256, dtype=np.float32) * np.float32(scale)
+    return (product + np.float32(bias)).astype(np.float32)
+
+
+def dequantize(q: Any, min_value: float = QUANT_MIN, max_value: float = QUANT_MAX) -> np.ndarray:
+    """uint8 codes -> float32: ``q * (max - min)/255 + ((max - min)/512 + min)`` (official ``Dequantize``,
+    bit-identical: a lookup in :func:`dequantization_table`)."""
+    q = np.asarray(q)
+    if q.dtype.kind not in "iu" or (q.size and (q.min() < 0 or q.max() > 255)):
+        raise ValueError(f"dequantize expects integer codes in [0, 255], got dtype {q.dtype}")
+    return dequantization_table(min_value, max_value)[q]
 
 
 def tf_dequantize(q: tf.Tensor, min_value: float = QUANT_MIN, max_value: float = QUANT_MAX) -> tf.Tensor:
-    """TF version of :func:`dequantize` (any shape; returns float32)."""
-    scale, bias = dequantization_coefficients(min_value, max_value)
-    return tf.cast(q, tf.float32) * scale + bias
+    """TF version of :func:`dequantize` (uint8 codes of any shape; returns float32, bit-identical to the
+    official formula also under XLA)."""
+    table = tf.constant(dequantization_table(min_value, max_value))
+    return tf.gather(table, tf.cast(q, tf.int32))
 
 
 def l2_normalize(x: Any, axis: int = -1, epsilon: float = 1e-12) -> np.ndarray:

@@ -4,4 +4,6 @@ from zoo.layers.heads import *  # noqa: F403
 from zoo.layers.hyper_conv import *  # noqa: F403
 from zoo.layers.hyper_rnn import *  # noqa: F403
 from zoo.layers.lstm import *  # noqa: F403
+from zoo.layers.mdn import *  # noqa: F403
+from zoo.layers.rnn_base import *  # noqa: F403
 from zoo.layers.video import *  # noqa: F403

@@ -10,9 +10,13 @@ and returns the *basic* kernel ``K = concat_i K_i`` of shape ``(f, f, N_in, N_ou
 parameter count is ``d (N_z + 1) N_in + f N_out f (d + 1)`` (§3.1); ``d = N_z`` by default, as in the paper.
 
 **Which kernel axis an embedding slice maps to.** ``a_i`` (the i-th projection of ``z``) produces
-``K_i = kernel[:, :, i, :]``: one slice per *input* channel, as the paper's text says (§3.1). The
-authors' MNIST notebook slices per output channel instead; both give the same count when
-``N_in = N_out`` (always the case here: 16 x 16 basic kernels).
+``K_i = kernel[:, :, i, :]``: one slice per *input* channel, as the paper's text says (§3.1, Eq. 2:
+``i = 1..N_in``, ``K_i`` of size ``f x N_out f``). The authors' static-hypernetwork code (the MNIST
+notebook of hardmaru/supercell) slices by *output* channel instead: its ``N_in`` projections
+``[N_in, f*f*N_out]`` are reshaped to ``(N_out, N_in, f, f)`` and transposed, so the i-th projection
+becomes ``kernel[:, :, :, i]`` (with its two spatial axes swapped). Both give the same parameter count
+when ``N_in = N_out`` (always the case here: 16 x 16 basic kernels) and the same family of kernels up to
+which axis a projection owns; ``HyperConv2D`` follows the paper's text.
 
 :class:`HyperConv2D` is a 2-D convolution whose kernel is generated. It owns its layer embeddings and
 asks a (possibly shared) generator for its kernel. A ``C_in x C_out`` kernel is tiled from
@@ -74,6 +78,16 @@ class EmbeddingInitializer(keras.initializers.Initializer):
     Each row ``z`` then has ``mean(z**2) == stddev**2`` exactly, so a linear generator with unit-gain
     weights produces kernels of std ``stddev`` without the sampling spread of ``|z|``. See the module
     docstring for the derivation.
+
+    Args:
+      stddev: the root-mean-square value of each row's entries.
+      seed: an int gives the same values on every call; ``None`` draws unseeded.
+
+    Example:
+
+    >>> z = EmbeddingInitializer(stddev=0.5)((3, 4))
+    >>> np.allclose(np.linalg.norm(np.asarray(z), axis=-1), 4 ** 0.5 * 0.5)
+    True
     """
 
     def __init__(self, stddev: float, seed: int | None = None) -> None:
@@ -100,10 +114,28 @@ class KernelGenerator(keras.layers.Layer):
       out_channels: ``N_out`` of the basic kernel (16 in the paper).
       hidden_size: ``d``, width of the hidden layer; ``None`` means ``d = N_z`` (the paper's choice).
 
+      **kwargs: ``keras.layers.Layer`` arguments (``name``, ``dtype``, ...).
+
     Weights (initialisers derived in the module docstring; the paper specifies none):
       ``w_in`` ``(N_in, N_z, d)`` ~ N(0, 1/N_z) (the N_in matrices W_i), ``b_in`` ``(N_in, d)`` zeros (B_i),
       ``w_out`` ``(d, f*f*N_out)`` ~ N(0, 1/d) (W_out, output axes ordered (kh, kw, N_out)),
       ``b_out`` ``(f*f*N_out,)`` zeros (B_out).
+      Trainable parameters: ``d (N_z + 1) N_in + f N_out f (d + 1)``.
+
+    Call arguments:
+      embeddings: ``[M, N_z]``, one layer embedding per row.
+
+    Returns:
+      ``[M, f, f, N_in, N_out]``: the basic kernel of each embedding; ``[m, :, :, i, :]`` is ``K_i``
+      (one slice per input channel, the paper's §3.1).
+
+    Example:
+
+    >>> gen = KernelGenerator(embedding_size=4, kernel_size=7)  # the MNIST generator of §4.1
+    >>> tuple(gen(np.ones((2, 4), "float32")).shape)
+    (2, 7, 7, 16, 16)
+    >>> gen.count_params()
+    4240
     """
 
     def __init__(
@@ -214,9 +246,28 @@ class HyperConv2D(keras.layers.Layer):
       weight_decay: L2 coefficient on the generated kernel, ``weight_decay * sum(K^2) / 2`` in
         ``self.losses`` after each call (0 disables it).
 
+      **kwargs: ``keras.layers.Layer`` arguments (``name``, ``dtype``, ...).
+
     Weights: ``embeddings`` ``((C_in/N_in) * (C_out/N_out), N_z)``, one row per basic kernel in
     row-major (input block, output block) order, initialised by :class:`EmbeddingInitializer` to He
-    scale for this layer's fan-in; ``bias`` ``(C_out,)`` if ``use_bias``.
+    scale for this layer's fan-in; ``bias`` ``(C_out,)`` if ``use_bias``. The generator's weights belong
+    to the generator (counted once however many layers share it).
+
+    Call arguments:
+      inputs: ``[B, H, W, C_in]`` (channels last); ``C_in`` a multiple of ``generator.in_channels``.
+
+    Returns:
+      ``[B, H', W', filters]``, the convolution of ``inputs`` with the generated kernel (plus the bias).
+      The kernel itself is the ``kernel`` property, ``(kh, kw, C_in, C_out)``.
+
+    Example:
+
+    >>> gen = KernelGenerator(embedding_size=64, kernel_size=3)  # one generator for many layers (§4.2)
+    >>> conv_a = HyperConv2D(32, 3, generator=gen)
+    >>> conv_b = HyperConv2D(16, 3, generator=gen, strides=2)
+    >>> y = conv_b(conv_a(np.zeros((2, 8, 8, 16), "float32")))
+    >>> tuple(y.shape), tuple(conv_a.embeddings.shape)
+    ((2, 4, 4, 16), (2, 64))
     """
 
     def __init__(

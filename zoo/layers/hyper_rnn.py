@@ -3,14 +3,16 @@
 HyperNetworks (Ha, Dai, Le 2016), §3.2 and appendices A.2.2-A.2.3. A small recurrent network (the
 *hyper cell*) reads ``[x_t, h_{t-1}]`` and, at every step, emits embeddings ``z`` that are linearly
 projected to *weight-scaling vectors* ``d`` scaling the rows of the main cell's weights (the
-memory-efficient form, Eq. 8 and Eq. 12) and to a dynamic bias. Following the authors' code
-(NOTES.md), the hyper output at the *current* step drives the main cell (the paper writes t-1).
+memory-efficient form, Eq. 8 and Eq. 12) and to a dynamic bias. As in the authors' code
+(hardmaru/supercell; ``docs/hyperlstm_notes.md``), the hyper output at the *current* step drives the
+main cell (the paper's Eq. 6 and 11 write ``t-1``).
 
-Initialisers (Eq. 11-12 as the authors initialise them, NOTES.md): ``z`` projections for the
-scaling vectors have weights 0 and biases 1; ``d = W^d z`` has no bias and constant weights
-``0.1 / embedding_size``, so every scaling vector starts at exactly 0.1 (the recurrent-batch-norm
-trick); the bias embedding ``z_b`` has weights N(0, 0.01) and no bias, its projection ``W_b^d`` starts
-at 0 and the fixed bias ``b_0`` at 0; the main and hyper weights are orthogonal per gate block.
+Initialisers (Eq. 11-12 as the authors initialise them): ``z`` projections for the scaling vectors have
+weights 0 and biases 1; ``d = W^d z`` has no bias and constant weights ``0.1 / embedding_size``, so every
+scaling vector starts at exactly 0.1 (the recurrent-batch-norm trick); the bias embedding ``z_b`` has
+weights N(0, 0.01) and no bias, its projection ``W_b^d`` starts at 0 and the fixed bias ``b_0`` at 0.
+Input weights (the main cell's ``W_x`` and the hyper cell's weights on ``[x_t; h_{t-1}]``) are
+Glorot-uniform, recurrent weights orthogonal per gate block (:mod:`zoo.layers.rnn_base`).
 """
 
 from __future__ import annotations
@@ -21,32 +23,42 @@ from typing import Any
 import keras
 from keras import ops
 
-from zoo.layers.lstm import BlockOrthogonal, lstm_update
+from zoo.layers.lstm import lstm_update
+from zoo.layers.rnn_base import (
+    GATES,
+    BlockOrthogonal,
+    ColumnBlocks,
+    RecurrentCell,
+    check_drop_rate,
+    check_positive,
+    glorot_uniform_limit,
+)
 
-__all__ = ["HyperLSTMCell", "HyperRNNCell", "GATES"]
-
-#: gate order of every fused ``[..., 4 * units]`` tensor (the authors' i, j, f, o).
-GATES = ("i", "g", "f", "o")
+__all__ = ["HyperLSTMCell", "HyperRNNCell"]
 
 
-def _check_rate(owner: str, name: str, value: float) -> float:
-    if not 0.0 <= value < 1.0:
-        raise ValueError(
-            f"{owner}: {name}={value!r} is a drop rate and must be in [0, 1) "
-            "(the authors' keep probability k is rate 1 - k)"
-        )
-    return float(value)
+def _hyper_input_init(fan_in: int, fan_out: int) -> keras.initializers.Initializer:
+    """Uniform with the Glorot bound of the hyper cell's joint input matrix ``[fan_in, fan_out]``.
+
+    The authors' hyper cell takes ``[x_t; h_{t-1}]`` as one input and draws one Glorot-uniform matrix
+    ``[N_x + N, 4H]``; the fused kernels here hold its ``x`` rows and its ``h`` rows in two weights, each
+    drawn i.i.d. from the same uniform, which is the same distribution.
+    """
+    limit = glorot_uniform_limit(fan_in, fan_out)
+    return keras.initializers.RandomUniform(-limit, limit)
 
 
 @keras.saving.register_keras_serializable(package="zoo")
-class HyperLSTMCell(keras.layers.Layer):
+class HyperLSTMCell(RecurrentCell):
     """HyperLSTM cell, HyperNetworks Eq. 10-13 in the memory-efficient form (Eq. 12).
 
     Per step, with ``x_t`` the input, ``(h, c)`` the main state (N units) and ``(ĥ, ĉ)`` the hyper
     state (H units):
 
     1. hyper cell: an LSTM (layer-normalised like :class:`LayerNormLSTMCell` when ``use_layer_norm``,
-       but keeping its bias, as the paper's parameter counts require) over ``[x_t, h_{t-1}]`` -> ``ĥ_t``;
+       but keeping its bias, as the paper's parameter counts require) over ``[x_t, h_{t-1}]`` -> ``ĥ_t``,
+       with its own forget bias ``hyper_forget_bias`` (the authors fix it at 1.0 whatever the main
+       cell's);
     2. Eq. 11: for each gate y in {i, g, f, o}: ``z_x^y = W_x^z ĥ_t + 1``-init bias,
        ``z_h^y`` likewise, ``z_b^y = W_b^z ĥ_t`` (no bias);
     3. Eq. 12: ``d_x^y = W_x^d z_x^y``, ``d_h^y = W_h^d z_h^y`` (no bias), ``b^y = W_b^d z_b^y + b_0^y``;
@@ -58,16 +70,28 @@ class HyperLSTMCell(keras.layers.Layer):
     (``recurrent_dropout``) and of the hyper cell (``hyper_recurrent_dropout``), only in training, with
     a fresh mask every step; both are drop *rates*.
 
+    Args:
+      units: N, the main cell's units.
+      hyper_units: H, the hyper cell's units (paper: 128; 256 or 512 for enwik8).
+      embedding_size: E, the size of each embedding ``z`` (paper: 4; 16 or 64 in some rows).
+      use_layer_norm: layer norm per gate and on ``c`` in both cells (the "Layer Norm HyperLSTM").
+      recurrent_dropout: drop rate on the main cell's ``tanh(g)``.
+      hyper_recurrent_dropout: drop rate on the hyper cell's ``tanh(g)`` (A.3.4, 2048-unit model).
+      forget_bias: constant added to the main cell's forget gate every step.
+      hyper_forget_bias: constant added to the hyper cell's forget gate (default 1.0, as the authors).
+      seed: seed of the dropout masks and of the ``z_b`` init.
+      **kwargs: ``keras.layers.Layer`` arguments (``name``, ``dtype``, ...).
+
     Fused weights (the paper's footnote: the weight matrices concatenated for efficiency), so a step
     costs two large matmuls on ``x_t`` and ``h_{t-1}``, one on ``ĥ_{t-1}``, one on ``ĥ_t`` and two
     batched ``E x N`` products:
 
-    - ``kernel [N_x, 4N + 4H]``: columns ``[W_x^i, W_x^g, W_x^f, W_x^o | hyper W_x̂^{i,g,f,o}]``;
-    - ``recurrent_kernel [N, 4N + 4H]``: ``[W_h^{i,g,f,o} | hyper's weights on h_{t-1}]``;
-    - ``hyper_recurrent_kernel [H, 4H]``, ``hyper_bias [4H]`` (all kernels orthogonal per gate block;
-      the hyper cell's weights on ``[x_t; h_{t-1}]`` are thus orthogonal per part, ``[N_x, H]`` and
-      ``[N, H]``, where the authors' code draws one orthogonal ``[N_x + N, H]`` matrix per gate: a
-      deliberate simplification that changes neither the counts nor the model, only the init's scale);
+    - ``kernel [N_x, 4N + 4H]``: columns ``[W_x^i, W_x^g, W_x^f, W_x^o | hyper W_x̂^{i,g,f,o}]``; the
+      main block Glorot-uniform over ``[N_x, 4N]``, the hyper block uniform with the Glorot bound of the
+      hyper cell's joint ``[N_x + N, 4H]`` input matrix (the authors' init);
+    - ``recurrent_kernel [N, 4N + 4H]``: ``[W_h^{i,g,f,o} | hyper's weights on h_{t-1}]``; the main block
+      orthogonal per gate, the hyper block as the hyper block of ``kernel``;
+    - ``hyper_recurrent_kernel [H, 4H]`` (orthogonal per gate), ``hyper_bias [4H]`` (zeros);
     - ``z_kernel [H, 8E]`` (init 0) and ``z_bias [8E]`` (init 1): ``[z_x^{i,g,f,o} | z_h^{i,g,f,o}]``;
     - ``z_b_kernel [H, 4E]`` (init N(0, 0.01)): ``z_b^{i,g,f,o}``;
     - ``d_kernel [8, E, N]`` (init 0.1/E), rows matching ``z_kernel``'s eight blocks;
@@ -76,12 +100,30 @@ class HyperLSTMCell(keras.layers.Layer):
       cell's ``hyper_gate_gamma/hyper_gate_beta [4H]``, ``hyper_cell_gamma/hyper_cell_beta [H]``.
 
     Trainable parameters: ``4N(N_x+N+1) + 4H(N_x+N+H+1) + 12HE + 8E + 12EN`` (+ ``10N + 10H`` with layer
-    norm), the count in NOTES.md that reproduces the paper's tables.
+    norm), which reproduces the paper's Tables 3-5 (``docs/param_counts.md``).
 
-    State layout (``state_size``): ``[h, c, hyper_h, hyper_c]`` of sizes ``[N, N, H, H]``; ``hyper_h``
-    of the *new* state is the hyper output ``ĥ_t`` that produced this step's scaling vectors, so
-    ``cell.compute_scales(new_state[2])`` gives them. :meth:`step` returns every intermediate value.
+    Call arguments:
+      inputs: ``[batch, N_x]``, the input at one step.
+      states: ``[h, c, hyper_h, hyper_c]`` of sizes ``[N, N, H, H]`` (``state_size``).
+      training: whether recurrent dropout is active.
+
+    Returns:
+      ``(h_t, [h_t, c_t, ĥ_t, ĉ_t])``. ``hyper_h`` of the *new* state is the hyper output ``ĥ_t`` that
+      produced this step's scaling vectors, so ``cell.compute_scales(new_state[2])`` gives them.
+      :meth:`step` returns every intermediate value.
+
+    Example:
+
+    >>> cell = HyperLSTMCell(32, hyper_units=16, embedding_size=4, recurrent_dropout=0.1)
+    >>> rnn = keras.layers.RNN(cell, return_sequences=True, return_state=True)
+    >>> outputs, h, c, hyper_h, hyper_c = rnn(np.zeros((2, 10, 8), "float32"))
+    >>> tuple(outputs.shape), tuple(hyper_h.shape)
+    ((2, 10, 32), (2, 16))
+    >>> sorted(cell.compute_scales(hyper_h))[:3]
+    ['b_f', 'b_g', 'b_i']
     """
+
+    state_keys = ("h", "c", "hyper_h", "hyper_c")
 
     def __init__(
         self,
@@ -92,38 +134,36 @@ class HyperLSTMCell(keras.layers.Layer):
         recurrent_dropout: float = 0.0,
         hyper_recurrent_dropout: float = 0.0,
         forget_bias: float = 1.0,
+        hyper_forget_bias: float = 1.0,
         seed: int | None = None,
         **kwargs: Any,
     ):
-        super().__init__(**kwargs)
+        super().__init__(units, seed=seed, **kwargs)
         name = type(self).__name__
-        for key, value in (
-            ("units", units),
-            ("hyper_units", hyper_units),
-            ("embedding_size", embedding_size),
-        ):
-            if int(value) < 1:
-                raise ValueError(f"{name}: {key}={value!r} must be a positive integer")
-        self.units = int(units)
-        self.hyper_units = int(hyper_units)
-        self.embedding_size = int(embedding_size)
+        self.hyper_units = check_positive(name, "hyper_units", hyper_units)
+        self.embedding_size = check_positive(name, "embedding_size", embedding_size)
         self.use_layer_norm = bool(use_layer_norm)
-        self.recurrent_dropout = _check_rate(name, "recurrent_dropout", recurrent_dropout)
-        self.hyper_recurrent_dropout = _check_rate(name, "hyper_recurrent_dropout", hyper_recurrent_dropout)
+        self.recurrent_dropout = check_drop_rate(name, "recurrent_dropout", recurrent_dropout)
+        self.hyper_recurrent_dropout = check_drop_rate(
+            name, "hyper_recurrent_dropout", hyper_recurrent_dropout
+        )
         self.forget_bias = float(forget_bias)
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.hyper_forget_bias = float(hyper_forget_bias)
         self.state_size = [self.units, self.units, self.hyper_units, self.hyper_units]
-        self.output_size = self.units
 
     def build(self, input_shape: Sequence[int | None]) -> None:
         n, hu, e = self.units, self.hyper_units, self.embedding_size
-        blocks = [n] * 4 + [hu] * 4
+        n_x = int(input_shape[-1])
+        widths = [4 * n, 4 * hu]
         self.kernel = self.add_weight(
-            name="kernel", shape=(input_shape[-1], 4 * n + 4 * hu), initializer=BlockOrthogonal(blocks)
+            name="kernel",
+            shape=(n_x, 4 * n + 4 * hu),
+            initializer=ColumnBlocks(widths, ["glorot_uniform", _hyper_input_init(n_x + n, 4 * hu)]),
         )
         self.recurrent_kernel = self.add_weight(
-            name="recurrent_kernel", shape=(n, 4 * n + 4 * hu), initializer=BlockOrthogonal(blocks)
+            name="recurrent_kernel",
+            shape=(n, 4 * n + 4 * hu),
+            initializer=ColumnBlocks(widths, [BlockOrthogonal([n] * 4), _hyper_input_init(n_x + n, 4 * hu)]),
         )
         self.hyper_recurrent_kernel = self.add_weight(
             name="hyper_recurrent_kernel", shape=(hu, 4 * hu), initializer=BlockOrthogonal([hu] * 4)
@@ -181,11 +221,6 @@ class HyperLSTMCell(keras.layers.Layer):
         return out
 
     # ------------------------------------------------------------------ one step
-    def _dropout(self, rate: float, training: bool | None):
-        if training and rate > 0.0:
-            return lambda t: keras.random.dropout(t, rate, seed=self.seed_generator)
-        return None
-
     def step(self, inputs: Any, states: Sequence[Any], training: bool | None = None) -> dict[str, Any]:
         """One step with every intermediate: ``h``, ``c``, ``tanh_c`` (what ``σ(o)`` scales, Figure 5),
         ``hyper_h``, ``hyper_c`` and the fused ``d_x``, ``d_h``, ``b`` ``[B, 4N]`` (gate order i, g, f, o)."""
@@ -194,7 +229,7 @@ class HyperLSTMCell(keras.layers.Layer):
         x_proj = ops.matmul(inputs, self.kernel)  # [B, 4N + 4H]
         h_proj = ops.matmul(h_prev, self.recurrent_kernel)  # [B, 4N + 4H]
 
-        # 1. the hyper cell over [x_t, h_{t-1}]
+        # 1. the hyper cell over [x_t, h_{t-1}], with its own forget bias
         hyper_pre = (
             x_proj[:, n4:]
             + h_proj[:, n4:]
@@ -205,8 +240,8 @@ class HyperLSTMCell(keras.layers.Layer):
         hyper_h, hyper_c, _ = lstm_update(
             hyper_pre,
             hc_prev,
-            forget_bias=self.forget_bias,
-            dropout=self._dropout(self.hyper_recurrent_dropout, training),
+            forget_bias=self.hyper_forget_bias,
+            dropout=self.dropout(self.hyper_recurrent_dropout, training),
             gate_norm=(self.hyper_gate_gamma, self.hyper_gate_beta) if ln else None,
             cell_norm=(self.hyper_cell_gamma, self.hyper_cell_beta) if ln else None,
         )
@@ -220,7 +255,7 @@ class HyperLSTMCell(keras.layers.Layer):
             pre,
             c_prev,
             forget_bias=self.forget_bias,
-            dropout=self._dropout(self.recurrent_dropout, training),
+            dropout=self.dropout(self.recurrent_dropout, training),
             gate_norm=(self.gate_gamma, self.gate_beta) if ln else None,
             cell_norm=(self.cell_gamma, self.cell_beta) if ln else None,
         )
@@ -235,32 +270,24 @@ class HyperLSTMCell(keras.layers.Layer):
             "b": b,
         }
 
-    def call(self, inputs: Any, states: Sequence[Any], training: bool | None = None) -> tuple[Any, list]:
-        out = self.step(inputs, states, training=training)
-        return out["h"], [out["h"], out["c"], out["hyper_h"], out["hyper_c"]]
-
-    def get_initial_state(self, batch_size: int | None = None) -> list[Any]:
-        return [ops.zeros((batch_size, s), dtype=self.compute_dtype) for s in self.state_size]
-
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update(
             {
-                "units": self.units,
                 "hyper_units": self.hyper_units,
                 "embedding_size": self.embedding_size,
                 "use_layer_norm": self.use_layer_norm,
                 "recurrent_dropout": self.recurrent_dropout,
                 "hyper_recurrent_dropout": self.hyper_recurrent_dropout,
                 "forget_bias": self.forget_bias,
-                "seed": self.seed,
+                "hyper_forget_bias": self.hyper_forget_bias,
             }
         )
         return config
 
 
 @keras.saving.register_keras_serializable(package="zoo")
-class HyperRNNCell(keras.layers.Layer):
+class HyperRNNCell(RecurrentCell):
     """HyperRNN cell, HyperNetworks §3.2 Eq. 6 (hyper cell) and Eq. 8 (memory-efficient main cell).
 
     Hyper cell (a basic RNN with H units): ``ĥ_t = tanh(W_ĥ ĥ_{t-1} + W_x̂ [x_t; h_{t-1}] + b̂)``;
@@ -270,11 +297,36 @@ class HyperRNNCell(keras.layers.Layer):
     0.1/E, so d starts at 0.1) and ``b(z_b) = W_b^d z_b + b_0`` (both 0 at init). As in
     :class:`HyperLSTMCell` the hyper output of the current step is used (the paper's Eq. 6 writes t-1).
 
-    Weights: ``kernel [N_x, N + H]`` and ``recurrent_kernel [N, N + H]`` (main | hyper columns,
-    orthogonal per block), ``hyper_recurrent_kernel [H, H]``, ``hyper_bias [H]``, ``z_kernel [H, 2E]``,
+    Args:
+      units: N, the main cell's units.
+      hyper_units: H, the hyper cell's units.
+      embedding_size: E, the size of each embedding ``z``.
+      seed: seed of the ``z_b`` init (the cell has no dropout).
+      **kwargs: ``keras.layers.Layer`` arguments (``name``, ``dtype``, ...).
+
+    Weights: ``kernel [N_x, N + H]`` and ``recurrent_kernel [N, N + H]`` (main | hyper columns; the
+    HyperLSTM's init by analogy: main ``W_x`` Glorot-uniform, main ``W_h`` orthogonal, the hyper columns
+    uniform with the Glorot bound of the hyper cell's joint ``[N_x + N, H]`` matrix),
+    ``hyper_recurrent_kernel [H, H]`` (orthogonal), ``hyper_bias [H]``, ``z_kernel [H, 2E]``,
     ``z_bias [2E]``, ``z_b_kernel [H, E]``, ``d_kernel [2, E, N]``, ``d_b_kernel [E, N]``, ``bias [N]``.
-    Parameters: ``N(N_x + N + 1) + H(N_x + N + H + 1) + 3HE + 2E + 3EN``. State: ``[h, hyper_h]``.
+    Parameters: ``N(N_x + N + 1) + H(N_x + N + H + 1) + 3HE + 2E + 3EN``.
+
+    Call arguments:
+      inputs: ``[batch, N_x]``, the input at one step.
+      states: ``[h, hyper_h]`` of sizes ``[N, H]``.
+      training: unused (no dropout).
+
+    Returns:
+      ``(h_t, [h_t, ĥ_t])``; :meth:`step` adds ``d_x``, ``d_h`` and ``b``.
+
+    Example:
+
+    >>> rnn = keras.layers.RNN(HyperRNNCell(32, hyper_units=16, embedding_size=4), return_sequences=True)
+    >>> tuple(rnn(np.zeros((2, 10, 8), "float32")).shape)
+    (2, 10, 32)
     """
+
+    state_keys = ("h", "hyper_h")
 
     def __init__(
         self,
@@ -284,21 +336,23 @@ class HyperRNNCell(keras.layers.Layer):
         seed: int | None = None,
         **kwargs: Any,
     ):
-        super().__init__(**kwargs)
-        self.units = int(units)
-        self.hyper_units = int(hyper_units)
-        self.embedding_size = int(embedding_size)
-        self.seed = seed
+        super().__init__(units, seed=seed, **kwargs)
+        self.hyper_units = check_positive(type(self).__name__, "hyper_units", hyper_units)
+        self.embedding_size = check_positive(type(self).__name__, "embedding_size", embedding_size)
         self.state_size = [self.units, self.hyper_units]
-        self.output_size = self.units
 
     def build(self, input_shape: Sequence[int | None]) -> None:
         n, hu, e = self.units, self.hyper_units, self.embedding_size
+        n_x = int(input_shape[-1])
         self.kernel = self.add_weight(
-            name="kernel", shape=(input_shape[-1], n + hu), initializer=BlockOrthogonal([n, hu])
+            name="kernel",
+            shape=(n_x, n + hu),
+            initializer=ColumnBlocks([n, hu], ["glorot_uniform", _hyper_input_init(n_x + n, hu)]),
         )
         self.recurrent_kernel = self.add_weight(
-            name="recurrent_kernel", shape=(n, n + hu), initializer=BlockOrthogonal([n, hu])
+            name="recurrent_kernel",
+            shape=(n, n + hu),
+            initializer=ColumnBlocks([n, hu], ["orthogonal", _hyper_input_init(n_x + n, hu)]),
         )
         self.hyper_recurrent_kernel = self.add_weight(
             name="hyper_recurrent_kernel", shape=(hu, hu), initializer=keras.initializers.Orthogonal()
@@ -339,21 +393,7 @@ class HyperRNNCell(keras.layers.Layer):
         h = ops.tanh(s["d_h"] * h_proj[:, :n] + s["d_x"] * x_proj[:, :n] + s["b"])
         return {"h": h, "hyper_h": hyper_h, **s}
 
-    def call(self, inputs: Any, states: Sequence[Any], training: bool | None = None) -> tuple[Any, list]:
-        out = self.step(inputs, states, training=training)
-        return out["h"], [out["h"], out["hyper_h"]]
-
-    def get_initial_state(self, batch_size: int | None = None) -> list[Any]:
-        return [ops.zeros((batch_size, s), dtype=self.compute_dtype) for s in self.state_size]
-
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
-        config.update(
-            {
-                "units": self.units,
-                "hyper_units": self.hyper_units,
-                "embedding_size": self.embedding_size,
-                "seed": self.seed,
-            }
-        )
+        config.update({"hyper_units": self.hyper_units, "embedding_size": self.embedding_size})
         return config

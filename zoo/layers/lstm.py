@@ -2,10 +2,10 @@
 
 HyperNetworks (Ha, Dai, Le 2016), appendix A.2.2, Eq. 9 (basic LSTM) and Eq. 10/13 with the
 hypernetwork removed (the "Layer Norm LSTM" baseline of Tables 3-4). Conventions shared with
-:class:`zoo.layers.HyperLSTMCell` (the authors' code, summarised in ``/work/shared/papers/NOTES.md``):
+:class:`zoo.layers.HyperLSTMCell` (they follow the authors' code; ``docs/hyperlstm_notes.md``):
 
-- gate order ``i, g, f, o`` in every fused ``[..., 4 * units]`` tensor (the authors' ``i, j, f, o``;
-  Keras' own ``LSTMCell`` uses ``i, f, c, o``);
+- gate order ``i, g, f, o`` in every fused ``[..., 4 * units]`` tensor (:data:`zoo.layers.GATES`; the
+  authors' ``i, j, f, o``; Keras' own ``LSTMCell`` uses ``i, f, c, o``);
 - ``c_t = sigmoid(f + forget_bias) * c_{t-1} + sigmoid(i) * Dropout(tanh(g))`` with the forget bias
   a constant added every step (after the layer norm when there is one);
 - ``h_t = sigmoid(o) * tanh(LN(c_t))``; the carried ``c_t`` is *not* normalised;
@@ -13,10 +13,12 @@ hypernetwork removed (the "Layer Norm LSTM" baseline of Tables 3-4). Conventions
   on ``tanh(g)`` only, only in training, a fresh mask at every step; ``recurrent_dropout`` is a drop
   *rate* (the authors' code takes a keep probability: ``rate = 1 - keep``);
 - layer norm per gate: mean and variance within each gate's ``units`` values, epsilon 1e-3, gain
-  init 1, shift init 0 (Ba et al. 2016 / the authors' ``layer_norm_all``);
-- weights orthogonal per gate block (the authors' ``lstm_ortho_initializer``); biases 0.
+  init 1, shift init 0 (Ba et al. 2016; the authors' ``layer_norm_all``);
+- input weights ``W_x`` Glorot-uniform over the whole ``[N_x, 4N]`` matrix, recurrent weights ``W_h``
+  orthogonal per gate block (the authors' ``lstm_ortho_initializer``), biases 0.
 
-The state of both cells is ``[h, c]`` (Keras' order), each ``[batch, units]``.
+The state of both cells is ``[h, c]`` (Keras' order), each ``[batch, units]``. Dropout, the zero initial
+state and ``call`` come from :class:`zoo.layers.RecurrentCell`.
 """
 
 from __future__ import annotations
@@ -27,42 +29,11 @@ from typing import Any
 import keras
 from keras import ops
 
-__all__ = ["BlockOrthogonal", "BasicLSTMCell", "LayerNormLSTMCell", "layer_norm_gates"]
+from zoo.layers.rnn_base import BlockOrthogonal, RecurrentCell, check_drop_rate
 
-LAYER_NORM_EPSILON = 1e-3  # the authors' layer_norm_all / layer_norm default (NOTES.md)
+__all__ = ["BasicLSTMCell", "LayerNormLSTMCell", "layer_norm_gates", "lstm_update"]
 
-
-@keras.saving.register_keras_serializable(package="zoo")
-class BlockOrthogonal(keras.initializers.Initializer):
-    """Orthogonal init applied independently to column blocks of a 2-D weight.
-
-    ``block_sizes`` splits the last axis (e.g. ``[units] * 4`` for the four gates of an LSTM); each
-    ``[fan_in, block]`` slice is an independent (semi-)orthogonal matrix times ``gain``. This is the
-    authors' ``lstm_ortho_initializer`` (per-gate orthogonal), generalised to unequal blocks so one
-    fused matrix can hold the main and the hyper LSTM's gates (HyperNetworks footnote to Eq. 13).
-    """
-
-    def __init__(self, block_sizes: Sequence[int], gain: float = 1.0, seed: int | None = None):
-        self.block_sizes = [int(b) for b in block_sizes]
-        self.gain = float(gain)
-        self.seed = seed
-
-    def __call__(self, shape: Sequence[int], dtype: Any = None) -> Any:
-        shape = tuple(int(s) for s in shape)
-        if len(shape) != 2 or sum(self.block_sizes) != shape[-1]:
-            raise ValueError(
-                f"BlockOrthogonal: block_sizes {self.block_sizes} (sum {sum(self.block_sizes)}) must split "
-                f"the last axis of a 2-D shape; got shape {shape}"
-            )
-        blocks = []
-        for k, size in enumerate(self.block_sizes):
-            seed = None if self.seed is None else self.seed + k
-            init = keras.initializers.Orthogonal(gain=self.gain, seed=seed)
-            blocks.append(init((shape[0], size), dtype=dtype))
-        return ops.concatenate(blocks, axis=-1)
-
-    def get_config(self) -> dict[str, Any]:
-        return {"block_sizes": list(self.block_sizes), "gain": self.gain, "seed": self.seed}
+LAYER_NORM_EPSILON = 1e-3  # the authors' layer_norm_all / layer_norm default (docs/hyperlstm_notes.md)
 
 
 def layer_norm_gates(
@@ -112,21 +83,45 @@ def lstm_update(
 
 
 @keras.saving.register_keras_serializable(package="zoo")
-class BasicLSTMCell(keras.layers.Layer):
+class BasicLSTMCell(RecurrentCell):
     """The LSTM of HyperNetworks Eq. 9 with Semeniuta recurrent dropout (the paper's LSTM baseline).
+
+    ``[i, g, f, o] = W_x x_t + W_h h_{t-1} + b``;
+    ``c_t = sigmoid(f + forget_bias) * c_{t-1} + sigmoid(i) * Dropout(tanh(g))``;
+    ``h_t = sigmoid(o) * tanh(c_t)``. Trainable parameters: ``4N(N_x + N) + 4N``.
 
     Args:
       units: N, the number of hidden units.
-      forget_bias: constant added to the forget gate pre-activation every step (authors' code: 1.0).
+      forget_bias: constant added to the forget gate's pre-activation every step (authors' code: 1.0).
       recurrent_dropout: drop rate on ``tanh(g)`` (training only, fresh mask every step).
       use_bias: whether the gates have a bias (init 0). The LSTM baseline has one; the Layer Norm LSTM
         does not (the norm's shift is the bias).
       seed: seed of the dropout masks' generator.
+      **kwargs: ``keras.layers.Layer`` arguments (``name``, ``dtype``, ...).
 
-    Weights: ``kernel [input_dim, 4N]`` and ``recurrent_kernel [N, 4N]`` (orthogonal per gate block,
-    authors' ``lstm_ortho_initializer``), ``bias [4N]``. State: ``[h, c]``.
+    Weights: ``kernel [N_x, 4N]`` (``W_x``, Glorot-uniform as in the authors' code),
+    ``recurrent_kernel [N, 4N]`` (``W_h``, orthogonal per gate block, the authors'
+    ``lstm_ortho_initializer``), ``bias [4N]`` (zeros); gate order i, g, f, o.
+
+    Call arguments:
+      inputs: ``[batch, N_x]``, the input at one step.
+      states: ``[h, c]``, each ``[batch, N]``.
+      training: whether recurrent dropout is active.
+
+    Returns:
+      ``(h_t, [h_t, c_t])``. :meth:`step` returns ``{"h", "c", "tanh_c"}`` (``tanh_c`` is what
+      ``sigmoid(o)`` scales: Figure 5's histograms).
+
+    Example:
+
+    >>> cell = BasicLSTMCell(16, recurrent_dropout=0.1)
+    >>> rnn = keras.layers.RNN(cell, return_sequences=True, return_state=True)
+    >>> outputs, h, c = rnn(np.zeros((2, 10, 8), "float32"))
+    >>> tuple(outputs.shape), tuple(c.shape)
+    ((2, 10, 16), (2, 16))
     """
 
+    state_keys = ("h", "c")
     use_layer_norm = False
 
     def __init__(
@@ -138,25 +133,16 @@ class BasicLSTMCell(keras.layers.Layer):
         seed: int | None = None,
         **kwargs: Any,
     ):
-        super().__init__(**kwargs)
-        if not 0.0 <= recurrent_dropout < 1.0:
-            raise ValueError(
-                f"{type(self).__name__}: recurrent_dropout={recurrent_dropout!r} is a drop rate and must be "
-                "in [0, 1) (the authors' keep probability k is rate 1 - k)"
-            )
-        self.units = int(units)
+        super().__init__(units, seed=seed, **kwargs)
         self.forget_bias = float(forget_bias)
-        self.recurrent_dropout = float(recurrent_dropout)
+        self.recurrent_dropout = check_drop_rate(type(self).__name__, "recurrent_dropout", recurrent_dropout)
         self.use_bias = bool(use_bias)
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
         self.state_size = [self.units, self.units]
-        self.output_size = self.units
 
     def build(self, input_shape: Sequence[int | None]) -> None:
         n = self.units
         self.kernel = self.add_weight(
-            name="kernel", shape=(input_shape[-1], 4 * n), initializer=BlockOrthogonal([n] * 4)
+            name="kernel", shape=(input_shape[-1], 4 * n), initializer="glorot_uniform"
         )
         self.recurrent_kernel = self.add_weight(
             name="recurrent_kernel", shape=(n, 4 * n), initializer=BlockOrthogonal([n] * 4)
@@ -170,11 +156,6 @@ class BasicLSTMCell(keras.layers.Layer):
             self.cell_gamma = self.add_weight(name="cell_gamma", shape=(n,), initializer="ones")
             self.cell_beta = self.add_weight(name="cell_beta", shape=(n,), initializer="zeros")
 
-    def _dropout(self, training: bool | None):
-        if training and self.recurrent_dropout > 0.0:
-            return lambda t: keras.random.dropout(t, self.recurrent_dropout, seed=self.seed_generator)
-        return None
-
     def step(self, inputs: Any, states: Sequence[Any], training: bool | None = None) -> dict[str, Any]:
         """One step with everything it computes: ``h``, ``c``, ``tanh_c`` (what ``sigmoid(o)`` scales)."""
         h_prev, c_prev = states[0], states[1]
@@ -186,28 +167,19 @@ class BasicLSTMCell(keras.layers.Layer):
             pre,
             c_prev,
             forget_bias=self.forget_bias,
-            dropout=self._dropout(training),
+            dropout=self.dropout(self.recurrent_dropout, training),
             gate_norm=(self.gate_gamma, self.gate_beta) if ln else None,
             cell_norm=(self.cell_gamma, self.cell_beta) if ln else None,
         )
         return {"h": h, "c": c, "tanh_c": tanh_c}
 
-    def call(self, inputs: Any, states: Sequence[Any], training: bool | None = None) -> tuple[Any, list]:
-        out = self.step(inputs, states, training=training)
-        return out["h"], [out["h"], out["c"]]
-
-    def get_initial_state(self, batch_size: int | None = None) -> list[Any]:
-        return [ops.zeros((batch_size, s), dtype=self.compute_dtype) for s in self.state_size]
-
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update(
             {
-                "units": self.units,
                 "forget_bias": self.forget_bias,
                 "recurrent_dropout": self.recurrent_dropout,
                 "use_bias": self.use_bias,
-                "seed": self.seed,
             }
         )
         return config
@@ -221,10 +193,32 @@ class LayerNormLSTMCell(BasicLSTMCell):
     epsilon 1e-3); the norm's shift ``gate_beta`` is the gate bias (no separate bias unless
     ``use_bias=True``); ``forget_bias`` is added after the norm; ``h_t = sigmoid(o) * tanh(LN(c_t))``
     while the carried ``c_t`` stays un-normalised. Trainable parameters: ``4N(N_x + N) + 10N``
-    (8N per-gate gain/shift, 2N for the norm on c).
+    (8N per-gate gain/shift, 2N for the norm on c; ``docs/param_counts.md``).
 
-    Weights: ``kernel``, ``recurrent_kernel`` (orthogonal per gate), ``gate_gamma``/``gate_beta``
-    ``[4N]`` (init 1/0), ``cell_gamma``/``cell_beta`` ``[N]`` (init 1/0). State: ``[h, c]``.
+    Args:
+      units: N, the number of hidden units.
+      forget_bias: constant added to the forget gate after the norm, every step (authors' code: 1.0).
+      recurrent_dropout: drop rate on ``tanh(g)`` (training only, fresh mask every step).
+      use_bias: adds a gate bias before the norm (off: the paper's counts have none).
+      seed: seed of the dropout masks' generator.
+      **kwargs: ``keras.layers.Layer`` arguments (``name``, ``dtype``, ...).
+
+    Weights: ``kernel [N_x, 4N]`` (Glorot-uniform), ``recurrent_kernel [N, 4N]`` (orthogonal per gate),
+    ``gate_gamma``/``gate_beta`` ``[4N]`` (init 1/0), ``cell_gamma``/``cell_beta`` ``[N]`` (init 1/0).
+
+    Call arguments:
+      inputs: ``[batch, N_x]``, the input at one step.
+      states: ``[h, c]``, each ``[batch, N]``.
+      training: whether recurrent dropout is active.
+
+    Returns:
+      ``(h_t, [h_t, c_t])``; :meth:`step` adds ``tanh_c = tanh(LN(c_t))``.
+
+    Example:
+
+    >>> rnn = keras.layers.RNN(LayerNormLSTMCell(16), return_sequences=True)
+    >>> tuple(rnn(np.zeros((2, 10, 8), "float32")).shape)
+    (2, 10, 16)
     """
 
     use_layer_norm = True

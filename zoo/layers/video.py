@@ -25,6 +25,8 @@ from typing import Any
 import keras
 from keras import ops
 
+from zoo.layers.batch_norm import sync_batch_norm
+
 __all__ = ["FrameMask", "FrameSampler", "MaskedPooling", "FrameStatistics", "DBoFBlock", "frame_mask"]
 
 
@@ -194,7 +196,8 @@ class DBoFBlock(keras.layers.Layer):
     Initializers: ``W`` glorot-uniform, ``b`` zeros (Keras defaults; the paper gives none). The official
     starter code differs beyond the activation: ``W ~ N(0, 1/sqrt(feature_size))``, a batch norm on the
     input frames, and a hidden layer of batch norm + relu6 without bias (ours: ``Dense(relu)`` with bias).
-    BN is ``synchronized=True`` so that replicas under MirroredStrategy share moving statistics; its
+    BN is synchronized on the TensorFlow backend (``zoo/layers/batch_norm.py``) so that replicas under
+    MirroredStrategy share moving statistics; its
     statistics are taken over the batch and the k frames.
 
     Args:
@@ -221,9 +224,7 @@ class DBoFBlock(keras.layers.Layer):
         self.activation = activation
         self.batch_norm = bool(batch_norm)
         self.weight_decay = float(weight_decay)
-        self.bn = (
-            keras.layers.BatchNormalization(synchronized=True, name="batch_norm") if self.batch_norm else None
-        )
+        self.bn = sync_batch_norm(name="batch_norm") if self.batch_norm else None
 
     def build(self, input_shape: Any) -> None:
         n = int(input_shape[-1])

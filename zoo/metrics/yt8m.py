@@ -18,9 +18,12 @@ prediction matrices (or memory-mapped arrays) are evaluated without per-video Py
   top-``top_k``, divided by that class's total positives; averaged over classes that have positives
   (``empty_classes="skip"``, the official code) or over all classes (``"zero"``, TF Model Garden).
 
-Ties: the official code breaks score ties by a random shuffle. Here ties are broken deterministically
-(pooled pairs: earlier video first, then lower class index), so results agree with the official code
-exactly whenever scores are tie-free, and are reproducible otherwise.
+Ties: Hit@1 takes numpy's ``argmax`` (the first of tied maxima) and PERR takes each video's top-n classes
+with ``np.argpartition(scores, -n)``, both exactly as the official code, so they equal the official
+numbers also when scores tie (e.g. scores rounded to 0.01, or a model that outputs constants). For GAP
+and mAP the official code shuffles the pooled pairs at random before sorting them; here their ties are
+broken deterministically (earlier video first, then lower class index), so those two agree with the
+official code exactly whenever scores are tie-free, and are reproducible otherwise.
 
 Labels are 0/1 arrays ``[N, num_classes]``; predictions are scores ``[N, num_classes]`` (probabilities,
 or hinge scores that may be negative).
@@ -106,26 +109,32 @@ def _top_k_indices(p: np.ndarray, k: int) -> np.ndarray:
 
 
 class _ChunkSummary:
-    """Everything the four metrics need from one row chunk, from a single partial sort."""
+    """Everything the four metrics need from one row chunk: Hit@1, the PERR sum, the positives per class
+    and each video's top-``top_k`` (class, score, label) triples."""
 
     def __init__(self, p: np.ndarray, y: np.ndarray, top_k: int) -> None:
-        num_labels = y.sum(axis=1)
-        k = max(top_k, int(num_labels.max()) if num_labels.size else 0)
-        top = _top_k_indices(p, k)  # [n, k], score-descending
-        top_scores = np.take_along_axis(p, top, axis=1).astype(np.float64)
-        top_labels = np.take_along_axis(y, top, axis=1)
+        top = _top_k_indices(p, top_k)  # [n, min(top_k, C)], score-descending
         # Hit@1 as the official calculate_hit_at_one: numpy argmax (first index among tied maxima).
         self.hits = float(np.take_along_axis(y, np.argmax(p, axis=1)[:, None], axis=1).sum())
-        # PERR: a video's top-n (n = its number of labels) classes; hits need a label and a score > 0.
-        in_top = np.arange(top.shape[1])[None, :] < num_labels[:, None]
-        hit = top_labels & (top_scores > 0) & in_top
-        has = num_labels > 0
-        self.perr = float((hit.sum(axis=1)[has] / num_labels[has]).sum())
+        self.perr = _perr_sum(p, y, y.sum(axis=1))
         self.positives = y.sum(axis=0).astype(np.float64)
-        kk = min(top_k, p.shape[1])
-        self.classes = top[:, :kk].astype(np.int32).ravel()
-        self.scores = top_scores[:, :kk].ravel()
-        self.labels = top_labels[:, :kk].ravel()
+        self.classes = top.astype(np.int32).ravel()
+        self.scores = np.take_along_axis(p, top, axis=1).astype(np.float64).ravel()
+        self.labels = np.take_along_axis(y, top, axis=1).ravel()
+
+
+def _perr_sum(p: np.ndarray, y: np.ndarray, num_labels: np.ndarray) -> float:
+    """Sum over the videos of their precision at equal recall rate, as the official
+    ``calculate_precision_at_equal_recall_rate``: a video with n labels takes the n classes
+    ``np.argpartition(scores, -n)[-n:]`` (so ties fall exactly as there) and counts those that are labels
+    *and* have a score > 0. One ``argpartition`` per distinct n, over all rows with that n at once."""
+    total = 0.0
+    for n in np.unique(num_labels[num_labels > 0]):
+        rows = np.flatnonzero(num_labels == n)
+        top = np.argpartition(p[rows], -int(n), axis=1)[:, -int(n) :]
+        hit = np.take_along_axis(y[rows], top, axis=1) & (np.take_along_axis(p[rows], top, axis=1) > 0)
+        total += float(hit.sum(axis=1).sum()) / float(n)
+    return total
 
 
 def _chunk_hits(p: np.ndarray, y: np.ndarray, k: int) -> float:

@@ -3,7 +3,7 @@
 Architecture (appendix A.3.3-A.3.4): one-hot characters (no embedding layer) -> input dropout ->
 one or more recurrent layers (LSTM, Layer Norm LSTM, HyperLSTM, LN-HyperLSTM; recurrent dropout on
 ``tanh(g)``) -> output dropout -> dense softmax head with bias (the model outputs *logits*).
-Trainable parameter counts equal the paper's tables (formulas in NOTES.md).
+Trainable parameter counts equal the paper's tables (formulas in ``docs/param_counts.md``).
 
 Model I/O (the ``char_lm`` task contract): a functional ``keras.Model`` with inputs ``ids`` (int32
 ``[B, T]``, T may be None) and ``state_0``, ``state_1``, ... (float32 ``[B, size]``, zeros at the start
@@ -29,6 +29,7 @@ from keras import ops
 
 from zoo.layers.hyper_rnn import HyperLSTMCell
 from zoo.layers.lstm import BasicLSTMCell, LayerNormLSTMCell
+from zoo.layers.rnn_base import check_drop_rate, check_positive
 from zoo.registry import ModelSpec, register_model
 
 __all__ = [
@@ -65,7 +66,23 @@ DEFAULT_CONFIG: dict[str, Any] = {
 
 @keras.saving.register_keras_serializable(package="zoo")
 class OneHot(keras.layers.Layer):
-    """Integer ids ``[B, T]`` -> one-hot float ``[B, T, depth]`` (the paper feeds one-hot characters)."""
+    """Integer ids ``[B, T]`` -> one-hot float ``[B, T, depth]`` (the paper feeds one-hot characters, A.3.3).
+
+    Args:
+      depth: the vocabulary size V; ids outside ``[0, depth)`` give all-zero rows.
+      **kwargs: ``keras.layers.Layer`` arguments (``name``, ``dtype``, ...).
+
+    Call arguments:
+      ids: integer ``[B, T]`` (any integer dtype; cast to int32).
+
+    Returns:
+      ``[B, T, depth]`` in the layer's compute dtype.
+
+    Example:
+
+    >>> tuple(OneHot(5)(np.array([[0, 4, 2]])).shape)
+    (1, 3, 5)
+    """
 
     def __init__(self, depth: int, **kwargs: Any):
         super().__init__(**kwargs)
@@ -87,14 +104,9 @@ def _check_config(config: dict[str, Any]) -> None:
     if config["cell"] not in CELLS:
         raise ValueError(f"char LM config: cell={config['cell']!r}; valid: {', '.join(CELLS)}")
     for key in ("vocab_size", "units", "num_layers", "hyper_units", "embedding_size"):
-        if int(config[key]) < 1:
-            raise ValueError(f"char LM config: {key}={config[key]!r} must be a positive integer")
+        check_positive("char LM config", key, config[key])
     for key in ("input_dropout", "output_dropout", "recurrent_dropout", "hyper_recurrent_dropout"):
-        if not 0.0 <= float(config[key]) < 1.0:
-            raise ValueError(
-                f"char LM config: {key}={config[key]!r} is a drop rate and must be in [0, 1) "
-                "(the paper's keep probability k is rate 1 - k)"
-            )
+        check_drop_rate("char LM config", key, config[key])
 
 
 def _make_cell(config: dict[str, Any], layer: int) -> keras.layers.Layer:
@@ -196,13 +208,10 @@ def trace(model: keras.Model, ids: Any, states: Sequence[Any] | None = None) -> 
         for k, cell in enumerate(cells):
             n_states = len(cell.state_size)
             out = cell.step(x, states[offset : offset + n_states], training=False)
+            extra = {}
             if isinstance(cell, HyperLSTMCell):
-                new = [out["h"], out["c"], out["hyper_h"], out["hyper_c"]]
                 extra = {"hyper_h": out["hyper_h"], **cell.compute_scales(out["hyper_h"])}
-            else:
-                new = [out["h"], out["c"]]
-                extra = {}
-            states[offset : offset + n_states] = new
+            states[offset : offset + n_states] = [out[key] for key in cell.state_keys]
             offset += n_states
             for key, value in {"h": out["h"], "c": out["c"], "tanh_c": out["tanh_c"], **extra}.items():
                 records[k].setdefault(key, []).append(ops.convert_to_numpy(value))
@@ -269,7 +278,7 @@ _ROWS: dict[str, tuple[str, dict[str, Any], dict[str, Any], int]] = {
             "recurrent_dropout": 0.15,
         },
         {},
-        5_060_000,  # printed "5.06M"; the description gives 5,085,682 (NOTES.md)
+        5_060_000,  # printed "5.06M"; the description gives 5,085,682 (docs/param_counts.md)
     ),
     "ln_hyper_lstm_1000x2_ptb": (
         "Table 3 '2-Layer Norm HyperLSTM, 1000 units' (A.3.3: E 16, keep 0.80)",
@@ -304,7 +313,7 @@ _ROWS: dict[str, tuple[str, dict[str, Any], dict[str, Any], int]] = {
         "Table 4 'Layer Norm HyperLSTM, 1800 units' (A.3.4: H 256, E 64)",
         {**_ENWIK8, **_HYPER, **_LN, "units": 1800, "hyper_units": 256, "embedding_size": 64},
         {},
-        18_780_000,  # printed "18.78M"; the description gives 18,728,773 (NOTES.md)
+        18_780_000,  # printed "18.78M"; the description gives 18,728,773 (docs/param_counts.md)
     ),
     "ln_hyper_lstm_2048_enwik8": (
         "Table 4 'Layer Norm HyperLSTM, 2048 units' (A.3.4: H 512, E 64, hyper keep 0.85, sequence 300)",

@@ -10,8 +10,12 @@ Trainable parameters: 800 + 12,560 + 7,850 = 21,210 (``conv_mnist``) and 800 + (
 (``hyper_conv_mnist``).
 
 Initialisers: ordinary kernels glorot-uniform (Keras default; the paper does not say), biases zeros;
-the generated kernel starts at He scale (see ``zoo/layers/hyper_conv.py``). Input normalisation uses the
-MNIST training-set mean 0.1307 and std 0.3081 (constants, overridable as ``input_mean``/``input_std``).
+the generated kernel starts at He scale (see ``zoo/layers/hyper_conv.py``). The authors' MNIST notebook
+(hardmaru/supercell) draws ordinary kernels and generator weights truncated-normal with std 0.01 and maps
+each projection of ``z`` to an *output* channel of the generated kernel; ours follows the paper's text
+(one projection per *input* channel, §3.1), with the same 4,240 generator parameters since N_in = N_out.
+Input normalisation uses the MNIST training-set mean 0.1307 and std 0.3081 (constants, overridable as
+``input_mean``/``input_std``).
 """
 
 from __future__ import annotations

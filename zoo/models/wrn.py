@@ -10,8 +10,9 @@ Conventions the paper leaves open (ours, following Zagoruyko & Komodakis' refere
   block's stride applied to the *pre-activated* input ``ReLU(BN(x))`` (WRN 40-1: two of them, WRN 40-2:
   three). Those 1x1 kernels are ordinary weights in the hyper versions too (the generator makes 3x3 kernels).
 - Batch norm: scale and offset (2 trainable parameters per channel), momentum 0.9 and epsilon 1e-5 (torch's
-  defaults, used by the WRN code), ``synchronized=True`` so moving statistics agree across replicas under
-  ``MirroredStrategy`` (it also runs unchanged on a single device). Convolutions have no bias.
+  defaults, used by the WRN code), synchronized on the TensorFlow backend so moving statistics agree
+  across replicas under ``MirroredStrategy`` (``zoo/layers/batch_norm.py``; plain BN on JAX and PyTorch,
+  which train on one device). Convolutions have no bias.
 - L2 (A.3.2: 5e-4 "on kernels and generated kernels"): ``weight_decay * sum(W^2) / 2`` on every ordinary
   conv kernel, the dense kernel, and every generated kernel; none on BN parameters, biases, embeddings
   or generator weights directly.
@@ -35,6 +36,7 @@ from typing import Any
 
 import keras
 
+from zoo.layers.batch_norm import sync_batch_norm
 from zoo.layers.hyper_conv import HyperConv2D, KernelGenerator
 from zoo.registry import ModelSpec, register_model
 
@@ -136,12 +138,8 @@ def build_wrn(config: dict[str, Any], hyper: bool, name: str = "wrn") -> keras.M
                 )
 
     def bn(label: str) -> keras.layers.BatchNormalization:
-        return keras.layers.BatchNormalization(
-            momentum=float(config["bn_momentum"]),
-            epsilon=float(config["bn_epsilon"]),
-            synchronized=True,
-            name=label,
-        )
+        momentum, epsilon = float(config["bn_momentum"]), float(config["bn_epsilon"])
+        return sync_batch_norm(momentum=momentum, epsilon=epsilon, name=label)
 
     def conv3x3(filters: int, strides: int, label: str) -> keras.layers.Layer:
         if generator is not None:

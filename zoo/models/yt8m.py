@@ -40,15 +40,17 @@ and weight decay 5e-4 (§4.1.2), video models lr 1.0 at batch 32 (§4.3), e.g.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import keras
 
+from zoo.data.yt8m_layout import FRAME_LEVEL, VIDEO_LEVEL, RecordLayout
 from zoo.layers.heads import LogisticClassifier, MixtureOfExperts
 from zoo.layers.video import DBoFBlock, FrameMask, FrameSampler, FrameStatistics, MaskedPooling
-from zoo.registry import ModelSpec, register_model
+from zoo.registry import ModelSpec, get, register_model
 
-__all__ = ["MODEL_NAMES", "LOSSES", "HEADS", "build", "feature_spec", "is_frame_level"]
+__all__ = ["MODEL_NAMES", "LOSSES", "HEADS", "build", "record_layout"]
 
 MODEL_NAMES = (
     "yt8m_frame_logistic",
@@ -63,52 +65,66 @@ LOSSES = ("cross_entropy", "hinge")
 HEADS = ("moe", "logistic")
 
 # Current release: 3862 classes, rgb (1024) + audio (128) = 1152 features, 300 frames (1 fps, §3.3).
-# The record layout (feature_names / feature_sizes / id_key / labels_key) is part of the model config so
-# that the exported serving signature parses the same records the model was trained on. None means the
-# release's names ("rgb", "audio" / "mean_rgb", "mean_audio") and sizes (1024, 128). The paper-era release:
-# feature_names=["inc3"] (frame) / ["mean_inc3"] (video), feature_sizes=[1024], feature_size=1024,
-# id_key="video_id", num_classes=4800.
+# The record layout (feature_names / feature_sizes / id_key / labels_key / num_classes / max_frames) is part
+# of the model config, so that the exported serving signature parses the same records the model was trained
+# on; record_layout(config) turns it into the zoo.data.yt8m.RecordLayout that readers, writers and the video
+# task take. feature_names / feature_sizes None mean the release's ("rgb", "audio" / "mean_rgb",
+# "mean_audio") and (1024, 128). The paper-era release: feature_names=["inc3"] (frame) / ["mean_inc3"]
+# (video), feature_sizes=[1024], feature_size=1024, id_key="video_id", num_classes=4800.
 _COMMON = {
-    "num_classes": 3862,
-    "feature_size": 1152,
+    "num_classes": VIDEO_LEVEL.num_classes,
+    "feature_size": VIDEO_LEVEL.feature_size,
     "feature_names": None,
     "feature_sizes": None,
-    "id_key": "id",
-    "labels_key": "labels",
+    "id_key": VIDEO_LEVEL.id_key,
+    "labels_key": VIDEO_LEVEL.labels_key,
     "weight_decay": 1e-8,  # official L2 on classifier weights
     "loss": "cross_entropy",  # or "hinge" (§4.3, b = 1)
 }
-_FRAME = {**_COMMON, "max_frames": 300}
-DEFAULT_FEATURE_NAMES = {"frame": ("rgb", "audio"), "video": ("mean_rgb", "mean_audio")}
-DEFAULT_FEATURE_SIZES = (1024, 128)
+_FRAME = {**_COMMON, "max_frames": FRAME_LEVEL.max_frames}
 
 
-def is_frame_level(config: dict[str, Any]) -> bool:
-    """Frame-level models have ``max_frames`` in their config (and inputs ``features``, ``num_frames``)."""
-    return "max_frames" in config
+def record_layout(config: Mapping[str, Any]) -> RecordLayout:
+    """The :class:`zoo.data.yt8m.RecordLayout` of the records a model config reads.
 
-
-def feature_spec(config: dict[str, Any]) -> tuple[tuple[str, ...], tuple[int, ...]]:
-    """``(feature_names, feature_sizes)`` of the records a model reads; their sizes sum to feature_size."""
-    level = "frame" if is_frame_level(config) else "video"
-    names = tuple(config.get("feature_names") or DEFAULT_FEATURE_NAMES[level])
+    Frame-level models are those whose config has ``max_frames``. The feature sizes must sum to the
+    config's ``feature_size`` (the width of the model's input).
+    """
+    preset = FRAME_LEVEL if "max_frames" in config else VIDEO_LEVEL
+    names = tuple(config.get("feature_names") or preset.feature_names)
     sizes = config.get("feature_sizes")
+    feature_size = config.get("feature_size", preset.feature_size)
     if sizes is None:
-        if sum(DEFAULT_FEATURE_SIZES) != config["feature_size"] or len(names) != 2:
+        if preset.feature_size != feature_size or len(names) != len(preset.feature_sizes):
             raise ValueError(
-                f"config feature_size={config['feature_size']} with feature_names={list(names)}: give "
+                f"config feature_size={feature_size} with feature_names={list(names)}: give "
                 "feature_sizes (one per name, summing to feature_size); the default "
-                f"{list(DEFAULT_FEATURE_SIZES)} "
-                "only fits feature_size=1152 with two names"
+                f"{list(preset.feature_sizes)} only fits feature_size={preset.feature_size} with "
+                f"{len(preset.feature_sizes)} names"
             )
-        sizes = DEFAULT_FEATURE_SIZES
-    sizes = tuple(int(s) for s in sizes)
-    if len(sizes) != len(names) or sum(sizes) != int(config["feature_size"]):
+        sizes = preset.feature_sizes
+    if isinstance(sizes, str) or not isinstance(sizes, Sequence) or len(sizes) != len(names):
         raise ValueError(
-            f"config feature_names={list(names)} / feature_sizes={list(sizes)} do not fit "
-            f"feature_size={config['feature_size']} (one size per name, summing to feature_size)"
+            f"config feature_names={list(names)} / feature_sizes={sizes!r} do not fit feature_size="
+            f"{feature_size} (one size per name, summing to feature_size)"
         )
-    return names, sizes
+    try:
+        layout = preset.replace(
+            feature_names=names,
+            feature_sizes=tuple(sizes),
+            num_classes=config.get("num_classes", preset.num_classes),
+            max_frames=config.get("max_frames", preset.max_frames),
+            id_key=config.get("id_key", preset.id_key),
+            labels_key=config.get("labels_key", preset.labels_key),
+        )
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"config: {e}") from None
+    if layout.feature_size != feature_size:
+        raise ValueError(
+            f"config feature_names={list(names)} / feature_sizes={list(layout.feature_sizes)} do not fit "
+            f"feature_size={feature_size} (one size per name, summing to feature_size)"
+        )
+    return layout
 
 
 _TRAIN_VIDEOS = 3_888_919  # 2018 train split (official); 5 epochs at batch 1024 ~ 18,990 steps.
@@ -139,11 +155,8 @@ def _check(config: dict[str, Any], name: str) -> None:
         raise ValueError(f"model {name!r}: config loss={config['loss']!r}; valid: {', '.join(LOSSES)}")
     if "head" in config and config["head"] not in HEADS:
         raise ValueError(f"model {name!r}: config head={config['head']!r}; valid: {', '.join(HEADS)}")
-    for key in ("num_classes", "feature_size", "max_frames"):
-        if key in config and int(config[key]) < 1:
-            raise ValueError(f"model {name!r}: config {key}={config[key]!r} must be >= 1")
     try:
-        feature_spec(config)
+        record_layout(config)  # also checks num_classes, max_frames and feature_size
     except ValueError as e:
         raise ValueError(f"model {name!r}: {e}") from None
 
@@ -176,10 +189,8 @@ def _frame_inputs(config: dict[str, Any]) -> tuple[Any, Any]:
     return features, num_frames
 
 
-def _finish(name: str, config: dict[str, Any], inputs: dict[str, Any], outputs: Any) -> keras.Model:
-    model = keras.Model(inputs=inputs, outputs=outputs, name=name)
-    model.zoo_loss = config["loss"]  # read by zoo.tasks.video (falls back to the head's activation)
-    return model
+def _finish(name: str, inputs: dict[str, Any], outputs: Any) -> keras.Model:
+    return keras.Model(inputs=inputs, outputs=outputs, name=name)
 
 
 def build_frame_logistic(config: dict[str, Any]) -> keras.Model:
@@ -187,7 +198,7 @@ def build_frame_logistic(config: dict[str, Any]) -> keras.Model:
     features, num_frames = _frame_inputs(config)
     per_frame = _head(config, "logistic")(features)  # [B, T, C], one classifier shared by all frames
     out = MaskedPooling("mean", name="frame_average")([per_frame, num_frames])
-    return _finish("yt8m_frame_logistic", config, {"features": features, "num_frames": num_frames}, out)
+    return _finish("yt8m_frame_logistic", {"features": features, "num_frames": num_frames}, out)
 
 
 def build_dbof(config: dict[str, Any]) -> keras.Model:
@@ -201,7 +212,7 @@ def build_dbof(config: dict[str, Any]) -> keras.Model:
     )
     hidden = keras.layers.Dense(config["hidden_size"], activation="relu", name="hidden")(pooled)
     out = _head(config, config["head"])(hidden)
-    return _finish("yt8m_dbof", config, {"features": features, "num_frames": num_frames}, out)
+    return _finish("yt8m_dbof", {"features": features, "num_frames": num_frames}, out)
 
 
 def build_lstm(config: dict[str, Any]) -> keras.Model:
@@ -215,7 +226,7 @@ def build_lstm(config: dict[str, Any]) -> keras.Model:
             h, mask=mask
         )
     out = _head(config, config["head"])(h)
-    return _finish("yt8m_lstm", config, {"features": features, "num_frames": num_frames}, out)
+    return _finish("yt8m_lstm", {"features": features, "num_frames": num_frames}, out)
 
 
 def _build_video(name: str, kind: str) -> Any:
@@ -223,7 +234,7 @@ def _build_video(name: str, kind: str) -> Any:
         _check(config, name)
         features = keras.Input((config["feature_size"],), name="features", dtype="float32")
         out = _head(config, kind)(features)
-        return _finish(name, config, {"features": features}, out)
+        return _finish(name, {"features": features}, out)
 
     return builder
 
@@ -233,12 +244,15 @@ def build_moe_stats(config: dict[str, Any]) -> keras.Model:
     features, num_frames = _frame_inputs(config)
     stats = FrameStatistics(config["top_k"], name="frame_stats")([features, num_frames])
     out = _head(config, "moe")(stats)
-    return _finish("yt8m_moe_stats", config, {"features": features, "num_frames": num_frames}, out)
+    return _finish("yt8m_moe_stats", {"features": features, "num_frames": num_frames}, out)
 
 
-def _frame_spec(config: dict[str, Any]) -> dict[str, tuple[tuple[int | None, ...], str]]:
+def _input_spec(layout: RecordLayout) -> dict[str, tuple[tuple[int | None, ...], str]]:
+    """The models' input spec for records of ``layout`` (frame level: padded frames and their count)."""
+    if not layout.frame_level:
+        return {"features": ((layout.feature_size,), "float32")}
     return {
-        "features": ((config["max_frames"], config["feature_size"]), "float32"),
+        "features": ((layout.max_frames, layout.feature_size), "float32"),
         "num_frames": ((), "int32"),
     }
 
@@ -253,7 +267,7 @@ _SPECS = [
         paper=f"{_PAPER} §4.1.1, Table 3 row 'Logistic + Average'",
         config=dict(_FRAME),
         recipe=_recipe("yt8m_frame"),
-        input_spec=_frame_spec(_FRAME),
+        input_spec=_input_spec(FRAME_LEVEL),
         description="per-frame logistic classifier, probabilities averaged over the real frames",
     ),
     ModelSpec(
@@ -273,7 +287,7 @@ _SPECS = [
             "seed": None,  # frame sampler seed
         },
         recipe=_recipe("yt8m_frame"),
-        input_spec=_frame_spec(_FRAME),
+        input_spec=_input_spec(FRAME_LEVEL),
         description="Deep Bag of Frames: k frames, 8192 ReLU up-projection, BN, max pool, hidden 1024, MoE",
     ),
     ModelSpec(
@@ -283,7 +297,7 @@ _SPECS = [
         paper=f"{_PAPER} §4.1.3, Table 3 row 'LSTM'",
         config={**_FRAME, "lstm_units": 1024, "lstm_layers": 2, "head": "moe", "num_mixtures": 2},
         recipe=_recipe("yt8m_frame", learning_rate=0.001),
-        input_spec=_frame_spec(_FRAME),
+        input_spec=_input_spec(FRAME_LEVEL),
         description="2 stacked masked LSTMs of 1024, classifier on the last real frame's output",
     ),
     ModelSpec(
@@ -293,7 +307,7 @@ _SPECS = [
         paper=f"{_PAPER} §4.3, Table 3 row 'Logistic Regression (µ)'",
         config=dict(_COMMON),
         recipe=_recipe("yt8m_video"),
-        input_spec={"features": ((_COMMON["feature_size"],), "float32")},
+        input_spec=_input_spec(VIDEO_LEVEL),
         description="one-vs-all logistic regression on mean features",
     ),
     ModelSpec(
@@ -303,7 +317,7 @@ _SPECS = [
         paper=f"{_PAPER} §4.3, Table 3 row 'Hinge loss (µ)'",
         config={**_COMMON, "loss": "hinge"},
         recipe=_recipe("yt8m_video"),
-        input_spec={"features": ((_COMMON["feature_size"],), "float32")},
+        input_spec=_input_spec(VIDEO_LEVEL),
         description="linear one-vs-all scores trained with the hinge loss (b = 1) on mean features",
     ),
     ModelSpec(
@@ -313,7 +327,7 @@ _SPECS = [
         paper=f"{_PAPER} §4.3.3, Table 3 row 'Mixture-of-2-Experts (µ)'",
         config={**_COMMON, "num_mixtures": 2},
         recipe=_recipe("yt8m_video"),
-        input_spec={"features": ((_COMMON["feature_size"],), "float32")},
+        input_spec=_input_spec(VIDEO_LEVEL),
         description="mixture of 2 logistic experts + dummy state on mean features",
     ),
     ModelSpec(
@@ -323,7 +337,7 @@ _SPECS = [
         paper=f"{_PAPER} §4.2.1/§4.3.3, Table 3 row 'Mixture-of-2-Experts ([µ; σ; Top5])'",
         config={**_FRAME, "num_mixtures": 2, "top_k": 5},
         recipe=_recipe("yt8m_frame"),
-        input_spec=_frame_spec(_FRAME),
+        input_spec=_input_spec(FRAME_LEVEL),
         description="mixture of 2 experts on [mean; std; top-5] of the real frames",
     ),
 ]
@@ -332,11 +346,8 @@ for _spec in _SPECS:
     register_model(_spec)
 
 
-
 def build(name: str, **overrides: Any) -> keras.Model:
     """Shortcut for ``zoo.get(name, **overrides)`` restricted to the YouTube-8M models."""
-    from zoo.registry import get
-
     if name not in MODEL_NAMES:
         raise ValueError(f"{name!r} is not a YouTube-8M model; valid: {', '.join(MODEL_NAMES)}")
     return get(name, **overrides)

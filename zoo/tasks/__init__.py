@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import importlib
 
-from zoo.tasks.base import ForwardOutput, Task, TaskData
+from zoo.tasks.base import ForwardOutput, Task, TaskData, recipe_keys
 
-__all__ = ["Task", "TaskData", "ForwardOutput", "get_task"]
+__all__ = ["Task", "TaskData", "ForwardOutput", "get_task", "recipe_keys"]
 
 # task name -> module defining ``TASK`` (an instance of a Task subclass).
 _MODULES = {

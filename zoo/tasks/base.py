@@ -15,6 +15,11 @@ The trainer's step, per replica (see ``trainers/loop.py``)::
 
 Batches are ``(inputs, targets)`` tuples: ``inputs`` matches the model's input structure
 (a tensor or a dict keyed like ``spec.input_spec``), ``targets`` is whatever ``forward`` expects.
+
+Recipe keys have one declaration: :data:`TRAINER_RECIPE_KEYS` (read by the trainer),
+``zoo.optim.OPTIMIZER_RECIPE_KEYS`` (read by the optimizer) and each task's ``recipe_keys`` (read by its
+``build_data``). :func:`recipe_keys` is their union: what a spec's recipe may hold and what the trainer's
+``--config`` accepts besides the model config.
 """
 
 from __future__ import annotations
@@ -24,7 +29,13 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["Task", "TaskData", "ForwardOutput"]
+from zoo.optim import OPTIMIZER_RECIPE_KEYS
+
+__all__ = ["Task", "TaskData", "ForwardOutput", "TRAINER_RECIPE_KEYS", "recipe_keys"]
+
+#: Recipe keys the trainer reads for every task: the default ``--dataset``, ``--batch_size`` and
+#: ``--train_steps``.
+TRAINER_RECIPE_KEYS = ("dataset", "batch_size", "train_steps")
 
 
 @dataclasses.dataclass
@@ -37,7 +48,10 @@ class TaskData:
       eval: finite validation split (or ``None``), batched; used by ``--eval_every``.
       test: finite test split (or ``None``), batched; used for the final report.
       sizes: number of examples per split, e.g. ``{"train": 1347, "eval": 0, "test": 450}`` (for the
-        start-up summary line and epoch -> step conversion).
+        start-up summary line and epoch -> step conversion: ``sizes["train"] / batch_size`` steps make
+        one epoch, so ``sizes["train"]`` counts the units the global batch size counts).
+      size_unit: what ``sizes`` counts, plural, for the start-up line (``"images"``, ``"videos"``,
+        ``"windows of 100 characters"``).
       assets: files to copy into the SavedModel's ``assets.extra`` (e.g. a vocabulary), name -> bytes.
       info: anything else the task wants to remember (vocabulary, num_classes, ...).
       checkpoint_input: save the train iterator's position in checkpoints. tf.data saves the contents of
@@ -50,6 +64,7 @@ class TaskData:
     test: Any | None
     sizes: Mapping[str, int]
     assets: Mapping[str, bytes] = dataclasses.field(default_factory=dict)
+    size_unit: str = "examples"
     info: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     checkpoint_input: bool = True
 
@@ -77,6 +92,8 @@ class Task(abc.ABC):
     name: str = ""
     #: dataset names this task can load (``--dataset``), first is the default.
     datasets: tuple[str, ...] = ()
+    #: recipe keys this task reads (in ``build_data`` etc.) beyond the trainer's and the optimizer's.
+    recipe_keys: tuple[str, ...] = ()
 
     # ----------------------------------------------------------------- data
     def check_data(self, dataset: str, data_dir: str | None) -> None:
@@ -144,3 +161,9 @@ class Task(abc.ABC):
         """Extra TensorBoard summaries at eval time (e.g. generated kernels); default none.
         Called inside the trainer's default summary writer context."""
         return None
+
+
+def recipe_keys(task: Task) -> tuple[str, ...]:
+    """Every recipe key a run of ``task`` reads, sorted: the trainer's (:data:`TRAINER_RECIPE_KEYS`), the
+    optimizer's (``zoo.optim.OPTIMIZER_RECIPE_KEYS``) and the task's own (``task.recipe_keys``)."""
+    return tuple(sorted({*TRAINER_RECIPE_KEYS, *OPTIMIZER_RECIPE_KEYS, *task.recipe_keys}))

@@ -114,6 +114,7 @@ class CharLMTask(Task):
 
     name = "char_lm"
     datasets = ("ptb_char", "enwik8", "text")
+    recipe_keys = ("sequence_length", "eval_sequence_length", "eval_batch_size", "split_sizes")
 
     def __init__(self) -> None:
         self._eval_steps: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

@@ -55,6 +55,7 @@ class ImageClassificationTask(Task):
 
     name = "image_classification"
     datasets = image_data.DATASETS
+    recipe_keys = ("augment", "eval_batch_size", "validation_size")
 
     def __init__(self) -> None:
         # model -> compiled eval step, so repeated evaluations do not retrace.

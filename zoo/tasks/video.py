@@ -4,25 +4,30 @@ Data (``--dataset`` / ``--data_dir``):
 
 - ``yt8m_frame``: frame-level SequenceExamples, read by ``zoo.data.yt8m.frame_dataset``;
   ``yt8m_video``: video-level Examples, read by ``video_dataset``. The record layout (feature names and
-  sizes, id and label keys, ``num_classes``, ``max_frames``) comes from the *model* config (see
-  ``zoo.models.yt8m.feature_spec``), so the exported signature parses exactly what the model trained on.
+  sizes, id and label keys, ``num_classes``, ``max_frames``) is a ``zoo.data.yt8m.RecordLayout`` made from
+  the *model* config (``zoo.models.yt8m.record_layout``), so the exported signature parses exactly what the
+  model trained on.
 - ``--data_dir`` is a directory or a file pattern. A directory uses the official split names:
   ``train*.tfrecord`` for training and ``validate*.tfrecord`` for evaluation (eval and the final test
   report); a directory without ``train*`` files trains on all its ``*.tfrecord``. A pattern (glob, or
   comma-separated globs) is the training split only, without evaluation.
 - Training batches drop the string ``id`` (the training step runs in XLA); evaluation batches keep it.
+- Recipe keys (``--config key=value``): ``eval_batch_size``; ``skip_bad_records`` (default false): drop
+  and count records that are corrupt or do not fit the layout instead of stopping with an error that
+  names the file and record index (a truncated file loses its unreadable tail).
 
-Loss: the official cross-entropy (``zoo.losses.yt8m_cross_entropy``) on probabilities, or the hinge loss
-(``yt8m_hinge``, b = 1) on scores, chosen by the model config ``loss``. Training reports a streaming
-Hit@1; :meth:`VideoClassificationTask.evaluate` reports Hit@1, PERR, GAP and mAP exactly as the official
-evaluation (``zoo.metrics.yt8m.Evaluator``, top 20 per video).
+Loss: the model config's ``loss``, read from the config :meth:`VideoClassificationTask.build_data` (or
+:meth:`~VideoClassificationTask.dataset_for`) is given: the official cross-entropy
+(``zoo.losses.yt8m_cross_entropy``) on probabilities, or the hinge loss (``yt8m_hinge``, b = 1) on scores.
+Training reports a streaming Hit@1; :meth:`VideoClassificationTask.evaluate` reports Hit@1, PERR, GAP and
+mAP exactly as the official evaluation (``zoo.metrics.yt8m.Evaluator``, top 20 per video).
 
 Serving signatures:
 
 - ``serving_default``: ``example_bytes`` (string ``[N]``, serialized SequenceExamples for frame-level
-  models, Examples for video-level ones; labels may be absent) -> ``video_id`` ``[N]``, ``class_indexes``
-  int32 ``[N, 20]`` and ``predictions`` float32 ``[N, 20]`` (the top 20 classes, best first; probabilities,
-  or scores for ``yt8m_hinge``);
+  models, Examples for video-level ones; labels are ignored and may be absent) -> ``video_id`` ``[N]``,
+  ``class_indexes`` int32 ``[N, 20]`` and ``predictions`` float32 ``[N, 20]`` (the top 20 classes, best
+  first; probabilities, or scores for ``yt8m_hinge``);
 - ``serving_features``: dense, already dequantised and L2-normalised ``features`` (``[N, max_frames, D]``
   with ``num_frames`` ``[N]``, or ``[N, D]``) -> ``class_indexes``, ``predictions`` and ``all_predictions``
   ``[N, num_classes]``.
@@ -39,21 +44,24 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from zoo.data import yt8m
+from zoo.losses import yt8m_cross_entropy, yt8m_hinge
+from zoo.metrics.yt8m import Evaluator
+from zoo.models.yt8m import LOSSES, record_layout
 from zoo.tasks.base import ForwardOutput, Task, TaskData
 
-__all__ = ["VideoClassificationTask", "TASK", "TOP_K", "split_files", "model_config", "model_input_names"]
+__all__ = ["VideoClassificationTask", "TASK", "TOP_K", "split_files", "model_input_names"]
 
 #: Classes per video in the serving outputs, the Kaggle CSV and GAP (official top_k = 20).
 TOP_K = 20
 #: Count records for ``TaskData.sizes`` only below this many bytes of input (a full pass otherwise).
 _COUNT_LIMIT_BYTES = 512 << 20
 _EVAL_PREFIXES = ("validate", "valid", "eval")
+_LOSS_FUNCTIONS = {"cross_entropy": yt8m_cross_entropy, "hinge": yt8m_hinge}
 
 
 def split_files(data_dir: str) -> dict[str, list[str]]:
     """``{"train": [...], "eval": [...]}`` from a directory (official split names) or a file pattern."""
-    from zoo.data import yt8m
-
     if tf.io.gfile.isdir(data_dir):
         records = sorted(tf.io.gfile.glob(os.path.join(data_dir, "*.tfrecord")))
         train = [f for f in records if os.path.basename(f).startswith("train")]
@@ -73,35 +81,45 @@ def split_files(data_dir: str) -> dict[str, list[str]]:
         raise ValueError(f"--data_dir={data_dir!r}: {e}") from None
 
 
-def model_config(model: Any, config: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The full config of a YouTube-8M model: its spec's defaults updated with ``config``."""
-    import zoo
-
-    try:
-        defaults = zoo.get_spec(model.name).default_config()
-    except KeyError:
-        defaults = {}
-    return {**defaults, **dict(config or {})}
-
-
 def model_input_names(model: Any) -> list[str]:
     """The model's input names (``features`` and, for frame-level models, ``num_frames``)."""
     inputs = model.input
     return sorted(inputs) if isinstance(inputs, Mapping) else [t.name for t in tf.nest.flatten(inputs)]
 
 
-def _count_records(files: list[str]) -> int | None:
-    if sum(tf.io.gfile.stat(f).length for f in files) > _COUNT_LIMIT_BYTES:
-        return None
-    return int(tf.data.TFRecordDataset(files).reduce(np.int64(0), lambda n, _: n + 1))
+def _layout(config: Mapping[str, Any], model: Any = None) -> yt8m.RecordLayout:
+    """The record layout of a full model config; with ``model``, checked against the model's shapes."""
+    if "loss" not in config or "num_classes" not in config:
+        raise ValueError(
+            "video_classification: the config must be the model's full config "
+            "(zoo.get_spec(name).default_config() updated with the overrides), got keys "
+            f"{sorted(config)}"
+        )
+    layout = record_layout(config)
+    if model is not None:
+        classes = int(model.output.shape[-1])
+        width = int(model.input["features"].shape[-1])
+        if classes != layout.num_classes or width != layout.feature_size:
+            raise ValueError(
+                f"video_classification: model {model.name!r} has {classes} classes and {width} input "
+                f"features, its config says num_classes={layout.num_classes} and feature_sizes="
+                f"{list(layout.feature_sizes)}"
+            )
+    return layout
 
 
-def _loss_name(model: Any) -> str:
-    name = getattr(model, "zoo_loss", None)
-    if name:
-        return name
-    head = model.get_layer("classifier") if "classifier" in [la.name for la in model.layers] else None
-    return "hinge" if head is not None and getattr(head, "activation", "sigmoid") is None else "cross_entropy"
+def _loss_name(config: Mapping[str, Any]) -> str:
+    loss = config["loss"]
+    if loss not in LOSSES:
+        raise ValueError(f"config loss={loss!r}; valid: {', '.join(LOSSES)}")
+    return loss
+
+
+def _skip_bad_records(recipe: Mapping[str, Any]) -> bool:
+    value = recipe.get("skip_bad_records", False)
+    if not isinstance(value, bool):
+        raise ValueError(f"recipe key skip_bad_records={value!r} must be true or false (--config)")
+    return value
 
 
 class VideoClassificationTask(Task):
@@ -109,9 +127,11 @@ class VideoClassificationTask(Task):
 
     name = "video_classification"
     datasets = ("yt8m_frame", "yt8m_video")
+    recipe_keys = ("eval_batch_size", "skip_bad_records")
 
     def __init__(self) -> None:
         self._eval_steps: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._loss: str | None = None  # the model config's loss, from build_data / dataset_for
 
     # ----------------------------------------------------------------- data
     def check_data(self, dataset: str, data_dir: str | None) -> None:
@@ -132,88 +152,89 @@ class VideoClassificationTask(Task):
         recipe: Mapping[str, Any],
         seed: int,
     ) -> TaskData:
-        from zoo.models.yt8m import feature_spec, is_frame_level
-
         self.check_data(dataset, data_dir)
-        frame = is_frame_level(config)
-        if frame != (dataset == "yt8m_frame"):
-            want = "yt8m_frame" if frame else "yt8m_video"
-            raise ValueError(
-                f"--dataset={dataset!r} does not fit a {'frame' if frame else 'video'}-level model; "
-                f"use {want!r}"
-            )
+        layout = _layout(config)
+        if layout.frame_level != (dataset == "yt8m_frame"):
+            want = f"yt8m_{layout.level}"
+            raise ValueError(f"--dataset={dataset!r} does not fit a {layout.level}-level model; use {want!r}")
+        self._loss = _loss_name(config)
+        skip = _skip_bad_records(recipe)
+        counter = yt8m.make_bad_record_counter() if skip else None
+        options = {"skip_bad_records": skip, "bad_record_counter": counter}
         files = split_files(data_dir)
-        reader = self._reader(config)
-        train = reader(
-            files["train"], global_batch_size, shuffle=True, repeat=True, drop_remainder=True, seed=seed
+        train = yt8m.dataset(
+            files["train"],
+            global_batch_size,
+            layout,
+            shuffle=True,
+            repeat=True,
+            drop_remainder=True,
+            seed=seed,
+            **options,
         )
         train = train.map(lambda inputs, labels: ({k: v for k, v in inputs.items() if k != "id"}, labels))
         eval_batch = int(recipe.get("eval_batch_size") or global_batch_size)
-        evals = reader(files["eval"], eval_batch) if files["eval"] else None
+        evals = yt8m.dataset(files["eval"], eval_batch, layout, **options) if files["eval"] else None
         sizes = {}
         for split, fs in (("train", files["train"]), ("eval", files["eval"])):
-            n = _count_records(fs) if fs else 0
-            if n is not None:
-                sizes[split] = n
-        names, feature_sizes = feature_spec(dict(config))
+            if not fs:
+                sizes[split] = 0
+            elif sum(tf.io.gfile.stat(f).length for f in fs) <= _COUNT_LIMIT_BYTES:
+                sizes[split] = yt8m.count_records(fs, skip_bad_records=skip)  # names a corrupt file
         return TaskData(
             checkpoint_input=False,  # parsed frame batches would make every checkpoint gigabytes
             train=train,
             eval=evals,
             test=evals,
             sizes=sizes,
+            size_unit="videos",
             info={
-                "num_classes": int(config["num_classes"]),
-                "feature_names": names,
-                "feature_sizes": feature_sizes,
+                "layout": layout,
                 "files": {k: len(v) for k, v in files.items()},
-                "level": "frame" if frame else "video",
+                "bad_record_counter": counter,
             },
         )
 
-    @staticmethod
-    def _reader(config: Mapping[str, Any]) -> Any:
-        """``reader(files, batch_size, **options)`` for the model's record layout."""
-        from zoo.data import yt8m
-        from zoo.models.yt8m import feature_spec, is_frame_level
-
-        names, sizes = feature_spec(dict(config))
-        common = {
-            "num_classes": int(config["num_classes"]),
-            "feature_names": names,
-            "feature_sizes": sizes,
-            "id_key": config.get("id_key", "id"),
-            "labels_key": config.get("labels_key", "labels"),
-        }
-        if is_frame_level(config):
-            return lambda files, batch, **kw: yt8m.frame_dataset(
-                files, batch, max_frames=int(config["max_frames"]), **common, **kw
-            )
-        return lambda files, batch, **kw: yt8m.video_dataset(files, batch, **common, **kw)
-
-    def dataset_for(self, config: Mapping[str, Any], file_pattern: str, batch_size: int) -> tf.data.Dataset:
-        """A finite, ordered evaluation/inference pipeline over ``file_pattern`` for a model config."""
-        from zoo.data import yt8m
-
+    def dataset_for(
+        self,
+        config: Mapping[str, Any],
+        file_pattern: str,
+        batch_size: int,
+        *,
+        skip_bad_records: bool = False,
+        bad_record_counter: tf.Variable | None = None,
+    ) -> tf.data.Dataset:
+        """A finite, ordered evaluation/inference pipeline over ``file_pattern`` for a full model config
+        (its loss is the one :meth:`evaluate` then reports)."""
+        layout = _layout(config)
+        self._loss = _loss_name(config)
         try:
             files = yt8m.list_files(file_pattern)
         except FileNotFoundError as e:
             raise ValueError(str(e)) from None
-        return self._reader(config)(files, batch_size)
+        return yt8m.dataset(
+            files,
+            batch_size,
+            layout,
+            skip_bad_records=skip_bad_records,
+            bad_record_counter=bad_record_counter,
+        )
 
     # ----------------------------------------------------------------- step
-    def forward(self, model: Any, batch: Any, carry: Any, training: bool) -> ForwardOutput:
-        from zoo.losses import yt8m_cross_entropy, yt8m_hinge
+    def _loss_fn(self) -> Any:
+        if self._loss is None:
+            raise ValueError(
+                "video_classification: no loss yet; build_data (or dataset_for) reads it from the model "
+                "config"
+            )
+        return _LOSS_FUNCTIONS[self._loss]
 
+    def forward(self, model: Any, batch: Any, carry: Any, training: bool) -> ForwardOutput:
         inputs, labels = batch
         preds = keras.ops.cast(
             model({k: inputs[k] for k in model_input_names(model)}, training=training), "float32"
         )
-        labels = keras.ops.cast(labels, "float32")
-        if _loss_name(model) == "hinge":
-            loss = yt8m_hinge(labels, preds)
-        else:
-            loss = yt8m_cross_entropy(labels, preds)
+        loss = self._loss_fn()(keras.ops.cast(labels, "float32"), preds)
         return ForwardOutput(per_example_loss=loss, carry=carry, outputs={"predictions": preds})
 
     def metrics(self) -> dict[str, Any]:
@@ -225,28 +246,22 @@ class VideoClassificationTask(Task):
         metrics["hit_at_one"].update_state(tf.gather(labels, top, axis=1, batch_dims=1))
 
     def _eval_step(self, model: Any) -> Any:
-        step = self._eval_steps.get(model)
-        if step is None:
+        loss_fn = self._loss_fn()
+        cached = self._eval_steps.get(model)
+        if cached is None or cached[0] is not loss_fn:
             names = model_input_names(model)
-            hinge = _loss_name(model) == "hinge"
 
             @tf.function
             def step(inputs: Any, labels: Any) -> Any:
-                from zoo.losses import yt8m_cross_entropy, yt8m_hinge
-
                 preds = tf.cast(model({k: inputs[k] for k in names}, training=False), tf.float32)
-                labels = tf.cast(labels, tf.float32)
-                loss = yt8m_hinge(labels, preds) if hinge else yt8m_cross_entropy(labels, preds)
-                return preds, tf.reduce_sum(loss)
+                return preds, tf.reduce_sum(loss_fn(tf.cast(labels, tf.float32), preds))
 
-            self._eval_steps[model] = step
-        return step
+            cached = self._eval_steps[model] = (loss_fn, step)
+        return cached[1]
 
     def evaluate(self, model: Any, dataset: Any) -> dict[str, float]:
         """``{"hit_at_one", "perr", "gap", "map", "loss", "num_examples"}`` over a finite split (official
         definitions, top 20 per video, mAP over classes with positives)."""
-        from zoo.metrics.yt8m import Evaluator
-
         step = self._eval_step(model)
         evaluator = Evaluator(int(model.output.shape[-1]), top_k=TOP_K)
         total = 0.0
@@ -262,34 +277,20 @@ class VideoClassificationTask(Task):
 
     # -------------------------------------------------------------- serving
     def serving_functions(self, model: Any, config: Mapping[str, Any]) -> dict[str, Any]:
-        from zoo.data import yt8m
-        from zoo.models.yt8m import feature_spec, is_frame_level
-
-        cfg = model_config(model, config)
-        names, sizes = feature_spec(cfg)
-        num_classes = int(model.output.shape[-1])
-        k = min(TOP_K, num_classes)
-        frame = is_frame_level(cfg)
-        dim = int(sum(sizes))
-        keys = {"id_key": cfg.get("id_key", "id"), "labels_key": cfg.get("labels_key", "labels")}
+        layout = _layout(config, model)
+        k = min(TOP_K, layout.num_classes)
+        dim = layout.feature_size
 
         def top(preds: Any) -> dict[str, Any]:
             values, indexes = tf.math.top_k(preds, k=k)
             return {"class_indexes": tf.cast(indexes, tf.int32), "predictions": values}
 
-        if frame:
-            max_frames = int(cfg["max_frames"])
+        if layout.frame_level:
 
             @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="example_bytes")])
             def serving_default(example_bytes: Any) -> dict[str, Any]:
-                inputs, _ = yt8m.parse_frame_batch(
-                    example_bytes,
-                    max_frames=max_frames,
-                    num_classes=num_classes,
-                    feature_names=names,
-                    feature_sizes=sizes,
-                    **keys,
-                )
+                # Inference traffic carries no labels: they are not parsed (nor checked).
+                inputs, _ = yt8m.parse_frame_batch(example_bytes, layout=layout, with_labels=False)
                 preds = tf.cast(
                     model(
                         {"features": inputs["features"], "num_frames": inputs["num_frames"]}, training=False
@@ -300,7 +301,7 @@ class VideoClassificationTask(Task):
 
             @tf.function(
                 input_signature=[
-                    tf.TensorSpec([None, max_frames, dim], tf.float32, name="features"),
+                    tf.TensorSpec([None, layout.max_frames, dim], tf.float32, name="features"),
                     tf.TensorSpec([None], tf.int32, name="num_frames"),
                 ]
             )
@@ -314,9 +315,7 @@ class VideoClassificationTask(Task):
 
             @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="example_bytes")])
             def serving_default(example_bytes: Any) -> dict[str, Any]:
-                inputs, _ = yt8m.parse_video_batch(
-                    example_bytes, num_classes=num_classes, feature_names=names, feature_sizes=sizes, **keys
-                )
+                inputs, _ = yt8m.parse_video_batch(example_bytes, layout=layout, with_labels=False)
                 preds = tf.cast(model({"features": inputs["features"]}, training=False), tf.float32)
                 return {"video_id": inputs["id"], **top(preds)}
 
@@ -328,41 +327,39 @@ class VideoClassificationTask(Task):
         return {"serving_default": serving_default, "serving_features": serving_features}
 
     def warmup_inputs(self, model: Any, config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-        """Two synthetic videos per signature: serialized records (quantised, 3 and 1 frames) and the
-        matching dense features."""
-        from zoo.data import yt8m
-        from zoo.models.yt8m import feature_spec, is_frame_level
-
-        cfg = model_config(model, config)
-        names, sizes = feature_spec(cfg)
+        """Two synthetic videos per signature, shaped like real inference requests: serialized records
+        without labels (quantised, 3 and 1 frames) and the matching dense features."""
+        layout = _layout(config, model)
         rng = np.random.default_rng(0)
-        keys = {"id_key": cfg.get("id_key", "id"), "labels_key": cfg.get("labels_key", "labels")}
-        dim = int(sum(sizes))
-        if is_frame_level(cfg):
+        dim = layout.feature_size
+        if layout.frame_level:
             records = [
                 yt8m.frame_example(
                     f"warmup{i}",
-                    [0],
+                    None,
                     {
                         n: rng.integers(0, 256, (t, s), dtype=np.uint8)
-                        for n, s in zip(names, sizes, strict=True)
+                        for n, s in zip(layout.feature_names, layout.feature_sizes, strict=True)
                     },
-                    **keys,
+                    layout,
                 )
                 for i, t in enumerate((3, 1))
             ]
-            max_frames = int(cfg["max_frames"])
-            features = np.zeros((2, max_frames, dim), np.float32)
-            features[0, : min(3, max_frames)] = rng.normal(size=(min(3, max_frames), dim)) / np.sqrt(dim)
+            frames = min(3, layout.max_frames)
+            features = np.zeros((2, layout.max_frames, dim), np.float32)
+            features[0, :frames] = rng.normal(size=(frames, dim)) / np.sqrt(dim)
             features[1, 0] = rng.normal(size=dim) / np.sqrt(dim)
-            dense = {"features": features, "num_frames": np.array([min(3, max_frames), 1], np.int32)}
+            dense = {"features": features, "num_frames": np.array([frames, 1], np.int32)}
         else:
             records = [
                 yt8m.video_example(
                     f"warmup{i}",
-                    [0],
-                    {n: rng.normal(size=s).astype(np.float32) for n, s in zip(names, sizes, strict=True)},
-                    **keys,
+                    None,
+                    {
+                        n: rng.normal(size=s).astype(np.float32)
+                        for n, s in zip(layout.feature_names, layout.feature_sizes, strict=True)
+                    },
+                    layout,
                 )
                 for i in range(2)
             ]
@@ -375,8 +372,6 @@ class VideoClassificationTask(Task):
     def evaluate_serving(self, loaded: Any, dataset: Any) -> dict[str, float]:
         """Hit@1, PERR, GAP, mAP of an exported SavedModel through its ``serving_features`` signature
         (no zoo code needed to run it) on a finite ``(inputs, labels)`` split."""
-        from zoo.metrics.yt8m import Evaluator
-
         serve = loaded.signatures["serving_features"]
         wanted = set(serve.structured_input_signature[1])
         evaluator = None

@@ -20,17 +20,14 @@ from typing import Any
 import numpy as np
 
 from zoo.io import atomic_path
+from zoo.layers.rnn_base import GATES
 
 __all__ = [
-    "GATES",
     "scale_change_norms",
     "plot_weight_dynamics",
     "plot_tanh_c_histograms",
     "display_char",
 ]
-
-#: gate order of the fused scaling vectors (``zoo.layers.hyper_rnn.GATES``).
-GATES = ("i", "g", "f", "o")
 
 
 def scale_change_norms(d_x: Any, d_h: Any, num_gates: int = 4) -> tuple[np.ndarray, list[str]]:

@@ -1,0 +1,207 @@
+"""What every recurrent cell of the zoo shares: the role Keras' ``DropoutRNNCell`` plays for its cells.
+
+:class:`RecurrentCell` is the base of :class:`BasicLSTMCell`, :class:`LayerNormLSTMCell`,
+:class:`HyperLSTMCell` and :class:`HyperRNNCell` (and of any new cell). It owns, once:
+
+- the seed and the generator of the dropout masks, and :meth:`RecurrentCell.dropout`: recurrent dropout
+  with a *fresh mask at every step*, only in training (Semeniuta et al. 2016, "Recurrent dropout without
+  memory loss"; HyperNetworks Eq. 13 drops ``tanh(g)``). Keras' ``DropoutRNNCell`` instead keeps one mask
+  per sequence on ``h``; that is a different regulariser;
+- the step contract: :meth:`RecurrentCell.step` returns a dict of everything a step computes, with ``"h"``
+  and one key per entry of ``state_keys``; ``call`` returns ``(h, [step[k] for k in state_keys])``, so
+  figures and samplers read intermediates from the same code that trains;
+- ``get_initial_state`` (zeros of ``state_size``) and the ``units``/``seed`` part of ``get_config``.
+
+Module-level helpers: :data:`GATES` (the gate order of every fused ``[..., 4 * units]`` tensor),
+:func:`check_drop_rate`, :func:`check_positive`, and the initialisers of fused weights:
+:class:`BlockOrthogonal` (orthogonal per gate block, the authors' ``lstm_ortho_initializer``) and
+:class:`ColumnBlocks` (different initialisers side by side in one fused matrix).
+
+Initialisation convention of every cell (the authors' HyperLSTM code, hardmaru/supercell; details in
+``docs/hyperlstm_notes.md``): input weights ``W_x`` Glorot-uniform over the whole ``[N_x, 4N]`` matrix,
+recurrent weights ``W_h`` orthogonal per gate block, biases 0.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import keras
+from keras import ops
+
+__all__ = [
+    "GATES",
+    "BlockOrthogonal",
+    "ColumnBlocks",
+    "RecurrentCell",
+    "check_drop_rate",
+    "check_positive",
+    "glorot_uniform_limit",
+]
+
+#: gate order of every fused ``[..., 4 * units]`` tensor: the authors' ``i, j, f, o`` (``j`` is the
+#: candidate ``g``). Keras' own ``LSTMCell`` uses ``i, f, c, o``.
+GATES = ("i", "g", "f", "o")
+
+
+def check_drop_rate(owner: str, name: str, value: float) -> float:
+    """``value`` as a float if it is a drop rate in [0, 1); else a ValueError naming ``owner``, ``name``."""
+    if not 0.0 <= float(value) < 1.0:
+        raise ValueError(
+            f"{owner}: {name}={value!r} is a drop rate and must be in [0, 1) "
+            "(the paper's keep probability k is rate 1 - k)"
+        )
+    return float(value)
+
+
+def check_positive(owner: str, name: str, value: int) -> int:
+    """``value`` as an int if it is >= 1, else a ValueError naming ``owner`` and ``name``."""
+    if int(value) < 1:
+        raise ValueError(f"{owner}: {name}={value!r} must be a positive integer")
+    return int(value)
+
+
+def glorot_uniform_limit(fan_in: int, fan_out: int) -> float:
+    """``sqrt(6 / (fan_in + fan_out))``, the Glorot-uniform bound of a ``[fan_in, fan_out]`` matrix."""
+    return math.sqrt(6.0 / (fan_in + fan_out))
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class BlockOrthogonal(keras.initializers.Initializer):
+    """Orthogonal init applied independently to column blocks of a 2-D weight.
+
+    ``block_sizes`` splits the last axis (e.g. ``[units] * 4`` for the four gates of an LSTM); each
+    ``[fan_in, block]`` slice is an independent (semi-)orthogonal matrix times ``gain``. This is the
+    authors' ``lstm_ortho_initializer`` (per-gate orthogonal, used for ``W_h``), generalised to unequal
+    blocks.
+
+    Args:
+      block_sizes: widths of the column blocks; they must sum to the last axis of the shape.
+      gain: multiplier of every block.
+      seed: block ``k`` uses ``seed + k``; ``None`` draws unseeded.
+
+    Example:
+
+    >>> init = BlockOrthogonal([4, 4, 4, 4])
+    >>> w = init((4, 16))  # four independent 4x4 orthogonal matrices side by side
+    """
+
+    def __init__(self, block_sizes: Sequence[int], gain: float = 1.0, seed: int | None = None):
+        self.block_sizes = [int(b) for b in block_sizes]
+        self.gain = float(gain)
+        self.seed = seed
+
+    def __call__(self, shape: Sequence[int], dtype: Any = None) -> Any:
+        shape = tuple(int(s) for s in shape)
+        if len(shape) != 2 or sum(self.block_sizes) != shape[-1]:
+            raise ValueError(
+                f"BlockOrthogonal: block_sizes {self.block_sizes} (sum {sum(self.block_sizes)}) must split "
+                f"the last axis of a 2-D shape; got shape {shape}"
+            )
+        blocks = []
+        for k, size in enumerate(self.block_sizes):
+            seed = None if self.seed is None else self.seed + k
+            init = keras.initializers.Orthogonal(gain=self.gain, seed=seed)
+            blocks.append(init((shape[0], size), dtype=dtype))
+        return ops.concatenate(blocks, axis=-1)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"block_sizes": list(self.block_sizes), "gain": self.gain, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class ColumnBlocks(keras.initializers.Initializer):
+    """Several initialisers side by side along the last axis of one fused 2-D weight.
+
+    Block ``k`` is ``initializers[k]((rows, widths[k]))``, so each initialiser sees the shape of its own
+    block (a Glorot initialiser computes its fans from that block). The fused kernels of
+    :class:`HyperLSTMCell` hold the main cell's ``W_x`` (Glorot-uniform) next to the hyper cell's
+    weights (uniform with the bound of the hyper cell's own ``[N_x + N, 4H]`` matrix).
+
+    Args:
+      widths: widths of the blocks; they must sum to the last axis of the shape.
+      initializers: one initialiser (object, name or config) per block.
+
+    Example:
+
+    >>> init = ColumnBlocks([8, 3], ["glorot_uniform", keras.initializers.RandomUniform(-0.1, 0.1)])
+    >>> w = init((5, 11))
+    """
+
+    def __init__(self, widths: Sequence[int], initializers: Sequence[Any]):
+        if len(widths) != len(initializers):
+            raise ValueError(
+                f"ColumnBlocks: {len(widths)} widths {list(widths)} but {len(initializers)} initializers"
+            )
+        self.widths = [int(w) for w in widths]
+        self.initializers = [keras.initializers.get(i) for i in initializers]
+
+    def __call__(self, shape: Sequence[int], dtype: Any = None) -> Any:
+        shape = tuple(int(s) for s in shape)
+        if len(shape) != 2 or sum(self.widths) != shape[-1]:
+            raise ValueError(
+                f"ColumnBlocks: widths {self.widths} (sum {sum(self.widths)}) must split the last axis of a "
+                f"2-D shape; got shape {shape}"
+            )
+        blocks = [
+            init((shape[0], w), dtype=dtype) for w, init in zip(self.widths, self.initializers, strict=True)
+        ]
+        return ops.concatenate(blocks, axis=-1)
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "widths": list(self.widths),
+            "initializers": [keras.initializers.serialize(i) for i in self.initializers],
+        }
+
+
+class RecurrentCell(keras.layers.Layer):
+    """Base of the zoo's recurrent cells: seed, per-step dropout, zero state, ``call`` from ``step``.
+
+    A subclass sets ``state_keys`` (names of its state tensors, in ``state_size`` order), sets
+    ``self.state_size`` in ``__init__``, makes its weights in ``build`` and implements :meth:`step`.
+
+    Args:
+      units: N, the number of units (``output_size``).
+      seed: seed of the dropout masks' generator (and of any seeded initialiser of the subclass).
+      **kwargs: ``keras.layers.Layer`` arguments (``name``, ``dtype``, ...).
+    """
+
+    #: names of the state tensors in ``state_size`` order; :meth:`step` returns each of them.
+    state_keys: tuple[str, ...] = ("h",)
+
+    def __init__(self, units: int, seed: int | None = None, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.units = check_positive(type(self).__name__, "units", units)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.output_size = self.units
+
+    def dropout(self, rate: float, training: bool | None) -> Callable[[Any], Any] | None:
+        """A function dropping its input at ``rate`` with a fresh mask per call, or ``None`` when inactive.
+
+        Active only when ``training`` is true and ``rate > 0``; kept values are scaled by ``1 / (1 - rate)``.
+        Cells call it once per step, so every step draws a new mask (Semeniuta et al. 2016).
+        """
+        if training and rate > 0.0:
+            return lambda t: keras.random.dropout(t, rate, seed=self.seed_generator)
+        return None
+
+    def step(self, inputs: Any, states: Sequence[Any], training: bool | None = None) -> dict[str, Any]:
+        """One step: a dict with ``"h"``, every key of ``state_keys`` and any intermediate worth reading."""
+        raise NotImplementedError(f"{type(self).__name__} must implement step()")
+
+    def call(self, inputs: Any, states: Sequence[Any], training: bool | None = None) -> tuple[Any, list]:
+        out = self.step(inputs, states, training=training)
+        return out["h"], [out[k] for k in self.state_keys]
+
+    def get_initial_state(self, batch_size: int | None = None) -> list[Any]:
+        """Zeros ``[batch_size, size]`` for every entry of ``state_size``."""
+        return [ops.zeros((batch_size, s), dtype=self.compute_dtype) for s in self.state_size]
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update({"units": self.units, "seed": self.seed})
+        return config

@@ -1,5 +1,6 @@
 """KernelGenerator (Eq. 2) and HyperConv2D (Eq. 3): counts, layout, gradients, init scale, saving."""
 
+import doctest
 import math
 import os
 
@@ -9,6 +10,7 @@ import pytest
 import tensorflow as tf
 from keras import ops
 
+import zoo.layers.hyper_conv
 from zoo.layers import HyperConv2D, KernelGenerator
 
 
@@ -194,3 +196,8 @@ def test_generator_config_round_trip():
     assert (clone.embedding_size, clone.kernel_size, clone.in_channels, clone.out_channels, clone.d) == (
         8, 3, 4, 6, 5,
     )  # fmt: skip
+
+
+def test_docstring_examples_run():
+    result = doctest.testmod(zoo.layers.hyper_conv, extraglobs={"np": np, "keras": keras})
+    assert result.attempted > 0 and result.failed == 0

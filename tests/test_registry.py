@@ -5,6 +5,7 @@ import pytest
 
 import zoo
 from zoo import registry
+from zoo.tasks import get_task, recipe_keys
 
 IMAGE_MODELS = [
     "conv_mnist",
@@ -119,17 +120,17 @@ def test_describe_is_plain_data_and_a_copy():
     assert again["config"]["depth"] == 40 and again["recipe"]["batch_size"] == 128
 
 
-RECIPE_KEYS = {
-    "dataset", "batch_size", "train_steps", "optimizer", "learning_rate", "momentum", "nesterov",
-    "epsilon", "clip_norm", "clip_per_tensor", "augment", "validation_size",
-}  # fmt: skip
+@pytest.mark.parametrize("name", zoo.list_models())
+def test_every_recipe_key_is_one_its_task_declares(name):
+    # The one declaration (trainer, optimizer and task keys) that the trainer's --config also accepts.
+    spec = zoo.get_spec(name)
+    assert set(spec.recipe) <= set(recipe_keys(get_task(spec.task)))
 
 
 @pytest.mark.parametrize("name", IMAGE_MODELS)
 def test_image_recipes_follow_the_schema(name):
     info = zoo.describe(name)
     recipe, config = info["recipe"], info["config"]
-    assert set(recipe) <= RECIPE_KEYS
     assert recipe["optimizer"] in ("adam", "sgd", "adagrad", "rmsprop")
     assert recipe["augment"] in ("mnist_pad_crop", "cifar_pad_crop_flip")
     assert {"num_classes", "input_shape", "weight_decay"} <= set(config)
@@ -160,3 +161,42 @@ def test_recipes_carry_the_papers_numbers():
     assert h["learning_rate"]["boundaries"] == [168_000, 336_000, 504_000] and h["train_steps"] == 672_000
     assert hyper["config"]["weight_decay"] == 5e-4 and hyper["config"]["z_dim"] == 64
 
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [(-1, "a whole number >= 1"), (0, "a whole number >= 1"), ("ten", "a whole number >= 1"),
+     (None, "a whole number >= 1"), (2.0, "a whole number >= 1"), (True, "a whole number >= 1")],
+)  # fmt: skip
+def test_config_values_of_another_kind_than_the_default_are_one_line_errors(value, expected):
+    with pytest.raises(registry.ConfigValueError) as err:
+        zoo.get("hyper_conv_mnist", num_classes=value)
+    message = str(err.value)
+    want = f"num_classes={value!r} (from zoo.get) must be {expected}, like its default 10"
+    assert message == f"model 'hyper_conv_mnist': {want}"
+
+
+def test_the_kind_rule_per_default():
+    check = registry.check_config_value
+    for key, value, default in [
+        ("rate", 0, 0.5), ("rate", -2.5, 0.5), ("seed", 0, 0), ("offset", -3, -1), ("flag", False, True),
+        ("shape", [1, 2], (3, 4)), ("name", "x", "y"), ("anything", "x", None),
+    ]:  # fmt: skip
+        check(key, value, default, "m")
+    for key, value, default in [
+        ("rate", float("nan"), 0.5), ("rate", "0.5", 0.5), ("seed", -1, 0), ("flag", 1, True),
+        ("shape", 3, (3, 4)), ("name", 1, "y"), ("units", 1.5, 8),
+    ]:  # fmt: skip
+        with pytest.raises(registry.ConfigValueError, match=f"{key}="):
+            check(key, value, default, "m")
+
+
+def test_builder_value_errors_name_the_model_in_one_line():
+    with pytest.raises(registry.ConfigValueError) as err:
+        zoo.get("hyper_conv_mnist", input_shape=(28, 28))
+    assert str(err.value).startswith("model 'hyper_conv_mnist': the config is not valid: ")
+    assert "\n" not in str(err.value)
+
+
+def test_a_model_name_that_is_not_a_string_is_one_line_error():
+    with pytest.raises(zoo.UnknownModelError, match="a model name must be a string, got None; registered: "):
+        zoo.get(None)

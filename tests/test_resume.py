@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ from trainer_helpers import TINY_SPEC, TinyTask
 
 from trainers import flags as flags_lib
 from trainers import train as train_lib
+from zoo import run_dir
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -82,7 +84,42 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
     assert got["test"]["accuracy"] == pytest.approx(want["test"]["accuracy"], abs=1e-6)
 
     again = subprocess.run(_command(killed_dir, steps), env=env, capture_output=True, text=True, timeout=300)
-    assert f"resumed from step {steps}" in again.stdout and "already trained" in again.stdout
+    assert f"resumed from step {steps}" in again.stdout
+    assert f"already at step {steps} (train_steps={steps}); nothing to train" in again.stdout
+    assert "NaN" not in again.stdout and _summary(again.stdout)["loss"] is None  # not `"loss": NaN`
+
+
+@pytest.mark.slow
+def test_second_trainer_in_a_model_dir_is_refused_and_a_killed_ones_lock_is_taken_over(tmp_path):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
+    model_dir = str(tmp_path / "run")
+    lock = os.path.join(model_dir, run_dir.LOCK_FILE)
+    first = subprocess.Popen(
+        _command(model_dir, 10**7), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.time() + 240
+        while not os.path.exists(os.path.join(model_dir, "run.json")):  # written while holding the lock
+            assert first.poll() is None, first.communicate()[1][-3000:]
+            assert time.time() < deadline, "the first trainer never wrote run.json"
+            time.sleep(0.05)
+        second = subprocess.run(_command(model_dir, 10), env=env, capture_output=True, text=True, timeout=300)
+        assert second.returncode == 2, second.stderr[-3000:]
+        errors = [s for s in second.stderr.splitlines() if s.startswith("error: ")]
+        assert len(errors) == 1 and "Traceback" not in second.stderr
+        assert (
+            f"is in use by another trainer (pid {first.pid} on host {socket.gethostname()}, started "
+            in errors[0]
+        )
+        assert first.poll() is None  # the first one keeps training
+    finally:
+        first.kill()
+        first.communicate()
+    assert os.path.exists(lock)  # a killed trainer leaves its lock behind ...
+    third = subprocess.run(_command(model_dir, 5), env=env, capture_output=True, text=True, timeout=300)
+    assert third.returncode == 0, third.stderr[-3000:]  # ... which the next trainer takes over
+    assert "took over the lock of a trainer that no longer runs" in third.stderr
+    assert not os.path.exists(lock)  # and removes when it ends
 
 
 def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path):

@@ -7,6 +7,10 @@ import glob
 import json
 import os
 import re
+import socket
+import subprocess
+import sys
+import time
 
 import keras
 import numpy as np
@@ -66,14 +70,25 @@ def test_config_overrides_split_between_model_and_recipe():
         ({"data_dir": ""}, "--data_dir='' must be a non-empty path or file pattern"),
         ({"strategy": "tpu"}, "--strategy='tpu' is unknown; valid: default, mirrored, multi_worker"),
         ({"num_devices": 0}, "--num_devices=0 must be >= 1"),
-        ({"config": ["optimizer=lamb"]}, "optimizer 'lamb' (from the recipe of 'tiny_mlp' with --config) is "
-         "unknown; valid: adam, sgd, adagrad, rmsprop"),
-        ({"config": ['learning_rate={"schedule": "cosine"}']}, "learning_rate schedule 'cosine' (from the recipe "
-         "of 'tiny_mlp' with --config) is unknown; valid: piecewise_constant, exponential"),
-        ({"config": ["units=abc"]}, "model 'tiny_mlp': units='abc' (from --config) must be a whole number >= 1, "
-         "like its default 8"),
+        (
+            {"config": ["optimizer=lamb"]},
+            "optimizer 'lamb' (from the recipe of 'tiny_mlp' with --config) is "
+            "unknown; valid: adam, sgd, adagrad, rmsprop",
+        ),
+        (
+            {"config": ['learning_rate={"schedule": "cosine"}']},
+            "learning_rate schedule 'cosine' (from the recipe "
+            "of 'tiny_mlp' with --config) is unknown; valid: piecewise_constant, exponential",
+        ),
+        (
+            {"config": ["units=abc"]},
+            "model 'tiny_mlp': units='abc' (from --config) must be a whole number >= 1, like its default 8",
+        ),
         ({"config": ["dropout=[1]"]}, "dropout=[1] (from --config) must be a finite number"),
-        ({"config": ["clip_norm=-1"]}, "clip_norm=-1 (from the recipe of 'tiny_mlp' with --config) must be a"),
+        (
+            {"config": ["clip_norm=-1"]},
+            "clip_norm=-1 (from the recipe of 'tiny_mlp' with --config) must be a",
+        ),
     ],
 )
 def test_bad_values_fail_before_training_naming_the_flag(values, message):
@@ -317,7 +332,9 @@ def test_asset_names_follow_the_exporters_rule(tmp_path):
     for name in ("../x", "run.json", "trainer.lock", "my vocab.json"):
         with pytest.raises(train_lib.SetupError, match=f"asset name '{re.escape(name)}'.*task 'tiny_classif"):
             train_lib.train(
-                _resolve(train_steps=1, model_dir=str(tmp_path)), task=AssetTask(name=name), say=lambda s: None
+                _resolve(train_steps=1, model_dir=str(tmp_path)),
+                task=AssetTask(name=name),
+                say=lambda s: None,
             )
     assert not (tmp_path / "run.json").exists()
 
@@ -384,3 +401,129 @@ def test_batch_size_is_recorded_and_bad_step_counts_are_refused():
     for flag, value in (("checkpoint_every", 0), ("log_every", 0), ("batch_size", 10.5)):
         with pytest.raises(ValueError, match=f"--{flag}={value}"):
             _resolve(**{flag: value})
+
+
+# ---------------------------------------------------------------------- issue 8/9: keys, lock, messages
+def test_char_lm_recipe_keys_pass_through_config_and_unknown_keys_name_the_valid_ones():
+    opts = flags_lib.resolve(
+        {"model": "lstm_1000_ptb", "config": ["split_sizes=[900, 50, 50]", "eval_sequence_length=250"]}
+    )
+    assert opts.recipe["split_sizes"] == [900, 50, 50] and opts.recipe["eval_sequence_length"] == 250
+    assert (
+        flags_lib.resolve({"model": "lstm_1000_ptb", "config": ["recipe.split_sizes=None"]}).recipe[
+            "split_sizes"
+        ]
+        is None
+    )
+    with pytest.raises(ValueError) as err:
+        flags_lib.resolve({"model": "lstm_1000_ptb", "config": ["eval_seq_len=250"]})
+    message = str(err.value)
+    assert "unknown key 'eval_seq_len' for model 'lstm_1000_ptb'" in message
+    for key in (
+        "split_sizes",
+        "eval_sequence_length",
+        "sequence_length",
+        "clip_norm",
+        "train_steps",
+        "units",
+    ):
+        assert key in message
+    assert "augment" not in message  # another task's key
+
+
+def test_non_chief_workers_do_not_take_the_model_dir_lock(tmp_path, monkeypatch):
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock = tmp_path / run_dir.LOCK_FILE
+        lock.write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname(), "started": "then"}))
+        opts = _resolve(train_steps=2, model_dir=str(tmp_path))
+        with pytest.raises(train_lib.SetupError, match=f"in use by another trainer \\(pid {holder.pid} "):
+            train_lib.train(opts, task=TinyTask(), say=lambda s: None)
+        worker1 = {"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 1}}
+        monkeypatch.setenv("TF_CONFIG", json.dumps(worker1))
+        assert train_lib.train(opts, task=TinyTask(), say=lambda s: None)["step"] == 2
+        assert json.loads(lock.read_text())["pid"] == holder.pid  # untouched
+        assert not (tmp_path / "run.json").exists() and not glob.glob(str(tmp_path / "ckpt-*"))
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_rerunning_a_finished_run_says_so_and_reports_no_nan(tmp_path):
+    opts = _resolve(train_steps=3, model_dir=str(tmp_path), log_every=1000)
+    assert train_lib.train(opts, task=TinyTask(), say=lambda s: None)["loss"] > 0
+    lines: list[str] = []
+    summary = train_lib.train(opts, task=TinyTask(), say=lines.append)
+    assert "already at step 3 (train_steps=3); nothing to train" in lines
+    assert summary["loss"] is None and summary["step"] == 3
+    assert not (tmp_path / run_dir.LOCK_FILE).exists()
+
+
+def test_the_validation_split_is_evaluated_at_the_end_with_eval_every_0():
+    lines: list[str] = []
+    summary = train_lib.train(_resolve(train_steps=4, eval_every=0), task=TinyTask(), say=lines.append)
+    assert [s for s in lines if s.startswith("eval step")] == [
+        f"eval step 4: {train_lib._fmt(summary['eval'])}"
+    ]
+    lines.clear()
+    summary = train_lib.train(_resolve(train_steps=4, eval_every=2), task=TinyTask(), say=lines.append)
+    assert [s.split(":")[0] for s in lines if s.startswith("eval step")] == ["eval step 2", "eval step 4"]
+    assert "accuracy" in summary["eval"]
+
+
+class _SlowEvalTask(TinyTask):
+    def evaluate(self, model, dataset):
+        time.sleep(0.5)
+        return super().evaluate(model, dataset)
+
+
+def test_steps_per_second_leave_out_evaluation_time():
+    lines: list[str] = []
+    opts = _resolve(train_steps=20, eval_every=5, log_every=10)
+    train_lib.train(opts, task=_SlowEvalTask(), say=lines.append)
+    second = [s for s in lines if s.startswith("step 20/20")][0]  # the first interval also compiles
+    # Two 0.5 s evaluations fall in the interval: counting them would give < 10 steps / 1 s.
+    assert float(second.split("steps/s=")[1].split()[0]) > 10
+
+
+def test_batch_size_note_only_when_step_counts_change_meaning():
+    assert _resolve(batch_size=8, train_steps=5).notes == []  # constant lr, steps given
+    assert "train_steps=20" in _resolve(batch_size=8).notes[0]  # the recipe's train_steps
+    schedule = 'learning_rate={"schedule": "piecewise_constant", "boundaries": [5], "values": [0.1, 0.01]}'
+    note = _resolve(batch_size=8, train_steps=5, config=[schedule]).notes[0]
+    assert "--batch_size=8 differs from the recipe's 16" in note and "learning_rate boundaries=[5]" in note
+    quickstart = flags_lib.resolve(
+        {"model": "hyper_conv_mnist", "dataset": "digits", "train_steps": 300, "batch_size": 64, "config": []}
+    )
+    assert quickstart.notes == []
+
+
+def test_start_up_line_names_the_units_of_the_sizes():
+    lines: list[str] = []
+    train_lib.train(_resolve(train_steps=1), task=TinyTask(), say=lines.append)
+    assert "sizes(examples)[train=256 eval=96 test=96]" in lines[0]
+
+
+def test_a_batch_that_does_not_fit_in_memory_is_one_line_suggesting_a_smaller_batch(monkeypatch, capsys):
+    def oom(self, iterator):
+        raise tf.errors.ResourceExhaustedError(
+            None, None, "OOM when allocating tensor with shape[16,8]\nmore"
+        )
+
+    monkeypatch.setattr(TrainLoop, "step", oom)
+    with pytest.raises(train_lib.OutOfMemoryError) as err:
+        train_lib.train(_resolve(train_steps=2), task=TinyTask(), say=lambda s: None)
+    message = str(err.value)
+    assert "out of memory with --batch_size=16" in message and "OOM when allocating" in message
+    assert "try a smaller --batch_size, e.g. --batch_size=8" in message and "\n" not in message
+
+
+def test_builder_errors_and_bad_config_values_are_setup_errors():
+    with pytest.raises(train_lib.SetupError, match="model 'tiny_mlp': the config is not valid: .*rate"):
+        train_lib.train(_resolve(train_steps=1, config=["dropout=1.5"]), task=TinyTask(), say=lambda s: None)
+
+
+def test_importing_the_trainer_defines_no_flags():
+    from absl import flags
+
+    assert train_lib.run and "checkpoint_every" not in flags.FLAGS

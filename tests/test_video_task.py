@@ -27,15 +27,10 @@ MODELS = {
 
 def write_splits(directory, frame_level, num_videos=60, seed=0):
     """train-*/validate-* shards of one synthetic data set (shared class prototypes)."""
+    preset = yt8m.FRAME_LEVEL if frame_level else yt8m.VIDEO_LEVEL
+    layout = preset.replace(num_classes=C, feature_sizes=(6, 2))
     paths = yt8m.write_synthetic(
-        os.path.join(directory, ".all.tfrecord"),
-        num_videos,
-        frame_level,
-        num_classes=C,
-        seed=seed,
-        num_shards=3,
-        feature_sizes=(6, 2),
-        frames=(1, 9),
+        os.path.join(directory, ".all.tfrecord"), num_videos, layout, seed=seed, num_shards=3, frames=(1, 9)
     )
     for i, p in enumerate(sorted(paths)):
         os.replace(p, os.path.join(directory, f"train-{i}.tfrecord" if i < 2 else "validate-0.tfrecord"))

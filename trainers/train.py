@@ -47,7 +47,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from absl import app, flags
+from absl import app, flags, logging
 
 from trainers import flags as flags_lib
 from trainers.checkpoint import ITERATOR, Checkpointer
@@ -480,6 +480,8 @@ def main(argv: list[str], task: Any = None) -> None:
     """The absl main of ``zoo-train``: flags -> :func:`train` -> one ``summary {json}`` line."""
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if not flags.FLAGS["verbosity"].present:  # TensorFlow's INFO lines (SavedModel writing) are noise here
+        logging.set_verbosity(logging.WARNING)
     try:
         options = flags_lib.resolve(flags_lib.values_from_flags(flags.FLAGS), task=task)
     except (ValueError, KeyError) as e:  # bad flag/config values: fail before anything is built

@@ -276,7 +276,7 @@ def prepare_splits(
             rows = np.asarray(rows)
             if rows.ndim != 2 or rows.shape[1] != STROKE_FEATURES:
                 raise ValueError(f"{source} line {line_id!r}: rows have shape {rows.shape}, expected [T, 3]")
-            if len(rows) == 0 or len(rows) < min_length:
+            if len(rows) == 0 or len(rows) <= min_length:
                 dropped[split] += 1
                 continue
             kept[split].append((line_id, cap_offsets(rows, max_offset)))

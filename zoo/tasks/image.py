@@ -102,6 +102,7 @@ class ImageClassificationTask(Task):
             eval=eval_ds,
             test=test,
             sizes=sizes,
+            size_unit="images",
             info={
                 "image_shape": tuple(int(d) for d in shape),
                 "num_classes": image_data.NUM_CLASSES[dataset],

@@ -128,21 +128,12 @@ def read_asset_file(path: str, what: str, *, follow_symlinks: bool = False) -> b
 
 def read_run_assets(model_dir: str) -> dict[str, bytes]:
     """``{name: bytes}`` of the assets the ``run.json`` of ``model_dir`` lists (e.g. a char LM's
-    ``vocab.json``). Every name is checked (:func:`zoo.run_dir.check_asset_name`) before any path is
-    opened, and only regular files inside ``model_dir`` are read: a symbolic link is refused."""
+    ``vocab.json``). :func:`zoo.run_dir.read_run` checks every name (:func:`zoo.run_dir.check_asset_name`)
+    before any path is opened; only regular files inside ``model_dir`` are read (a link is refused)."""
     source = os.path.join(model_dir, run_dir.RUN_FILE)
-    names = run_dir.read_run(model_dir).get("assets") or []
-    if not isinstance(names, list):
-        raise ExportError(f"{source}: 'assets' must be a list of file names, got {names!r}")
-    for index, name in enumerate(names):
-        open(os.path.join(model_dir, name)).close()
-        try:
-            run_dir.check_asset_name(name)
-        except ValueError as e:
-            raise ExportError(f"{source}: assets[{index}]: {e}") from None
     return {
         name: read_asset_file(os.path.join(model_dir, name), f"asset {name!r} listed in {source}")
-        for name in names
+        for name in run_dir.read_run(model_dir).get("assets") or []
     }
 
 

@@ -15,6 +15,8 @@ import sys
 import numpy as np
 import pytest
 
+from trainers import startup
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 STEPS = 6
@@ -78,7 +80,6 @@ def _child(report_path: str) -> None:
         for a, b in zip(m_single.get_weights(), m_mirror.get_weights(), strict=True)
     )
     report["spread_plain"] = replica_spread(mirrored, m_mirror, loop.optimizer)
-    report["jit_compile_flag"] = bool(loop.loss_and_grads._jit_compile)
     # 2. Synchronized BatchNorm + dropout: replicas (weights, moving statistics, seeds) stay identical.
     bn_cfg = {**config, "batch_norm": True, "dropout": 0.2}
     m_bn, loop_bn, l_bn = run(mirrored, bn_cfg, STEPS)
@@ -106,7 +107,7 @@ def _child(report_path: str) -> None:
     it = iter(tf.data.Dataset.from_tensor_slices((x, y)).batch(GLOBAL_BATCH))
     for _ in range(3):
         loop_c.step(it)
-    report["carry"] = [np.asarray(t).tolist() for t in mirrored.experimental_local_results(loop_c._carry)]
+    report["carry"] = [t.tolist() for t in np.split(np.asarray(loop_c.carry), mirrored.num_replicas_in_sync)]
     with open(report_path, "w") as f:
         json.dump(report, f)
 
@@ -159,14 +160,14 @@ def test_carry_is_per_replica(report):
 
 
 def test_xla_compiled_the_per_replica_step(report):
-    assert report["jit_compile_flag"] is True
     compiled = [n for n in report["xla_modules"] if "loss_and_grads" in n]
     assert compiled, f"no XLA module for the per-replica step among {report['xla_modules'][:20]}"
 
 
 @pytest.mark.slow
 def test_hyper_conv_mnist_trains_mirrored_with_xla_and_exports(tmp_path):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # as a user runs it
     cmd = [
         sys.executable, "-m", "trainers.train", "--model=hyper_conv_mnist", "--dataset=digits",
         "--train_steps=60", "--batch_size=32", "--log_every=30", "--strategy=mirrored", "--num_devices=2",
@@ -174,6 +175,8 @@ def test_hyper_conv_mnist_trains_mirrored_with_xla_and_exports(tmp_path):
     ]  # fmt: skip
     proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, proc.stderr[-4000:]
+    if not startup.has_nvidia_driver():  # no CUDA start-up errors on a CPU-only machine
+        assert "cuda" not in proc.stderr.lower(), proc.stderr[-4000:]
     out = proc.stdout
     assert "model=hyper_conv_mnist" in out and "strategy=mirrored replicas=2 jit_compile=True" in out
     assert "step 30/60" in out and "step 60/60" in out

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 
 import numpy as np
@@ -285,26 +286,29 @@ def test_command_line_exports_a_trainer_checkpoint(model, tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     tf.train.CheckpointManager(tf.train.Checkpoint(model=model), str(run_dir), max_to_keep=1).save(10)
-    (run_dir / "run.json").write_text(json.dumps({"model": MODEL, "config": {}}))
+    (run_dir / "run.json").write_text(json.dumps({"model": MODEL, "config": {}, "assets": ["vocab.json"]}))
+    (tmp_path / "elsewhere.json").write_text("{}")
+    os.symlink(tmp_path / "elsewhere.json", run_dir / "vocab.json")
     out = tmp_path / "exported"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "exports.export",
-            f"--model_dir={run_dir}",
-            f"--export_dir={out}",
-            "--serving_base_path=/models",
-            "--batching",
-            "--noverify",
-        ],
-        capture_output=True,
-        text=True,
-        env=_env(),
-        cwd=REPO,
-        timeout=300,
-    )
+    command = [
+        sys.executable,
+        "-m",
+        "exports.export",
+        f"--model_dir={run_dir}",
+        f"--export_dir={out}",
+        "--serving_base_path=/models",
+        "--batching",
+        "--noverify",
+    ]
+    kw = dict(capture_output=True, text=True, env=_env(), cwd=REPO, timeout=300)
+    done = subprocess.run(command, **kw)
+    assert done.returncode == 2 and "vocab.json is a symbolic link" in done.stderr, done.stderr[-3000:]
+    assert not out.exists()
+    os.remove(run_dir / "vocab.json")
+    (run_dir / "vocab.json").write_text('{"a": 0}')
+    done = subprocess.run(command, **kw)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert (out / MODEL / "1" / "assets.extra" / "vocab.json").read_text() == '{"a": 0}'
     assert f"exported {MODEL} to {out / MODEL / '1'}" in done.stdout
     loaded = tf.saved_model.load(str(out / MODEL / "1"))
     raw = _raw(3, seed=9)
@@ -387,6 +391,7 @@ def test_models_config_follows_a_moved_export_folder(model, tmp_path):
         ("run.json", "is reserved"),
         ("Checkpoint", "is reserved"),
         ("ckpt-10.index", "is reserved"),
+        ("CKPT-1.data-00000-of-00001", "is reserved"),
         ("train", "is reserved"),
         (warmup.WARMUP_FILE, "is reserved"),
         ("v" * 256, "is 256 characters long"),
@@ -409,6 +414,13 @@ def test_good_asset_names_and_export_refuses_bad_ones(model, tmp_path):
     assert not (tmp_path / "m").exists()
 
 
+def _open_fifo_writer(path):
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+    except OSError:  # no reader is blocked on it
+        pass
+
+
 def _run_dir_with_assets(path, assets):
     path.mkdir()
     (path / "run.json").write_text(json.dumps({"model": MODEL, "config": {}, "assets": assets}))
@@ -423,9 +435,7 @@ def test_run_assets_are_checked_before_reading_and_only_regular_files_copied(tmp
     opened = []
     real_open = os.open
     monkeypatch.setattr(os, "open", lambda p, *a, **k: opened.append(p) or real_open(p, *a, **k))
-    with pytest.raises(
-        export.ExportError, match=r"run.json: assets\[1\]: asset name '../secret.txt' contains"
-    ):
+    with pytest.raises(ValueError, match=r"run.json lists an asset .*: asset name '../secret.txt' contains"):
         export.read_run_assets(str(run))
     assert opened == []  # refused before any asset file was opened
     monkeypatch.undo()
@@ -434,16 +444,22 @@ def test_run_assets_are_checked_before_reading_and_only_regular_files_copied(tmp
     with pytest.raises(export.ExportError, match="vocab.json is a symbolic link; only regular files"):
         export.read_run_assets(str(run))
     os.remove(run / "vocab.json")
-    os.mkfifo(run / "vocab.json")  # would block a plain open()
-    with pytest.raises(export.ExportError, match="vocab.json is not a regular file"):
-        export.read_run_assets(str(run))
+    os.mkfifo(run / "vocab.json")  # would block a plain open() until a writer comes
+    # Should the reader ever block, a writer comes after 10 s and the test fails instead of hanging.
+    watchdog = threading.Timer(10, _open_fifo_writer, [str(run / "vocab.json")])
+    watchdog.start()
+    try:
+        with pytest.raises(export.ExportError, match="vocab.json is not a regular file"):
+            export.read_run_assets(str(run))
+    finally:
+        watchdog.cancel()
     os.remove(run / "vocab.json")
     with pytest.raises(export.ExportError, match="vocab.json does not exist"):
         export.read_run_assets(str(run))
     (run / "vocab.json").write_bytes(b'{"a": 0}')
     assert export.read_run_assets(str(run)) == {"vocab.json": b'{"a": 0}'}
     run = _run_dir_with_assets(tmp_path / "odd", "vocab.json")
-    with pytest.raises(export.ExportError, match="'assets' must be a list of file names"):
+    with pytest.raises(ValueError, match="run.json: 'assets' is 'vocab.json', not a json list"):
         export.read_run_assets(str(run))
     # A --asset path on the command line is the user's own choice: a link there is followed.
     os.symlink(secret, tmp_path / "link.txt")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import zoo.layers.hyper_rnn
-from zoo.layers import GATES, HyperLSTMCell, HyperRNNCell
+from zoo.layers import GATES, RNN, HyperLSTMCell, HyperRNNCell
 
 N, H, E, NX = 6, 5, 3, 4
 IGFO = ("i", "g", "f", "o")  # the documented gate order, written out (not read from the code under test)
@@ -86,7 +86,7 @@ def _hyper_lstm_reference(w, x, use_ln, forget_bias=1.0, hyper_forget_bias=1.0):
 
 
 def _build(cell, x):
-    rnn = keras.layers.RNN(cell, return_sequences=True, return_state=True)
+    rnn = RNN(cell, return_sequences=True, return_state=True)
     rnn(x)
     return rnn
 
@@ -389,7 +389,7 @@ def test_dropout_only_in_training(rates):
 )
 def test_keras_round_trip(make, tmp_path):
     inp = keras.Input((None, NX))
-    model = keras.Model(inp, keras.layers.RNN(make(), return_sequences=True)(inp))
+    model = keras.Model(inp, RNN(make(), return_sequences=True)(inp))
     _randomise(model.layers[1].cell, np.random.default_rng(5), scale=0.3)
     path = str(tmp_path / "m.keras")
     model.save(path)
@@ -414,7 +414,7 @@ def test_trains_under_xla(make):
     y = np.roll(ids, 1, axis=1)
     y[:, 0] = 0
     inp = keras.Input((8, 4))
-    model = keras.Model(inp, keras.layers.Dense(4)(keras.layers.RNN(make(), return_sequences=True)(inp)))
+    model = keras.Model(inp, keras.layers.Dense(4)(RNN(make(), return_sequences=True)(inp)))
     model.compile(
         optimizer=keras.optimizers.Adam(0.02),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),

@@ -11,7 +11,7 @@ from keras import ops
 
 import zoo.layers.lstm
 import zoo.layers.rnn_base
-from zoo.layers import BasicLSTMCell, BlockOrthogonal, ColumnBlocks, LayerNormLSTMCell, RecurrentCell
+from zoo.layers import RNN, BasicLSTMCell, BlockOrthogonal, ColumnBlocks, LayerNormLSTMCell, RecurrentCell
 
 
 def _sigmoid(x):
@@ -58,7 +58,7 @@ def _randomise(layer, rng):
 def test_matches_numpy_reference(cls):
     rng = np.random.default_rng(1)
     cell = cls(4, forget_bias=0.7)
-    rnn = keras.layers.RNN(cell, return_sequences=True, return_state=True)
+    rnn = RNN(cell, return_sequences=True, return_state=True)
     x = rng.normal(size=(2, 5, 3)).astype("float32")
     rnn(x)
     _randomise(cell, rng)
@@ -77,7 +77,7 @@ def _shapes(cell):
 def test_weights_by_name_and_count(cls):
     n, n_x = 6, 5
     cell = cls(n)
-    keras.layers.RNN(cell)(np.zeros((1, 2, n_x), "float32"))
+    RNN(cell)(np.zeros((1, 2, n_x), "float32"))
     shapes = _shapes(cell)
     if cls is BasicLSTMCell:  # 4N(N_x + N) + 4N (docs/param_counts.md)
         assert shapes == {"kernel": (n_x, 4 * n), "recurrent_kernel": (n, 4 * n), "bias": (4 * n,)}
@@ -100,7 +100,7 @@ def test_init_follows_the_authors_glorot_w_x_orthogonal_w_h(cls):
     """W_x Glorot-uniform over the whole [N_x, 4N] matrix, W_h orthogonal per gate block, biases 0."""
     n, n_x = 16, 40
     cell = cls(n)
-    keras.layers.RNN(cell)(np.zeros((1, 2, n_x), "float32"))
+    RNN(cell)(np.zeros((1, 2, n_x), "float32"))
     w_x = cell.kernel.numpy()
     limit = math.sqrt(6.0 / (n_x + 4 * n))
     assert np.abs(w_x).max() <= limit
@@ -156,6 +156,9 @@ class _LeakyCell(RecurrentCell):
         self.rate = rate
         self.state_size = [units]
 
+    def dropout_sites(self):
+        return [(self.rate, self.units)]
+
     def step(self, inputs, states, training=None):
         drop = self.dropout(self.rate, training)
         new = inputs if drop is None else drop(inputs)
@@ -164,7 +167,7 @@ class _LeakyCell(RecurrentCell):
 
 def test_a_cell_on_the_base_gets_zero_state_call_and_per_step_dropout():
     cell = _LeakyCell(32, rate=0.5, seed=4)
-    rnn = keras.layers.RNN(cell, return_sequences=True)
+    rnn = RNN(cell, return_sequences=True)
     x = np.ones((2, 5, 32), "float32")
     np.testing.assert_allclose(np.asarray(rnn(x))[:, -1], 2.0 * (1 - 0.5**5), rtol=1e-6)  # zeros at start
     assert [tuple(s.shape) for s in cell.get_initial_state(3)] == [(3, 32)]
@@ -200,11 +203,11 @@ def _compiled_training_call(layer, index=None):
     return lambda x: np.asarray(model.predict_on_batch(x))
 
 
-def _mask_probe(cls, rate):
+def _mask_probe(cls, rate, rnn_cls=RNN):
     """A cell with c_t = mask_t * tanh(1) / (1 - rate): h_t is zero (LN: negative) exactly where tanh(g)
     was dropped."""
     cell = cls(64, recurrent_dropout=rate, forget_bias=-100.0, use_bias=True, seed=3)
-    rnn = keras.layers.RNN(cell, return_sequences=True)
+    rnn = rnn_cls(cell, return_sequences=True)
     x = np.zeros((2, 6, 1), "float32")
     rnn(x)
     cell.kernel.assign(np.zeros_like(cell.kernel.numpy()))
@@ -220,9 +223,16 @@ def _mask_probe(cls, rate):
     return rnn, x
 
 
+_ON_TF = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="plain keras.layers.RNN draws per-step masks inside the loop: TensorFlow only (zoo.layers.RNN)",
+)
+
+
+@pytest.mark.parametrize("rnn_cls", [RNN, pytest.param(keras.layers.RNN, marks=_ON_TF)])
 @pytest.mark.parametrize("cls", [BasicLSTMCell, LayerNormLSTMCell])
-def test_recurrent_dropout_only_in_training_fresh_mask_each_step(cls):
-    rnn, x = _mask_probe(cls, 0.5)
+def test_recurrent_dropout_only_in_training_fresh_mask_each_step(cls, rnn_cls):
+    rnn, x = _mask_probe(cls, 0.5, rnn_cls)
     inference = np.asarray(rnn(x, training=False))
     # no dropout at inference: the same value everywhere (LN of a constant c is 0)
     np.testing.assert_allclose(inference, np.tanh(np.tanh(1.0)) if cls is BasicLSTMCell else 0.0, atol=1e-5)
@@ -239,7 +249,7 @@ def test_recurrent_dropout_only_in_training_fresh_mask_each_step(cls):
 @pytest.mark.parametrize("cls", [BasicLSTMCell, LayerNormLSTMCell])
 def test_keras_round_trip(cls, tmp_path):
     inp = keras.Input((None, 3))
-    out = keras.layers.RNN(cls(5, recurrent_dropout=0.1, forget_bias=0.5), return_sequences=True)(inp)
+    out = RNN(cls(5, recurrent_dropout=0.1, forget_bias=0.5), return_sequences=True)(inp)
     model = keras.Model(inp, out)
     _randomise(model.layers[1].cell, np.random.default_rng(0))
     path = str(tmp_path / "m.keras")
@@ -263,7 +273,7 @@ def _delayed_copy_data(n=64, t=8, vocab=4, seed=0):
 def test_trains_under_xla(cls):
     x, y = _delayed_copy_data()
     inp = keras.Input((8, 4))
-    h = keras.layers.RNN(cls(16, recurrent_dropout=0.1), return_sequences=True)(inp)
+    h = RNN(cls(16, recurrent_dropout=0.1), return_sequences=True)(inp)
     model = keras.Model(inp, keras.layers.Dense(4)(h))
     model.compile(
         optimizer=keras.optimizers.Adam(0.02),

@@ -15,7 +15,9 @@ BACKEND = keras.backend.backend()
 
 def pack(eos_logit, pi, mu_x, mu_y, log_sx, log_sy, rho_hat):
     """ŷ [..., 6M+1] from its parts (the layout the head documents)."""
-    parts = [np.asarray(eos_logit)[..., None]] + [np.asarray(p) for p in (pi, mu_x, mu_y, log_sx, log_sy, rho_hat)]
+    parts = [np.asarray(eos_logit)[..., None]] + [
+        np.asarray(p) for p in (pi, mu_x, mu_y, log_sx, log_sy, rho_hat)
+    ]
     return np.concatenate(parts, axis=-1).astype(np.float32)
 
 
@@ -95,7 +97,7 @@ def test_output_width_and_parameter_count():
 
 
 def test_head_with_an_lstm_900_gives_the_paper_count():
-    """Issue 10's lstm_900_iam: LSTM(900) over (dx, dy, eos) + the head = 3,363,421 (HyperNetworks Table 5)."""
+    """lstm_900_iam: LSTM(900) over (dx, dy, eos) + the head = 3,363,421 (HyperNetworks Table 5)."""
     inputs = keras.Input((None, 3))
     hidden = keras.layers.LSTM(900, return_sequences=True)(inputs)
     model = keras.Model(inputs, MixtureDensityHead(20)(hidden))
@@ -116,7 +118,9 @@ def test_params_apply_graves_transforms():
     y_hat = rng.normal(0, 1, (4, 13)).astype(np.float32)  # M = 2
     p = {k: np.asarray(v) for k, v in mixture_params(y_hat).items()}
     np.testing.assert_allclose(p["eos"], 1 / (1 + np.exp(-y_hat[:, 0])), rtol=1e-6)
-    np.testing.assert_allclose(p["pi"], np.exp(y_hat[:, 1:3]) / np.exp(y_hat[:, 1:3]).sum(-1, keepdims=True), 1e-6)
+    np.testing.assert_allclose(
+        p["pi"], np.exp(y_hat[:, 1:3]) / np.exp(y_hat[:, 1:3]).sum(-1, keepdims=True), 1e-6
+    )
     np.testing.assert_allclose(p["mu_x"], y_hat[:, 3:5])
     np.testing.assert_allclose(p["mu_y"], y_hat[:, 5:7])
     np.testing.assert_allclose(p["sigma_x"], np.exp(y_hat[:, 7:9]), rtol=1e-6)
@@ -184,11 +188,15 @@ def test_mask_and_reductions():
     assert np.all(ours[0, 3:] == 0)
     np.testing.assert_allclose(mixture_nll(targets, y_hat, mask, "sequence"), per_point.sum(1), rtol=1e-5)
     np.testing.assert_allclose(mixture_nll(targets, y_hat, mask, "point"), per_point.sum() / 8, rtol=1e-5)
-    np.testing.assert_allclose(mixture_nll(targets, y_hat, mask, "mean_sequence"), per_point.sum() / 2, rtol=1e-5)
+    np.testing.assert_allclose(
+        mixture_nll(targets, y_hat, mask, "mean_sequence"), per_point.sum() / 2, rtol=1e-5
+    )
     changed = targets.copy()
     changed[0, 3:] = 7.0  # what padded points hold does not matter
     np.testing.assert_allclose(mixture_nll(changed, y_hat, mask, "sequence"), per_point.sum(1), rtol=1e-5)
-    np.testing.assert_allclose(mixture_nll(targets, y_hat, None, "point"), reference_nll(targets, y_hat).mean(), 1e-5)
+    np.testing.assert_allclose(
+        mixture_nll(targets, y_hat, None, "point"), reference_nll(targets, y_hat).mean(), 1e-5
+    )
 
 
 # ------------------------------------------------------------------------------------------------ sampling
@@ -242,7 +250,15 @@ def test_samples_have_the_mixture_mean_and_covariance():
 
 def test_temperature_and_bias_as_documented():
     n = 40_000
-    one = {"pi": [1.0], "mu_x": [1.0], "mu_y": [-2.0], "sigma_x": [2.0], "sigma_y": [1.0], "rho": [0.5], "eos": 0.3}
+    one = {
+        "pi": [1.0],
+        "mu_x": [1.0],
+        "mu_y": [-2.0],
+        "sigma_x": [2.0],
+        "sigma_y": [1.0],
+        "rho": [0.5],
+        "eos": 0.3,
+    }
     _, cov = mixture_moments(one)
     cold = np.asarray(sample_mixture(fixed_mixture(n, one), temperature=0.25, seed=4))
     np.testing.assert_allclose(cold[:, :2].mean(0), [1.0, -2.0], atol=0.02)
@@ -269,9 +285,18 @@ def test_sampling_seeds_and_argument_checks():
     np.testing.assert_array_equal(a, np.asarray(sample_mixture(y_hat, seed=11)))  # int seed: stateless
     generator = keras.random.SeedGenerator(0)
     first = np.asarray(sample_mixture(y_hat, seed=generator))
-    assert not np.array_equal(first, np.asarray(sample_mixture(y_hat, seed=generator)))  # a generator advances
+    # a generator advances
+    assert not np.array_equal(first, np.asarray(sample_mixture(y_hat, seed=generator)))
     # one int seed gives three independent draws: the pen bit does not depend on the offset's noise
-    even = {"pi": [1.0], "mu_x": [0.0], "mu_y": [0.0], "sigma_x": [1.0], "sigma_y": [1.0], "rho": [0.0], "eos": 0.5}
+    even = {
+        "pi": [1.0],
+        "mu_x": [0.0],
+        "mu_y": [0.0],
+        "sigma_x": [1.0],
+        "sigma_y": [1.0],
+        "rho": [0.0],
+        "eos": 0.5,
+    }
     rows = np.asarray(sample_mixture(fixed_mixture(20_000, even), seed=12))
     assert abs(np.corrcoef(rows[:, 0], rows[:, 2])[0, 1]) < 0.04
     assert abs(np.corrcoef(rows[:, 1], rows[:, 2])[0, 1]) < 0.04

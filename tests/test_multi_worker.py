@@ -68,3 +68,4 @@ def test_two_workers_train_to_identical_weights(tmp_path):
     # Only the chief writes to --model_dir; worker 1's checkpoint copies went to a scratch dir.
     assert os.path.exists(tmp_path / "run" / "ckpt-30.index")
     assert os.path.isdir(tmp_path / "run" / "train")
+    assert not os.path.exists(tmp_path / "run" / "trainer.lock")  # the chief's lock went with it

@@ -33,7 +33,9 @@ def write_tree(root, lines, task_files):
     for line_id, strokes in lines.items():
         line_set = line_id.rsplit("-", 1)[0]
         writer, form = iam_ondb.parse_line_set_id(line_set)
-        iam_ondb.write_line_strokes(os.path.join(root, "lineStrokes", writer, form, f"{line_id}.xml"), strokes)
+        iam_ondb.write_line_strokes(
+            os.path.join(root, "lineStrokes", writer, form, f"{line_id}.xml"), strokes
+        )
     for name, ids in task_files.items():
         iam_ondb.write_task_file(os.path.join(root, f"{name}.txt"), ids)
     return str(root)
@@ -77,7 +79,11 @@ def test_reader_flips_y_and_places_end_of_stroke(tmp_path):
 
 
 def test_offsets_round_trip_to_strokes():
-    strokes = [np.array([[0.0, 0.0], [1.0, 2.0], [3.0, 1.0]]), np.array([[5.0, 5.0]]), np.array([[6, 4], [7, 3.0]])]
+    strokes = [
+        np.array([[0.0, 0.0], [1.0, 2.0], [3.0, 1.0]]),
+        np.array([[5.0, 5.0]]),
+        np.array([[6, 4], [7, 3.0]]),
+    ]
     back = offsets_to_strokes(strokes_to_offsets(strokes))
     assert len(back) == 3
     for a, b in zip(back, strokes, strict=True):
@@ -101,7 +107,9 @@ def test_default_splits_are_graves(iam_dir):
 
 
 def test_split_override(iam_dir):
-    data = iam_ondb.read_iam_ondb(iam_dir, splits="train=trainset,valid=testset_v+testset_t,test=testset_f", min_length=10)
+    data = iam_ondb.read_iam_ondb(
+        iam_dir, splits="train=trainset,valid=testset_v+testset_t,test=testset_f", min_length=10
+    )
     assert data.ids["train"] == ["a01-000u-01", "a01-000u-02", "a01-001x-01"]
     assert data.ids["valid"] == ["h02-037-01", "b03-010a-01"]
     assert data.ids["test"] == ["d04-020-01", "d04-020-02"]
@@ -122,7 +130,9 @@ def test_task_files_in_task1_and_missing_line_sets(tmp_path):
     iam_ondb.write_task_file(str(tmp_path / "task1" / "testset_f.txt"), ["d04-020"])
     data = iam_ondb.read_iam_ondb(root, splits="train=trainset,valid=testset_f", min_length=5)
     assert data.ids["train"] == ["a01-000u-01"] and data.missing["train"] == ["z09-999z"]
-    with pytest.raises(MissingDataError, match="line set 'z09-999z' .*trainset.txt.* has no .*z09-999z-NN.xml"):
+    with pytest.raises(
+        MissingDataError, match="line set 'z09-999z' .*trainset.txt.* has no .*z09-999z-NN.xml"
+    ):
         iam_ondb.read_iam_ondb(root, splits="train=trainset,valid=testset_f", min_length=5, strict=True)
 
 
@@ -148,7 +158,9 @@ def test_normalised_with_the_training_statistics(iam_dir):
     np.testing.assert_array_equal(normalised[:, 2], train[:, 2])  # end_of_stroke untouched
     valid_raw = raw_rows(iam_dir, data.ids["valid"])
     for seq, raw in zip(data.sequences["valid"], valid_raw, strict=True):  # valid uses train's statistics
-        np.testing.assert_allclose(seq[:, :2], (raw[:, :2] - data.stats.mean) / data.stats.std, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            seq[:, :2], (raw[:, :2] - data.stats.mean) / data.stats.std, rtol=1e-5, atol=1e-6
+        )
     np.testing.assert_allclose(data.stats.denormalize(data.sequences["valid"][0]), valid_raw[0], atol=1e-4)
     uncentred = iam_ondb.read_iam_ondb(iam_dir, min_length=10, center=False)
     assert uncentred.stats.mean == (0.0, 0.0)
@@ -156,7 +168,11 @@ def test_normalised_with_the_training_statistics(iam_dir):
 
 def test_lines_shorter_than_300_rows_are_dropped(tmp_path):
     rng = np.random.default_rng(2)
-    lines = {"a01-000u-01": wavy_line(rng, 301), "a01-000u-02": wavy_line(rng, 300), "d04-020-01": wavy_line(rng, 400)}
+    lines = {
+        "a01-000u-01": wavy_line(rng, 301),
+        "a01-000u-02": wavy_line(rng, 300),
+        "d04-020-01": wavy_line(rng, 400),
+    }
     root = write_tree(tmp_path, lines, {"trainset": ["a01-000u"], "testset_f": ["d04-020"]})
     data = iam_ondb.read_iam_ondb(root, splits="train=trainset,valid=testset_f")  # default min_length 300
     assert data.ids["train"] == ["a01-000u-01"] and data.dropped == {"train": 1, "valid": 0}
@@ -174,7 +190,9 @@ def test_outlier_offsets_are_capped():
     np.testing.assert_allclose(back[3, :2], (MAX_OFFSET, -MAX_OFFSET), rtol=1e-5)
     np.testing.assert_allclose(back[0, :2], (5.0, 0.0), atol=1e-4)
     free = prepare_splits(raw, min_length=0, max_offset=None)
-    np.testing.assert_allclose(free.stats.denormalize(free.sequences["train"][0])[3, :2], (2000, -900), rtol=1e-5)
+    np.testing.assert_allclose(
+        free.stats.denormalize(free.sequences["train"][0])[3, :2], (2000, -900), rtol=1e-5
+    )
     assert capped.stats.std[0] < free.stats.std[0]  # statistics are taken after capping
 
 
@@ -195,13 +213,15 @@ def test_stats_round_trip_and_errors(tmp_path):
 def test_scale_augmentation_in_raw_units():
     rng = np.random.default_rng(3)
     stats = StrokeStats((8.0, 1.0), (40.0, 30.0))
-    raw = np.stack([rng.normal(8, 40, 50), rng.normal(1, 30, 50), (rng.uniform(size=50) < 0.1)], 1).astype(np.float32)
+    eos = rng.uniform(size=50) < 0.1
+    raw = np.stack([rng.normal(8, 40, 50), rng.normal(1, 30, 50), eos], 1).astype(np.float32)
     seq = stats.normalize(raw)
     ratios = []
     for seed in range(20):
         out = scale_augment(seq, stats, np.random.default_rng(seed))
         factor = stats.denormalize(out)[:, :2] / raw[:, :2]
-        np.testing.assert_allclose(factor, factor[:1].repeat(50, 0), rtol=1e-4)  # one factor per axis and line
+        # one factor per axis and line
+        np.testing.assert_allclose(factor, factor[:1].repeat(50, 0), rtol=1e-4)
         np.testing.assert_array_equal(out[:, 2], seq[:, 2])
         ratios.append(factor[0])
     ratios = np.array(ratios)
@@ -238,9 +258,13 @@ def test_errors_name_the_file_and_line_set(iam_dir, tmp_path):
     with pytest.raises(ValueError, match=r"a01-001x-01.xml' \(line set a01-001x\) is not well-formed XML"):
         iam_ondb.read_iam_ondb(iam_dir, min_length=10)
     with open(bad, "w") as f:
-        f.write("<WhiteboardCaptureSession><StrokeSet><Stroke><Point x='1' y='oops'/></Stroke></StrokeSet>"
-                "</WhiteboardCaptureSession>")
-    with pytest.raises(ValueError, match=r"a01-001x-01.xml' \(line set a01-001x\), stroke 0, point 0: .*y='oops'"):
+        f.write(
+            "<WhiteboardCaptureSession><StrokeSet><Stroke><Point x='1' y='oops'/></Stroke></StrokeSet>"
+            "</WhiteboardCaptureSession>"
+        )
+    with pytest.raises(
+        ValueError, match=r"a01-001x-01.xml' \(line set a01-001x\), stroke 0, point 0: .*y='oops'"
+    ):
         iam_ondb.read_iam_ondb(iam_dir, min_length=10)
     os.remove(os.path.join(iam_dir, "testset_f.txt"))
     with pytest.raises(MissingDataError, match="task file testset_f.txt not found in --data_dir="):
@@ -257,7 +281,9 @@ def test_errors_name_the_file_and_line_set(iam_dir, tmp_path):
 
 def test_a_line_set_in_two_task_files_is_refused(iam_dir):
     iam_ondb.write_task_file(os.path.join(iam_dir, "testset_f.txt"), ["d04-020", "a01-000u"])
-    with pytest.raises(ValueError, match="line set 'a01-000u' is listed in .*trainset.txt and in .*testset_f.txt"):
+    with pytest.raises(
+        ValueError, match="line set 'a01-000u' is listed in .*trainset.txt and in .*testset_f.txt"
+    ):
         iam_ondb.read_iam_ondb(iam_dir, min_length=10)
 
 
@@ -303,6 +329,8 @@ def test_read_hershey_splits():
     normalised = np.concatenate(data.sequences["train"])
     np.testing.assert_allclose(normalised[:, :2].mean(0), 0, atol=1e-5)
     assert data.config["dataset"] == "hershey" and data.config["min_length"] == 0
+    tiny = hershey.read_hershey(num_lines=3, seed=3, min_length=0)
+    assert [len(tiny.ids[s]) for s in ("train", "valid", "test")] == [1, 1, 1]
     with pytest.raises(ValueError, match="three positive fractions"):
         hershey.read_hershey(num_lines=20, split=(1, 0, 0))
 

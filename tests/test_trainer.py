@@ -260,7 +260,7 @@ def test_carry_is_passed_between_steps():
     it = iter(tf.data.Dataset.from_tensor_slices((x, y)).batch(8))
     for _ in range(3):
         loop.step(it)
-    np.testing.assert_array_equal(np.asarray(loop._carry), np.full((8, 1), 3.0))
+    np.testing.assert_array_equal(np.asarray(loop.carry), np.full((8, 1), 3.0))
 
 
 def test_epochs_convert_to_steps():
@@ -527,3 +527,14 @@ def test_importing_the_trainer_defines_no_flags():
     from absl import flags
 
     assert train_lib.run and "checkpoint_every" not in flags.FLAGS
+
+
+def test_resume_restores_every_saved_object_and_names_what_a_checkpoint_lacks(tmp_path):
+    # Variables shared by the model and the optimizer are saved under one of them only: without
+    # BatchNorm no variable key starts with "model/", yet the checkpoint holds the model.
+    values = {"model_dir": str(tmp_path), "log_every": 1000, "config": ["batch_norm=false"]}
+    first = train_lib.train(_resolve(train_steps=2, **values), task=TinyTask(), say=lambda s: None)
+    lines: list[str] = []
+    train_lib.train(_resolve(train_steps=2, **values), task=TinyTask(), say=lines.append)
+    assert f"resumed from step 2 ({tmp_path / 'ckpt-2'})" in lines
+    assert first["step"] == 2

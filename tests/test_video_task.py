@@ -169,3 +169,96 @@ def test_a_directory_of_evaluation_files_only_is_not_trained_on(tmp_path):
     (tmp_path / "validate-00000-of-00001.tfrecord").write_bytes(b"")
     with pytest.raises(ValueError, match="holds only evaluation files"):
         split_files(str(tmp_path))
+
+
+def _inference_records(layout, rng):
+    """Records as inference traffic sends them: no labels key, an empty list, and one with labels."""
+    if layout.frame_level:
+
+        def make(vid, labels, frames):
+            feats = {
+                n: rng.integers(0, 256, (frames, s), dtype=np.uint8)
+                for n, s in zip(layout.feature_names, layout.feature_sizes, strict=True)
+            }
+            return yt8m.frame_example(vid, labels, feats, layout)
+
+    else:
+
+        def make(vid, labels, frames):
+            feats = {
+                n: rng.normal(size=s) for n, s in zip(layout.feature_names, layout.feature_sizes, strict=True)
+            }
+            return yt8m.video_example(vid, labels, feats, layout)
+
+    return {"none": make("a", None, 3), "empty": make("b", [], 2), "labelled": make("c", [1, C + 5], 4)}
+
+
+@pytest.mark.parametrize("level", ["frame", "video"])
+def test_exported_serving_default_serves_records_without_labels(data_dirs, level, tmp_path):
+    from exports import export, warmup
+    from zoo.models.yt8m import record_layout
+
+    model, config, _ = _setup(level, data_dirs)
+    layout = record_layout(config)
+    path = export.export_model(
+        model, model_name=MODELS[level][0], task=TASK, config=config, base_dir=str(tmp_path)
+    )
+    serve = tf.saved_model.load(path).signatures["serving_default"]
+    records = _inference_records(layout, np.random.default_rng(0))
+    for batch in (["none"], ["empty"], ["none", "empty"], ["none", "labelled", "empty"]):
+        out = serve(example_bytes=tf.constant([records[k] for k in batch]))
+        assert out["video_id"].numpy().tolist() == [
+            {"none": b"a", "empty": b"b", "labelled": b"c"}[k] for k in batch
+        ]
+        assert out["class_indexes"].shape == (len(batch), C)  # labels (even one >= num_classes) are ignored
+    # Warmup requests look like inference traffic: no labels.
+    logs = warmup.read_requests(os.path.join(path, "assets.extra", "tf_serving_warmup_requests"))
+    default = [log for log in logs if log.predict_log.request.model_spec.signature_name == "serving_default"]
+    assert default
+    for log in default:
+        for raw in tf.make_ndarray(log.predict_log.request.inputs["example_bytes"]).ravel():
+            if level == "frame":
+                context = tf.train.SequenceExample.FromString(raw).context.feature
+            else:
+                context = tf.train.Example.FromString(raw).features.feature
+            assert layout.labels_key not in context and layout.id_key in context
+
+
+def test_the_loss_is_the_config_value(data_dirs):
+    model, config, data = _setup("video", data_dirs)  # yt8m_hinge
+    assert not hasattr(model, "zoo_loss")
+    batch = next(iter(data.train))
+    y = np.asarray(batch[1], np.float64)
+    probs = zoo.get("yt8m_logistic", **LAYOUT)  # a sigmoid head, trained with whatever the config says
+    preds = np.asarray(probs({"features": batch[0]["features"]}), np.float64)
+    TASK.build_data("yt8m_video", data_dirs["video"], 8, {**config, "loss": "hinge"}, {}, seed=0)
+    hinge = np.asarray(TASK.forward(probs, batch, (), training=False).per_example_loss)
+    np.testing.assert_allclose(hinge, np.maximum(0, 1 - (2 * y - 1) * preds).sum(1), rtol=1e-5)
+    TASK.build_data("yt8m_video", data_dirs["video"], 8, {**config, "loss": "cross_entropy"}, {}, seed=0)
+    ce = np.asarray(TASK.forward(probs, batch, (), training=False).per_example_loss)
+    want = -(y * np.log(preds + 1e-5) + (1 - y) * np.log(1 - preds + 1e-5)).sum(1)
+    np.testing.assert_allclose(ce, want, rtol=1e-5)
+    with pytest.raises(ValueError, match="loss='mse'; valid: cross_entropy, hinge"):
+        TASK.build_data("yt8m_video", data_dirs["video"], 8, {**config, "loss": "mse"}, {}, seed=0)
+    with pytest.raises(ValueError, match="must be the model's full config"):
+        TASK.serving_functions(model, {})
+
+
+def test_a_truncated_shard_is_named_or_skipped_with_the_recipe_key(tmp_path):
+    directory = write_splits(str(tmp_path), frame_level=False)
+    shard = os.path.join(directory, "train-1.tfrecord")
+    data = open(shard, "rb").read()
+    with open(shard, "wb") as f:
+        f.write(data[:-7])
+    name, over = MODELS["video"]
+    config = {**zoo.get_spec(name).default_config(), **over}
+    with pytest.raises(ValueError, match=rf"TFRecord file {shard} is truncated or corrupt: record index \d+"):
+        TASK.build_data("yt8m_video", directory, 8, config, {}, seed=0)
+    assert "skip_bad_records" in TASK.recipe_keys
+    data = TASK.build_data("yt8m_video", directory, 8, config, {"skip_bad_records": True}, seed=0)
+    assert 0 < data.sizes["train"] < 40 and data.size_unit == "videos"
+    for _ in data.train.take(6):  # more than one pass over the readable records
+        pass
+    assert int(data.info["bad_record_counter"].numpy()) >= 1
+    with pytest.raises(ValueError, match="skip_bad_records='yes' must be true or false"):
+        TASK.build_data("yt8m_video", directory, 8, config, {"skip_bad_records": "yes"}, seed=0)

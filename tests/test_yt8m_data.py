@@ -1,6 +1,5 @@
 """YouTube-8M readers/writers: shapes, exact dequantisation, sampling, and errors naming file + record."""
 
-
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -316,6 +315,9 @@ def test_records_without_labels_read_as_all_zero_rows(tmp_path):
     unlabeled = yt8m.write_records(str(tmp_path / "u.tfrecord"), [record("a", None), record("b", [])])
     ((x, y),) = list(yt8m.frame_dataset(unlabeled, 4, SMALL))
     assert x["id"].numpy().tolist() == [b"a", b"b"] and not y.numpy().any()
+    # Outside tf.data (eagerly, or in a serving signature) nothing prunes an unused op on empty labels.
+    _, y = yt8m.parse_frame_batch(tf.constant([record("a", None), record("b", [])]), layout=SMALL)
+    assert y.shape == (2, 5) and not y.numpy().any()
     mixed = yt8m.write_records(str(tmp_path / "m.tfrecord"), [record("a", None), record("b", [3, 3])])
     ((_, y),) = list(yt8m.frame_dataset(mixed, 4, SMALL))
     assert y.numpy().tolist() == [[0] * 5, [0, 0, 0, 1, 0]]
@@ -327,6 +329,10 @@ def test_records_without_labels_read_as_all_zero_rows(tmp_path):
     )
     ((_, y),) = list(yt8m.video_dataset(vpath, 4, vlayout))
     assert y.shape == (2, 3) and not y.numpy().any()
+    _, y = yt8m.parse_video_batch(
+        tf.constant([yt8m.video_example("a", None, feats, vlayout)]), layout=vlayout
+    )
+    assert y.shape == (1, 3) and not y.numpy().any()
 
 
 def test_count_records_names_a_truncated_file(tmp_path, small_frame_file):

@@ -1,9 +1,15 @@
-"""Quantisation, video-level statistics, streaming PCA."""
+"""Quantisation, video-level statistics, streaming PCA, the preprocessing job."""
+
+import pathlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from trainers import yt8m_preprocess
+from zoo.data import yt8m
 from zoo.data import yt8m_features as F
 
 
@@ -77,9 +83,7 @@ def test_l2_normalize_keeps_zero_rows():
 
 
 def test_preprocess_job_writes_stats_and_pca(tmp_path):
-    from trainers import yt8m_preprocess
-    from zoo.data import yt8m
-
+    layout = yt8m.RecordLayout(feature_sizes=(4, 2), num_classes=3)
     rng = np.random.default_rng(5)
     videos = [
         (
@@ -92,18 +96,23 @@ def test_preprocess_job_writes_stats_and_pca(tmp_path):
     ]
     src = yt8m.write_records(
         str(tmp_path / "frames.tfrecord"),
-        (yt8m.frame_example(v, lab, {"rgb": r, "audio": a}) for v, lab, r, a in videos),
+        (yt8m.frame_example(v, lab, {"rgb": r, "audio": a}, layout) for v, lab, r, a in videos),
     )
-    kw = dict(num_classes=3, feature_names=("rgb", "audio"), feature_sizes=(4, 2), top_k=3, batch_size=4)
+    kw = dict(layout=layout, top_k=3, batch_size=4)
     out = yt8m_preprocess.preprocess(
         src, str(tmp_path / "out"), num_shards=2, pca_dim=3, pca_path=str(tmp_path / "out" / "pca.npz"), **kw
     )
     assert out["num_videos"] == 6 and len(out["files"]) == 2
-    names, sizes = yt8m_preprocess.stats_feature_layout(("rgb", "audio"), (4, 2), 3)
-    assert names[:3] == ("mean_rgb", "std_rgb", "top3_rgb") and sizes[:3] == (4, 4, 12)
-    ds = yt8m.video_dataset(
-        out["files"], 8, num_classes=3, feature_names=names, feature_sizes=sizes, normalize=False
+    stats = yt8m_preprocess.stats_layout(layout, 3)
+    assert stats.feature_names[:3] == ("mean_rgb", "std_rgb", "top3_rgb") and stats.feature_sizes[:3] == (
+        4,
+        4,
+        12,
     )
+    assert out["layout"] == stats.replace(
+        feature_names=(*stats.feature_names, "pca"), feature_sizes=(*stats.feature_sizes, 3)
+    )
+    ds = yt8m.video_dataset(out["files"], 8, stats, normalize=False)
     ((x, y),) = list(ds)
     by_id = {vid.decode(): i for i, vid in enumerate(x["id"].numpy())}
     for vid, lab, rgb, audio in videos:
@@ -113,17 +122,14 @@ def test_preprocess_job_writes_stats_and_pca(tmp_path):
         )
         np.testing.assert_allclose(row, expected, rtol=1e-5, atol=1e-6)
         assert y.numpy()[by_id[vid]].tolist() == [float(c == lab[0]) for c in range(3)]
-    ((p, _),) = list(
-        yt8m.video_dataset(out["files"], 8, num_classes=3, feature_names=("pca",), feature_sizes=(3,))
-    )
+    pca = stats.replace(feature_names=("pca",), feature_sizes=(3,))
+    ((p, _),) = list(yt8m.video_dataset(out["files"], 8, pca))
     np.testing.assert_allclose(np.linalg.norm(p["features"].numpy(), axis=1), 1.0, rtol=1e-5)
     # a second run reuses the saved PCA and gives the same projection
     again = yt8m_preprocess.preprocess(
         src, str(tmp_path / "again"), pca_dim=3, pca_path=str(tmp_path / "out" / "pca.npz"), **kw
     )
-    ((q, _),) = list(
-        yt8m.video_dataset(again["files"], 8, num_classes=3, feature_names=("pca",), feature_sizes=(3,))
-    )
+    ((q, _),) = list(yt8m.video_dataset(again["files"], 8, pca))
     order = np.argsort(q["id"].numpy())
     np.testing.assert_allclose(
         q["features"].numpy()[order], p["features"].numpy()[np.argsort(p["id"].numpy())], rtol=1e-5, atol=1e-6
@@ -134,14 +140,8 @@ def test_preprocess_job_writes_stats_and_pca(tmp_path):
 
 @pytest.mark.slow
 def test_preprocess_command_line(tmp_path):
-    import subprocess
-    import sys
-
-    from zoo.data import yt8m
-
-    src = yt8m.write_synthetic(
-        str(tmp_path / "f.tfrecord"), 5, True, num_classes=7, seed=0, frames=(2, 6), feature_sizes=(8, 4)
-    )
+    layout = yt8m.RecordLayout(feature_sizes=(8, 4), num_classes=7)
+    src = yt8m.write_synthetic(str(tmp_path / "f.tfrecord"), 5, layout, frames=(2, 6))
     result = subprocess.run(
         [
             sys.executable,
@@ -156,7 +156,44 @@ def test_preprocess_command_line(tmp_path):
         capture_output=True,
         text=True,
         timeout=300,
-        cwd=str(__import__("pathlib").Path(__file__).parents[1]),
+        cwd=str(pathlib.Path(__file__).parents[1]),
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "wrote 5 videos to 1 files" in result.stdout
+    truncated = str(tmp_path / "t.tfrecord")
+    with open(truncated, "wb") as f:
+        f.write(open(src[0], "rb").read()[:-3])
+    args = [
+        sys.executable,
+        "-m",
+        "trainers.yt8m_preprocess",
+        f"--input={truncated}",
+        f"--output_dir={tmp_path}/t",
+    ]
+    args += ["--num_classes=7", "--feature_sizes=8,4"]
+    result = subprocess.run(
+        args, capture_output=True, text=True, timeout=300, cwd=str(pathlib.Path(__file__).parents[1])
+    )
+    assert result.returncode == 2
+    assert (
+        f"yt8m_preprocess: error: TFRecord file {truncated} is truncated or corrupt: record index 4"
+        in result.stderr
+    )
+    assert "Traceback" not in result.stderr
+
+
+def test_preprocess_names_a_truncated_file_or_skips_its_tail(tmp_path):
+    layout = yt8m.RecordLayout(feature_sizes=(4, 2), num_classes=3)
+    src = yt8m.write_synthetic(str(tmp_path / "f.tfrecord"), 4, layout, frames=(1, 3))[0]
+    truncated = str(tmp_path / "t.tfrecord")
+    with open(truncated, "wb") as f:
+        f.write(open(src, "rb").read()[:-3])
+    with pytest.raises(
+        ValueError, match=rf"TFRecord file {truncated} is truncated or corrupt: record index 3"
+    ):
+        yt8m_preprocess.preprocess(truncated, str(tmp_path / "out"), layout=layout, batch_size=2)
+    assert sorted((tmp_path / "out").iterdir()) == []  # nothing half-written left behind
+    out = yt8m_preprocess.preprocess(
+        truncated, str(tmp_path / "out"), layout=layout, batch_size=2, skip_bad_records=True
+    )
+    assert out["num_videos"] == 3 and out["bad_records"] == 1

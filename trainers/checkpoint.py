@@ -21,12 +21,21 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import tensorflow as tf
+from tensorflow.core.protobuf import trackable_object_graph_pb2
 
 __all__ = ["Checkpointer", "ITERATOR"]
 
 #: The name of the train iterator among the trackables (dropped when tf.data cannot save it).
 ITERATOR = "iterator"
 _KEEP = 3
+
+
+def _saved_names(path: str) -> set[str]:
+    """The names of the objects the checkpoint at ``path`` saved (its root's children). Variable keys
+    do not tell: a variable shared by the model and the optimizer is saved under one of them only."""
+    graph = trackable_object_graph_pb2.TrackableObjectGraph()
+    graph.ParseFromString(tf.train.load_checkpoint(path).get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
+    return {child.local_name for child in graph.nodes[0].children}
 
 
 class Checkpointer:
@@ -72,7 +81,7 @@ class Checkpointer:
         latest = tf.train.latest_checkpoint(self.model_dir)
         if not latest:
             return None, []
-        saved = {key.split("/", 1)[0] for key in tf.train.load_checkpoint(latest).get_variable_to_shape_map()}
+        saved = _saved_names(latest)
         present = {name: obj for name, obj in self._trackables.items() if name in saved}
         tf.train.Checkpoint(**present).restore(latest).assert_existing_objects_matched()
         return latest, sorted(set(self._trackables) - saved)

@@ -18,6 +18,13 @@ trainer runs its own step. One step, for a global batch of ``B`` examples over `
    identical (dropout seed states advance identically everywhere), and the reported loss is
    ``strategy.reduce(SUM, loss)``: the true mean loss of the global batch plus the regularization.
 
+The carry (``Task.initial_carry``/``ForwardOutput.carry``: tensors whose first axis is the batch) lives in
+variables that hold the *global* batch's rows, ``TrainLoop.carry_checkpoint``: every replica reads its
+contiguous ``B / R`` rows (the rows of its slice of the batch), and after the step the replicas' new
+carries are gathered in replica order (``strategy.gather``, across workers too) and assigned back. So the
+carry is checkpointed with the model (``TrainLoop.checkpoint_state``), a resumed run continues its streams
+exactly, and a resume with another number of replicas still finds each stream's state.
+
 Synchronized BatchNorm and XLA: ``BatchNormalization(synchronized=True)`` all-reduces the batch moments
 through ``ReplicaContext.all_reduce``; on CPU (and any non-all-GPU) MirroredStrategy implements it with
 ``merge_call``, which cannot run inside a nested XLA function ("merge_call called while defining a new
@@ -114,7 +121,15 @@ class TrainLoop:
         # The XLA cluster: forward + loss + gradients of one replica.
         self.loss_and_grads = tf.function(self._loss_and_grads, jit_compile=self.jit_compile)
         self._train_step = tf.function(self._step)
-        self._carry: Any = None
+        # The carry's home (module docstring): variables of the global batch's rows, created in the
+        # strategy's scope (mirrored: every replica reads its local copy; assigned in cross-replica context).
+        self._carry_structure = task.initial_carry(model, self.global_batch_size)
+        self.carry_checkpoint = tf.Module(name="carry")
+        with strategy.scope():
+            self.carry_checkpoint.states = [
+                tf.Variable(t, trainable=False, name=f"carry_{i}")
+                for i, t in enumerate(tf.nest.flatten(self._carry_structure))
+            ]
 
     # ------------------------------------------------------------------ per replica
     def _loss_and_grads(self, batch: Any, carry: Any) -> tuple[Any, ...]:
@@ -145,8 +160,9 @@ class TrainLoop:
 
         return tf.nest.map_structure(take, batch)
 
-    def _replica_step(self, batch: Any, carry: Any) -> tuple[Any, ...]:
+    def _replica_step(self, batch: Any) -> tuple[Any, ...]:
         batch = self._local_slice(batch)
+        carry = self._local_slice(self._read_carry())
         loss, grads, carry, outputs = self.loss_and_grads(batch, carry)
         ctx = tf.distribute.get_replica_context()
         variables = self.model.trainable_variables
@@ -170,25 +186,30 @@ class TrainLoop:
         return loss, means, carry
 
     # ------------------------------------------------------------------ cross replica
-    def _step(self, iterator: Any, carry: Any) -> tuple[Any, Any]:
+    def _step(self, iterator: Any) -> Any:
         batch = next(iterator)
         # In the strategy's scope, so that this is the strategy's cross-replica context.
         with self.strategy.scope():
-            loss, means, carry = self.strategy.run(self._replica_step, args=(batch, carry))
+            loss, means, carry = self.strategy.run(self._replica_step, args=(batch,))
             for var, value in zip(self._sync_vars if means else [], means, strict=True):
                 self.strategy.extended.update(var.value, _assign, args=(value,), group=False)
+            states = self.carry_checkpoint.states
+            for var, value in zip(states, tf.nest.flatten(carry) if states else [], strict=True):
+                var.assign(tf.cast(self.strategy.gather(value, axis=0), var.dtype))  # replica order
             total = self.strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None)
-        return total, carry
+        return total
+
+    def _read_carry(self) -> Any:
+        return tf.nest.pack_sequence_as(
+            self._carry_structure, [v.read_value() for v in self.carry_checkpoint.states]
+        )
 
     # ------------------------------------------------------------------ public
-    def initial_carry(self) -> Any:
-        """The task's initial carry, one per replica (``()`` for stateless tasks)."""
-        probe = self.task.initial_carry(self.model, self.per_replica_batch_size)
-        if not tf.nest.flatten(probe):
-            return probe
-        return self.strategy.experimental_distribute_values_from_function(
-            lambda ctx: self.task.initial_carry(self.model, self.per_replica_batch_size)
-        )
+    @property
+    def carry(self) -> Any:
+        """The carry the next step starts from, for the global batch (rows in batch order; ``()`` for
+        stateless tasks)."""
+        return self._read_carry()
 
     def distribute(self, dataset: tf.data.Dataset) -> Iterator[Any]:
         """An iterator over ``dataset`` (global batches) that the step splits across replicas.
@@ -203,17 +224,14 @@ class TrainLoop:
 
     def step(self, iterator: Iterator[Any]) -> tf.Tensor:
         """Runs one training step; returns the global-batch loss (a scalar tensor)."""
-        if self._carry is None:
-            self._carry = self.initial_carry()
-        loss, self._carry = self._train_step(iterator, self._carry)
-        return loss
+        return self._train_step(iterator)
 
     def checkpoint_state(self) -> dict[str, Any]:
         """Trackables of the loop's own state that a checkpoint holds beside the model and optimizer,
         name -> trackable (the trainer's ``Checkpointer`` saves and restores them; a checkpoint without
-        one restores the rest and that state starts afresh). The task's carry belongs here once it is
-        checkpointable; none yet."""
-        return {}
+        one restores the rest and that state starts afresh): ``{"carry": carry_checkpoint}`` for a task
+        with a carry, so a resumed run continues its streams."""
+        return {"carry": self.carry_checkpoint} if self.carry_checkpoint.states else {}
 
     def metric_results(self) -> dict[str, float]:
         out = {}

@@ -16,7 +16,7 @@ import os
 import sys
 import tempfile
 
-__all__ = ["quiet_tensorflow_startup", "STARTUP_NOISE"]
+__all__ = ["quiet_tensorflow_startup", "has_nvidia_driver", "STARTUP_NOISE"]
 
 #: Substrings of the stderr lines dropped while TensorFlow starts on a machine without an NVIDIA driver.
 STARTUP_NOISE = (
@@ -32,7 +32,8 @@ STARTUP_NOISE = (
 )
 
 
-def _has_nvidia_driver() -> bool:
+def has_nvidia_driver() -> bool:
+    """Whether this machine has an NVIDIA kernel driver loaded (then CUDA messages are not filtered)."""
     return os.path.exists("/proc/driver/nvidia/version") or bool(glob.glob("/dev/nvidia[0-9]*"))
 
 
@@ -42,7 +43,7 @@ def quiet_tensorflow_startup() -> None:
     if "tensorflow" in sys.modules:
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
-    if _has_nvidia_driver():
+    if has_nvidia_driver():
         return
     sys.stderr.flush()
     saved = os.dup(2)

@@ -227,7 +227,7 @@ def restore(run: Run, say: Say) -> Checkpointer | None:
     checkpointer = Checkpointer(run.options.model_dir, trackables, chief=run.chief, say=say)
     latest, missing = checkpointer.restore()
     if latest:
-        lacked = f"; it holds no {', '.join(missing)}, which start(s) afresh" if missing else ""
+        lacked = f"; it holds no {' or '.join(missing)}: starting that afresh" if missing else ""
         say(f"resumed from step {_step(run)} ({latest}{lacked})")
     return checkpointer
 

@@ -1,26 +1,26 @@
 """Embedded handwriting: lines of real text written with the Hershey single-stroke fonts (``hershey``).
 
-The ``hershey-fonts`` package ships Dr. A. V. Hershey's vector fonts (1967, public domain) as polylines, including
-a joined cursive face (``scripts``, "script simplex": the letters of a word connect into one pen trace) and a
-printed face (``futural``). This module turns a line of text into pen trajectories that look like a tablet
-recording, so the handwriting task has real pen data offline, and then treats the lines exactly like IAM-OnDB
-lines (:func:`zoo.data.strokes.prepare_splits`: same offsets, cap, 300-row minimum, normalisation).
+The ``hershey-fonts`` package ships Dr. A. V. Hershey's vector fonts (1967, public domain) as polylines,
+including a joined cursive face (``scripts``, "script simplex": the letters of a word connect into one pen
+trace) and a printed face (``futural``). This module turns a line of text into pen trajectories that look like
+a tablet recording, so the handwriting task has real pen data offline, and then treats the lines exactly like
+IAM-OnDB lines (:func:`zoo.data.strokes.prepare_splits`: same offsets, cap, 300-row minimum, normalisation).
 
 **Text.** Lines are runs of consecutive words of real English prose: the paragraphs of the Python language
-reference that every CPython ships for ``help()`` (:mod:`pydoc_data.topics`), with code blocks, grammar rules and
-headings removed and only plain words (letters, inner ``-``/``'``, one trailing ``. , ; : ? !``) kept. It is public,
-offline, and has the word-length and letter statistics of technical English (the IAM-OnDB texts are from the LOB
-corpus, British English prose). The text differs between Python versions, so the lines are deterministic for a
-seed *and* Python minor version; ``texts`` replaces the corpus.
+reference that every CPython ships for ``help()`` (:mod:`pydoc_data.topics`), with code blocks, grammar rules
+and headings removed and only plain words (letters, inner ``-``/``'``, one trailing ``. , ; : ? !``) kept. It
+is public, offline, and has the word-length and letter statistics of technical English (the IAM-OnDB texts are
+from the LOB corpus, British English prose). The text differs between Python versions, so the lines are
+deterministic for a seed *and* Python minor version; ``texts`` replaces the corpus.
 
 **Pen.** Per line (:class:`HandStyle`, all ranges drawn uniformly per line): a font, a scale, a horizontal
 stretch, a slant (shear), a baseline that tilts and waves, per-word size and height changes and irregular word
-gaps. Corners are rounded (two rounds of Chaikin corner cutting) and each stroke is re-timed: the pen moves at a
-cruising speed that drops in curves as curvature^(-1/3) (the two-thirds power law of handwriting movements) and near
-the ends of each stroke, and the trace is sampled at a fixed clock, so points crowd in curves and at pen-down /
-pen-up like a tablet's samples. Every sample gets Gaussian noise and is rounded to integer units (a tablet's
-quantisation). Units are IAM-OnDB whiteboard units (x-height about 100, lines of 4,000-8,000): a line of 30-60
-characters gives about 500-1,100 rows, like the database's ~700 on average.
+gaps. Corners are rounded (two rounds of Chaikin corner cutting) and each stroke is re-timed: the pen moves at
+a cruising speed that drops in curves as curvature^(-1/3) (the two-thirds power law of handwriting movements)
+and near the ends of each stroke, and the trace is sampled at a fixed clock, so points crowd in curves and at
+pen-down / pen-up like a tablet's samples. Every sample gets Gaussian noise and is rounded to integer units (a
+tablet's quantisation). Units are IAM-OnDB whiteboard units (x-height about 100, lines of 4,000-8,000): a line
+of 30-60 characters gives about 500-1,100 rows, like the database's ~700 on average.
 """
 
 from __future__ import annotations
@@ -76,19 +76,23 @@ class HandStyle:
 
     def __post_init__(self) -> None:
         if len(self.fonts) != len(self.font_weights) or not self.fonts:
-            raise ValueError(f"HandStyle: fonts {self.fonts} and font_weights {self.font_weights} differ in length")
+            raise ValueError(
+                f"HandStyle: fonts {self.fonts} and font_weights {self.font_weights} differ in length"
+            )
         for name, value in asdict(self).items():
             if isinstance(value, tuple) and len(value) == 2 and name not in ("fonts", "font_weights"):
                 if value[0] > value[1]:
                     raise ValueError(f"HandStyle.{name}={value}: low end above high end")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _font(name: str):  # -> HersheyFonts
     try:
         from HersheyFonts import HersheyFonts
     except ImportError as e:
-        raise ImportError("dataset 'hershey' needs the hershey-fonts package: pip install hershey-fonts") from e
+        raise ImportError(
+            "dataset 'hershey' needs the hershey-fonts package: pip install hershey-fonts"
+        ) from e
     font = HersheyFonts()
     if name not in font.default_font_names:
         raise ValueError(f"Hershey font {name!r} is not one of {', '.join(font.default_font_names)}")
@@ -96,9 +100,9 @@ def _font(name: str):  # -> HersheyFonts
     return font
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _font_x_height(name: str) -> float:
-    """Height of the font's ``x`` above the baseline, in font units (9 for ``scripts``, 14 for ``futural``)."""
+    """Height of the font's ``x`` above the baseline in font units (9 for ``scripts``, 14 for ``futural``)."""
     return _BASELINE - min(min(y for _, y in s) for s in _font(name).strokes_for_text("x"))
 
 
@@ -124,7 +128,9 @@ def corpus_words() -> tuple[str, ...]:
     return tuple(words)
 
 
-def text_lines(num_lines: int, rng: np.random.Generator, chars_per_line: tuple[int, int] = (30, 60)) -> list[str]:
+def text_lines(
+    num_lines: int, rng: np.random.Generator, chars_per_line: tuple[int, int] = (30, 60)
+) -> list[str]:
     """``num_lines`` runs of consecutive corpus words, each about ``chars_per_line`` characters long."""
     words = corpus_words()
     lines = []
@@ -142,7 +148,7 @@ def text_lines(num_lines: int, rng: np.random.Generator, chars_per_line: tuple[i
 
 
 def _join_connected(strokes: list[np.ndarray]) -> list[np.ndarray]:
-    """Consecutive polylines that meet end-to-start are one pen trace (the joined letters of a cursive word)."""
+    """Consecutive polylines that meet end to start are one pen trace (a cursive word's joined letters)."""
     joined: list[np.ndarray] = []
     for stroke in strokes:
         if joined and np.array_equal(joined[-1][-1], stroke[0]):
@@ -152,29 +158,46 @@ def _join_connected(strokes: list[np.ndarray]) -> list[np.ndarray]:
     return joined
 
 
-def _chaikin(points: np.ndarray, rounds: int = 2) -> np.ndarray:
-    """Chaikin corner cutting with the end points kept (rounds the polyline's corners like a moving pen)."""
+def _starts(counts: np.ndarray) -> np.ndarray:
+    return np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(int)
+
+
+def _chaikin(points: np.ndarray, counts: np.ndarray, rounds: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Chaikin corner cutting of every stroke (``counts`` points each, concatenated), end points kept.
+
+    Rounds the polylines' corners like a moving pen: each segment ``ab`` gives ``3a/4 + b/4`` and
+    ``a/4 + 3b/4``, and a stroke's first and last cut points are replaced by its end points.
+    """
     for _ in range(rounds):
-        if len(points) < 3:
-            return points
-        a, b = points[:-1], points[1:]
+        stroke_of = np.repeat(np.arange(len(counts)), counts)
+        same = stroke_of[1:] == stroke_of[:-1]
+        a, b = points[:-1][same], points[1:][same]
         cut = np.empty((2 * len(a), 2))
         cut[0::2] = 0.75 * a + 0.25 * b
         cut[1::2] = 0.25 * a + 0.75 * b
-        points = np.concatenate([points[:1], cut[1:-1], points[-1:]])
-    return points
+        new_counts = np.where(counts >= 2, 2 * (counts - 1), 1)
+        out = np.empty((int(new_counts.sum()), 2))
+        multi = counts >= 2
+        out[np.repeat(multi, new_counts)] = cut  # both in stroke order
+        first, new_first = _starts(counts), _starts(new_counts)
+        out[new_first] = points[first]
+        out[new_first + new_counts - 1] = points[first + counts - 1]
+        points, counts = out, new_counts
+    return points, counts
 
 
-def _retime(strokes: list[np.ndarray], step: float, slow_ends: float, x_height: float) -> list[np.ndarray]:
+def _retime(
+    points: np.ndarray, counts: np.ndarray, step: float, slow_ends: float, x_height: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Samples each stroke at a fixed clock with a pen speed that drops in curves and near the stroke's ends.
 
-    All strokes of a line at once: they are laid end to end on one arc-length axis (and then one clock axis)
-    with a gap between them, so one ``np.interp`` serves every stroke and no sample crosses a pen lift.
+    All strokes of a line at once (``counts`` points each, concatenated): they are laid end to end on one
+    arc-length axis (and then one clock axis) with a gap between them, so one ``np.interp`` serves every
+    stroke and no sample crosses a pen lift. Returns the samples and their count per stroke.
     """
-    counts = np.array([len(s) for s in strokes])
-    points = np.concatenate(strokes)
-    first = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    stroke_of = np.repeat(np.arange(len(strokes)), counts)
+    num_strokes = len(counts)
+    first = _starts(counts)
+    stroke_of = np.repeat(np.arange(num_strokes), counts)
     seg = np.hypot(*np.diff(points, axis=0).T) * (stroke_of[1:] == stroke_of[:-1])
     arc = np.concatenate([[0.0], np.cumsum(seg)])
     length = arc[first + counts - 1] - arc[first]
@@ -182,11 +205,11 @@ def _retime(strokes: list[np.ndarray], step: float, slow_ends: float, x_height: 
     # dense resampling, about one sample per whiteboard unit (at least 3 per stroke that moves)
     dense_n = np.where(length > 0, np.maximum(np.ceil(length).astype(int) + 1, 3), 1)
     dense_first = np.concatenate([[0], np.cumsum(dense_n)[:-1]])
-    dense_of = np.repeat(np.arange(len(strokes)), dense_n)
+    dense_of = np.repeat(np.arange(num_strokes), dense_n)
     k = np.arange(dense_n.sum()) - dense_first[dense_of]
     spacing = length / np.maximum(dense_n - 1, 1)
     s_local = k * spacing[dense_of]
-    s_axis = s_local + (arc[first] + np.arange(len(strokes)))[dense_of]
+    s_axis = s_local + (arc[first] + np.arange(num_strokes))[dense_of]
     dense = np.stack([np.interp(s_axis, axis, points[:, 0]), np.interp(s_axis, axis, points[:, 1])], axis=1)
     # curvature from the turning angle between consecutive dense segments of the same stroke
     v = np.diff(dense, axis=0)
@@ -209,16 +232,18 @@ def _retime(strokes: list[np.ndarray], step: float, slow_ends: float, x_height: 
     whole = np.floor(duration).astype(int)
     tick_n = whole + 1 + (duration - whole > 0.25)
     tick_first = np.concatenate([[0], np.cumsum(tick_n)[:-1]])
-    tick_of = np.repeat(np.arange(len(strokes)), tick_n)
+    tick_of = np.repeat(np.arange(num_strokes), tick_n)
     ticks = np.minimum(np.arange(tick_n.sum()) - tick_first[tick_of], duration[tick_of]).astype(np.float64)
     ticks[tick_first + tick_n - 1] = duration
     ticks += (clock_axis[dense_first] - local_clock[dense_first])[tick_of]
-    out = np.stack([np.interp(ticks, clock_axis, dense[:, 0]), np.interp(ticks, clock_axis, dense[:, 1])], axis=1)
-    return np.split(out, tick_first[1:])
+    out = np.stack(
+        [np.interp(ticks, clock_axis, dense[:, 0]), np.interp(ticks, clock_axis, dense[:, 1])], axis=1
+    )
+    return out, tick_n
 
 
 def render_line(text: str, rng: np.random.Generator, style: HandStyle = HandStyle()) -> list[np.ndarray]:
-    """The strokes of ``text`` written in a random hand: ``[n, 2]`` float64 integer-valued ``(x, y)``, y up."""
+    """The strokes of ``text`` in a random hand: ``[n, 2]`` float64 integer-valued ``(x, y)``, y up."""
     name = str(rng.choice(style.fonts, p=np.asarray(style.font_weights) / sum(style.font_weights)))
     font, x_height_font = _font(name), _font_x_height(name)
     u = lambda r: float(rng.uniform(*r))  # noqa: E731
@@ -249,13 +274,14 @@ def render_line(text: str, rng: np.random.Generator, style: HandStyle = HandStyl
     phase = u((0.0, 2 * np.pi))
     step = u(style.step) * x_height
     noise = u(style.jitter)
-    shaped = []
-    for s in placed:
-        x, y = s[:, 0], s[:, 1]
-        y = y + tilt * x + wave * np.sin(2 * np.pi * x / wavelength + phase)
-        x = x * stretch + slant * y
-        shaped.append(_chaikin(np.stack([x, y], axis=1) * scale))
-    return [np.round(p + rng.normal(0.0, noise, size=p.shape)) for p in _retime(shaped, step, style.slow_ends, x_height)]
+    counts = np.array([len(s) for s in placed])
+    x, y = np.concatenate(placed).T
+    y = y + tilt * x + wave * np.sin(2 * np.pi * x / wavelength + phase)
+    x = x * stretch + slant * y
+    points, counts = _chaikin(np.stack([x, y], axis=1) * scale, counts)
+    points, counts = _retime(points, counts, step, style.slow_ends, x_height)
+    points = np.round(points + rng.normal(0.0, noise, size=points.shape))
+    return np.split(points, _starts(counts)[1:])
 
 
 def hershey_lines(
@@ -300,8 +326,9 @@ def read_hershey(
     fractions = np.asarray(split, np.float64)
     if fractions.shape != (3,) or np.any(fractions <= 0):
         raise ValueError(f"split={tuple(split)!r} must be three positive fractions (train, valid, test)")
-    bounds = np.round(np.cumsum(fractions / fractions.sum()) * num_lines).astype(int)
-    bounds = np.maximum(bounds, [1, 2, 3])
+    ends = np.round(np.cumsum(fractions / fractions.sum()) * num_lines).astype(int)
+    train_end = int(min(max(ends[0], 1), num_lines - 2))  # every split gets at least one line
+    bounds = (train_end, int(min(max(ends[1], train_end + 1), num_lines - 1)), num_lines)
     names = ("train", "valid", "test")
     starts = (0, bounds[0], bounds[1])
     raw = {}

@@ -79,7 +79,9 @@ SENSOR_CORNERS = {"top_left": -1.0, "top_right": -1.0, "bottom_left": 1.0, "bott
 _LINE_SET = re.compile(r"^([A-Za-z0-9]+)-([0-9]+)([A-Za-z]*)$")
 
 
-def parse_split_spec(spec: str | Mapping[str, Sequence[str]] | None, source: str = "splits") -> dict[str, tuple]:
+def parse_split_spec(
+    spec: str | Mapping[str, Sequence[str]] | None, source: str = "splits"
+) -> dict[str, tuple]:
     """Split name -> task-file names, from ``"train=trainset+testset_v,valid=testset_f"`` or a mapping.
 
     ``None`` or ``""`` gives :data:`GRAVES_SPLITS`. Names may carry ``.txt``; each must be one of
@@ -105,9 +107,13 @@ def parse_split_spec(spec: str | Mapping[str, Sequence[str]] | None, source: str
         for f in [files] if isinstance(files, str) else files:
             stem = f[:-4] if f.endswith(".txt") else f
             if stem not in TASK_FILES:
-                raise ValueError(f"{source}: task file {f!r} of split {split!r} is not one of {', '.join(TASK_FILES)}")
+                raise ValueError(
+                    f"{source}: task file {f!r} of split {split!r} is not one of {', '.join(TASK_FILES)}"
+                )
             if stem in seen:
-                raise ValueError(f"{source}: task file {stem!r} is in both split {seen[stem]!r} and {split!r}")
+                raise ValueError(
+                    f"{source}: task file {stem!r} is in both split {seen[stem]!r} and {split!r}"
+                )
             seen[stem] = split
             names.append(stem)
         out[str(split)] = tuple(names)
@@ -123,8 +129,9 @@ def find_task_file(data_dir: str, name: str) -> str:
         if os.path.isfile(path):
             return path
     raise MissingDataError(
-        f"IAM-OnDB task file {name}.txt not found in --data_dir={data_dir!r} (looked for {' and '.join(candidates)});"
-        f" the database's task files are {', '.join(t + '.txt' for t in TASK_FILES)}"
+        f"IAM-OnDB task file {name}.txt not found in --data_dir={data_dir!r} "
+        f"(looked for {' and '.join(candidates)}); the database's task files are "
+        f"{', '.join(t + '.txt' for t in TASK_FILES)}"
     )
 
 
@@ -138,7 +145,8 @@ def read_task_file(path: str) -> list[str]:
                 continue
             if not _LINE_SET.match(line_set):
                 raise ValueError(
-                    f"{path}:{number}: {line_set!r} is not an IAM-OnDB line-set id like 'a01-000u' or 'h02-037'"
+                    f"{path}:{number}: {line_set!r} is not an IAM-OnDB line-set id "
+                    "like 'a01-000u' or 'h02-037'"
                 )
             ids.append(line_set)
     return ids
@@ -187,7 +195,9 @@ def read_line_strokes(path: str, line_set: str | None = None) -> list[np.ndarray
         raise MissingDataError(f"{what} cannot be read: {e}") from None
     stroke_set = root if root.tag == "StrokeSet" else root.find("StrokeSet")
     if stroke_set is None:
-        raise ValueError(f"{what} has no <StrokeSet> (root element <{root.tag}>); expected the lineStrokes layout")
+        raise ValueError(
+            f"{what} has no <StrokeSet> (root element <{root.tag}>); expected the lineStrokes layout"
+        )
     sensor = root.find("WhiteboardDescription/SensorLocation")
     corner = "top_left" if sensor is None else sensor.get("corner", "top_left")
     if corner not in SENSOR_CORNERS:

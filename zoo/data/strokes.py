@@ -2,16 +2,16 @@
 
 Every source (the IAM-OnDB reader in :mod:`zoo.data.iam_ondb`, the embedded Hershey-font handwriting in
 :mod:`zoo.data.hershey`) produces *lines*: a line is a list of strokes, a stroke a ``[n, 2]`` array of pen
-positions ``(x, y)`` with ``y`` pointing **up** (readers of screen-oriented formats flip it). This module turns
-lines into the one in-memory form the models see, a float32 ``[T, 3]`` array per line with rows
+positions ``(x, y)`` with ``y`` pointing **up** (readers of screen-oriented formats flip it). This module
+turns lines into the one in-memory form the models see, a float32 ``[T, 3]`` array per line with rows
 
     (dx, dy, end_of_stroke)
 
-(Graves 2013 §4.1): row ``t`` is the move from point ``t`` to point ``t + 1`` of the line (strokes concatenated
-in writing order) and ``end_of_stroke = 1`` when point ``t + 1`` is the last point of its stroke, i.e. the
-pen is lifted after it and row ``t + 1`` is a pen-up move. A line of ``N`` points gives ``T = N - 1`` rows (the
-absolute position of the first point is not modelled); the task feeds ``(0, 0, 1)`` before the first row, as
-Graves does with a null first input.
+(Graves 2013 §4.1): row ``t`` is the move from point ``t`` to point ``t + 1`` of the line (strokes
+concatenated in writing order) and ``end_of_stroke = 1`` when point ``t + 1`` is the last point of its
+stroke, i.e. the pen is lifted after it and row ``t + 1`` is a pen-up move. A line of ``N`` points gives
+``T = N - 1`` rows (the absolute position of the first point is not modelled); the task feeds a start row
+before the first one, as Graves does with a null first input.
 
 :func:`prepare_splits` applies the same treatment to every source:
 
@@ -24,7 +24,8 @@ Graves does with a null first input.
 2. **short lines dropped**: lines with fewer than ``min_length`` rows (A.3.5: 300) are removed;
 3. **normalised with the training split's statistics**: ``dx, dy`` minus the training rows' mean, divided by
    their standard deviation (``end_of_stroke`` untouched). The statistics are a :class:`StrokeStats` that
-   serialises to a small JSON object, to keep beside the run and the export (samples are denormalised with it).
+   serialises to a small JSON object, to keep beside the run and the export (samples are denormalised with
+   it).
 
 :func:`scale_augment` is A.3.5's random scaling (±10%), applied to the raw offsets of a normalised line.
 :func:`pad_batch` and :func:`batches` give fixed-shape numpy batches with a mask (tf.data-friendly:
@@ -154,7 +155,7 @@ class StrokeStats:
 
     @classmethod
     def from_sequences(cls, sequences: Sequence[np.ndarray], center: bool = True) -> StrokeStats:
-        """Statistics over every row of ``sequences`` (raw ``[T, 3]`` arrays); ``center=False`` keeps mean 0."""
+        """Statistics over every row of raw ``[T, 3]`` ``sequences``; ``center=False`` keeps mean 0."""
         rows = [np.asarray(s, np.float64)[:, :2] for s in sequences if len(s)]
         if not rows:
             raise ValueError("no rows to compute stroke statistics from (is the training split empty?)")
@@ -162,7 +163,9 @@ class StrokeStats:
         mean = xy.mean(axis=0) if center else np.zeros(2)
         std = np.sqrt(np.mean(np.square(xy - mean), axis=0))
         if not np.all(std > 0):
-            raise ValueError(f"the training rows' (dx, dy) have no spread (std {std.tolist()}); cannot normalise")
+            raise ValueError(
+                f"the training rows' (dx, dy) have no spread (std {std.tolist()}); cannot normalise"
+            )
         return cls(tuple(mean.tolist()), tuple(std.tolist()))
 
     def normalize(self, offsets: Any) -> np.ndarray:
@@ -238,7 +241,9 @@ class StrokeSplits:
 
     def __repr__(self) -> str:
         counts = ", ".join(f"{k}={len(v)}" for k, v in self.sequences.items())
-        return f"StrokeSplits({self.source!r}: {counts}; dropped {self.dropped}; stats {self.stats.to_dict()})"
+        return (
+            f"StrokeSplits({self.source!r}: {counts}; dropped {self.dropped}; stats {self.stats.to_dict()})"
+        )
 
 
 def prepare_splits(
@@ -276,7 +281,7 @@ def prepare_splits(
             rows = np.asarray(rows)
             if rows.ndim != 2 or rows.shape[1] != STROKE_FEATURES:
                 raise ValueError(f"{source} line {line_id!r}: rows have shape {rows.shape}, expected [T, 3]")
-            if len(rows) == 0 or len(rows) <= min_length:
+            if len(rows) == 0 or len(rows) < min_length:
                 dropped[split] += 1
                 continue
             kept[split].append((line_id, cap_offsets(rows, max_offset)))
@@ -295,7 +300,12 @@ def prepare_splits(
         stats=stats,
         dropped=dropped,
         source=source,
-        config={"min_length": int(min_length), "max_offset": max_offset, "center": bool(center), **(config or {})},
+        config={
+            "min_length": int(min_length),
+            "max_offset": max_offset,
+            "center": bool(center),
+            **(config or {}),
+        },
     )
 
 
@@ -352,7 +362,7 @@ def batches(
     crop: str = "error",
     drop_remainder: bool = True,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yields ``pad_batch`` batches ``(rows [B, length, 3], mask [B, length])`` over ``epochs`` (None: forever).
+    """Yields :func:`pad_batch` batches ``(rows [B, length, 3], mask [B, length])`` for ``epochs`` epochs.
 
     Args:
       sequences: normalised lines (``StrokeSplits.sequences[split]``).
@@ -361,6 +371,7 @@ def batches(
       shuffle: a new permutation every epoch.
       stats, max_scale: with ``max_scale > 0`` each line is scaled by :func:`scale_augment` (needs ``stats``).
       crop: a line longer than ``length``: ``"error"``, keep its ``"start"``, or a ``"random"`` window.
+      epochs: number of passes; None: forever.
       drop_remainder: skip the last partial batch of an epoch (else it is yielded smaller).
     """
     if crop not in CROP_MODES:
@@ -370,7 +381,9 @@ def batches(
     if max_scale and stats is None:
         raise ValueError("augmentation (max_scale > 0) needs the StrokeStats the lines were normalised with")
     if drop_remainder and len(sequences) < batch_size:
-        raise ValueError(f"{len(sequences)} lines cannot fill one batch of {batch_size} (drop_remainder=True)")
+        raise ValueError(
+            f"{len(sequences)} lines cannot fill one batch of {batch_size} (drop_remainder=True)"
+        )
     rng = np.random.default_rng(seed)
     epoch = 0
     while epochs is None or epoch < epochs:
@@ -382,7 +395,9 @@ def batches(
                 seq = sequences[i]
                 if len(seq) > length:
                     if crop == "error":
-                        raise ValueError(f"line {i} has {len(seq)} rows, more than length={length} (crop='error')")
+                        raise ValueError(
+                            f"line {i} has {len(seq)} rows, more than length={length} (crop='error')"
+                        )
                     start = int(rng.integers(0, len(seq) - length + 1)) if crop == "random" else 0
                     seq = seq[start : start + length]
                 if max_scale:

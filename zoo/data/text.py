@@ -26,8 +26,16 @@ window ``k + 1`` starts where window ``k``'s inputs end, so the state a model ca
 replica order, the same rows at every step (``trainers/loop.py`` slices each global batch by replica id, on
 every worker; ``experimental_distribute_dataset`` on one machine does the same), so replica ``r`` always
 owns streams ``r*B/R .. (r+1)*B/R - 1`` and its carried state stays aligned (``B`` must be divisible by
-``R``). The training stream is not shuffled (shuffling would break the carried state) and wraps around
-at the end of an epoch with the state carried across the wrap.
+``R``). The training stream is not shuffled (shuffling would break the carried state).
+
+Carried state and resets (:func:`stream_dataset`), the policy of char-rnn practice: a training batch is
+``(ids, targets, reset)`` with ``reset`` a bool ``[B]`` flag per stream saying "start this window from the
+zero state". It is set on the first window of every epoch (at the wrap the streams start over at the
+beginning of their text, so the state carried out of the last window belongs to other text; it also keeps
+the zero state a state the model is trained from, which is how it is evaluated) and, with a small
+``reset_probability``, on any other window of a stream (drawn from a stateless generator keyed by the seed
+and the batch index, so a resumed run draws the same flags). The task zeroes the carried state of the
+flagged rows before the window (``zoo/tasks/char_lm.py``).
 
 Evaluation windows (:func:`eval_windows`) cover a whole split: every one of its ``N - 1`` next-character
 predictions appears exactly once; the streams' last window is padded, with target ``-1`` marking a padded
@@ -43,6 +51,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
+import tensorflow as tf
 
 from zoo.io import atomic_write
 
@@ -62,6 +71,7 @@ __all__ = [
     "stream_windows",
     "eval_windows",
     "windows_dataset",
+    "stream_dataset",
     "write_ptb_char_files",
     "write_bytes_file",
 ]
@@ -424,15 +434,8 @@ def eval_windows(ids: np.ndarray, batch_size: int, sequence_length: int) -> tupl
     )
 
 
-def windows_dataset(inputs: np.ndarray, targets: np.ndarray, repeat: bool = False) -> Any:
-    """A ``tf.data.Dataset`` of ``(ids [B, T], targets [B, T])`` int32 batches from ``[K, B, T]`` windows.
-
-    Rows are laid out window-major and re-batched with ``batch(B, drop_remainder=True)`` so that
-    ``tf.distribute`` sees an ordinary batched dataset (and splits each batch by rows, see the module
-    docstring). Symbols are stored as uint8 when they fit (enwik8's 90M training bytes stay 90 MB).
-    """
-    import tensorflow as tf
-
+def _batches(inputs: np.ndarray, targets: np.ndarray, repeat: bool) -> tf.data.Dataset:
+    """``(ids [B, T], targets [B, T])`` int32 batches of ``[K, B, T]`` windows, in window order."""
     num_windows, batch_size, seq_len = inputs.shape
     small = max(int(inputs.max(initial=0)), int(targets.max(initial=0))) < 255
     dtype = np.uint8 if small else np.int32
@@ -440,7 +443,7 @@ def windows_dataset(inputs: np.ndarray, targets: np.ndarray, repeat: bool = Fals
     flat_tg = targets.reshape(num_windows * batch_size, seq_len)
     flat_tg = np.where(flat_tg < 0, 255, flat_tg).astype(dtype) if small else flat_tg.astype(np.int32)
 
-    def to_int(x: Any, y: Any) -> Any:
+    def to_int(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         x = tf.cast(x, tf.int32)
         y = tf.cast(y, tf.int32)
         if small:
@@ -450,7 +453,44 @@ def windows_dataset(inputs: np.ndarray, targets: np.ndarray, repeat: bool = Fals
     ds = tf.data.Dataset.from_tensor_slices((flat_in, flat_tg))
     if repeat:
         ds = ds.repeat()
-    ds = ds.batch(batch_size, drop_remainder=True).map(to_int, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.batch(batch_size, drop_remainder=True).map(to_int, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def windows_dataset(inputs: np.ndarray, targets: np.ndarray) -> tf.data.Dataset:
+    """A finite ``tf.data.Dataset`` of ``(ids [B, T], targets [B, T])`` int32 batches from ``[K, B, T]``
+    windows (evaluation, :func:`eval_windows`): batch ``k`` is window ``k`` of every stream.
+
+    Rows are laid out window-major and re-batched with ``batch(B, drop_remainder=True)`` so that
+    ``tf.distribute`` sees an ordinary batched dataset (and splits each batch by rows, see the module
+    docstring). Symbols are stored as uint8 when they fit (enwik8's 90M training bytes stay 90 MB).
+    """
+    return _batches(inputs, targets, repeat=False).prefetch(tf.data.AUTOTUNE)
+
+
+def stream_dataset(
+    inputs: np.ndarray, targets: np.ndarray, reset_probability: float = 0.0, seed: int = 0
+) -> tf.data.Dataset:
+    """The training stream: ``(ids [B, T], targets [B, T], reset [B] bool)`` batches of the ``[K, B, T]``
+    windows of :func:`stream_windows`, repeated forever (epoch after epoch, in the same order).
+
+    ``reset[b]`` is True on the first window of every epoch and otherwise with probability
+    ``reset_probability``, independently per stream and window, from ``stateless_uniform`` keyed by
+    ``(seed, batch index)`` (the batch index is part of the iterator's checkpointed position). See the
+    module docstring for why.
+    """
+    if not 0.0 <= float(reset_probability) < 1.0:
+        raise ValueError(f"state_reset_probability={reset_probability!r} must be in [0, 1)")
+    num_windows, batch_size, _ = inputs.shape
+    probability = float(reset_probability)
+
+    def with_reset(index: tf.Tensor, batch: tuple[tf.Tensor, tf.Tensor]) -> tuple[tf.Tensor, ...]:
+        reset = tf.fill([batch_size], tf.equal(index % num_windows, 0))
+        if probability > 0.0:
+            key = tf.stack([tf.constant(seed, tf.int64), index])
+            reset = reset | (tf.random.stateless_uniform([batch_size], seed=key) < probability)
+        return (*batch, reset)
+
+    ds = _batches(inputs, targets, repeat=True).enumerate().map(with_reset)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 

@@ -114,8 +114,9 @@ class HyperLSTMCell(RecurrentCell):
 
     Example:
 
+    >>> from zoo.layers import RNN
     >>> cell = HyperLSTMCell(32, hyper_units=16, embedding_size=4, recurrent_dropout=0.1)
-    >>> rnn = keras.layers.RNN(cell, return_sequences=True, return_state=True)
+    >>> rnn = RNN(cell, return_sequences=True, return_state=True)
     >>> outputs, h, c, hyper_h, hyper_c = rnn(np.zeros((2, 10, 8), "float32"))
     >>> tuple(outputs.shape), tuple(hyper_h.shape)
     ((2, 10, 32), (2, 16))
@@ -221,6 +222,9 @@ class HyperLSTMCell(RecurrentCell):
         return out
 
     # ------------------------------------------------------------------ one step
+    def dropout_sites(self) -> list[tuple[float, int]]:
+        return [(self.hyper_recurrent_dropout, self.hyper_units), (self.recurrent_dropout, self.units)]
+
     def step(self, inputs: Any, states: Sequence[Any], training: bool | None = None) -> dict[str, Any]:
         """One step with every intermediate: ``h``, ``c``, ``tanh_c`` (what ``σ(o)`` scales, Figure 5),
         ``hyper_h``, ``hyper_c`` and the fused ``d_x``, ``d_h``, ``b`` ``[B, 4N]`` (gate order i, g, f, o)."""
@@ -321,7 +325,8 @@ class HyperRNNCell(RecurrentCell):
 
     Example:
 
-    >>> rnn = keras.layers.RNN(HyperRNNCell(32, hyper_units=16, embedding_size=4), return_sequences=True)
+    >>> from zoo.layers import RNN
+    >>> rnn = RNN(HyperRNNCell(32, hyper_units=16, embedding_size=4), return_sequences=True)
     >>> tuple(rnn(np.zeros((2, 10, 8), "float32")).shape)
     (2, 10, 32)
     """

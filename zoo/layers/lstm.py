@@ -18,7 +18,8 @@ hypernetwork removed (the "Layer Norm LSTM" baseline of Tables 3-4). Conventions
   orthogonal per gate block (the authors' ``lstm_ortho_initializer``), biases 0.
 
 The state of both cells is ``[h, c]`` (Keras' order), each ``[batch, units]``. Dropout, the zero initial
-state and ``call`` come from :class:`zoo.layers.RecurrentCell`.
+state and ``call`` come from :class:`zoo.layers.RecurrentCell`; run them in :class:`zoo.layers.RNN` (or
+``keras.layers.RNN`` on TensorFlow) so that recurrent dropout draws a fresh mask per step on every backend.
 """
 
 from __future__ import annotations
@@ -114,8 +115,9 @@ class BasicLSTMCell(RecurrentCell):
 
     Example:
 
+    >>> from zoo.layers import RNN  # keras.layers.RNN that feeds per-step dropout noise (any backend)
     >>> cell = BasicLSTMCell(16, recurrent_dropout=0.1)
-    >>> rnn = keras.layers.RNN(cell, return_sequences=True, return_state=True)
+    >>> rnn = RNN(cell, return_sequences=True, return_state=True)
     >>> outputs, h, c = rnn(np.zeros((2, 10, 8), "float32"))
     >>> tuple(outputs.shape), tuple(c.shape)
     ((2, 10, 16), (2, 16))
@@ -155,6 +157,9 @@ class BasicLSTMCell(RecurrentCell):
             self.gate_beta = self.add_weight(name="gate_beta", shape=(4 * n,), initializer="zeros")
             self.cell_gamma = self.add_weight(name="cell_gamma", shape=(n,), initializer="ones")
             self.cell_beta = self.add_weight(name="cell_beta", shape=(n,), initializer="zeros")
+
+    def dropout_sites(self) -> list[tuple[float, int]]:
+        return [(self.recurrent_dropout, self.units)]  # tanh(g)
 
     def step(self, inputs: Any, states: Sequence[Any], training: bool | None = None) -> dict[str, Any]:
         """One step with everything it computes: ``h``, ``c``, ``tanh_c`` (what ``sigmoid(o)`` scales)."""
@@ -216,7 +221,8 @@ class LayerNormLSTMCell(BasicLSTMCell):
 
     Example:
 
-    >>> rnn = keras.layers.RNN(LayerNormLSTMCell(16), return_sequences=True)
+    >>> from zoo.layers import RNN
+    >>> rnn = RNN(LayerNormLSTMCell(16), return_sequences=True)
     >>> tuple(rnn(np.zeros((2, 10, 8), "float32")).shape)
     (2, 10, 16)
     """

@@ -10,22 +10,24 @@ with Graves' transforms (eq. 18-22)
 
     e = sigmoid(ê),  π = softmax(π̂),  μ = μ̂,  σ = exp(σ̂),  ρ = tanh(ρ̂).
 
-(Graves writes ``e = 1 / (1 + exp(ê))``, i.e. ``sigmoid(-ê)``; the sign is a convention the dense layer learns.)
+(Graves writes ``e = 1 / (1 + exp(ê))``, i.e. ``sigmoid(-ê)``; the sign is a convention the dense layer
+learns.)
 
 The loss (eq. 26) of one row is
 
     -log Σ_k π_k N(dx, dy | μ_k, σ_k, ρ_k)  -  log(e if end_of_stroke else 1 - e)
 
-in nats; :func:`mixture_nll` computes it in log space from the raw ``ŷ``: ``log π`` by log-softmax, ``log σ = σ̂``,
-``log(1 - ρ²) = -2 log cosh ρ̂`` without forming ``1 - tanh² ρ̂`` (which is 0 in float32 for ``|ρ̂| > 9``), the
-quadratic form as ``zx² + (zy - ρ zx)² / (1 - ρ²)`` (no cancellation of large terms), log-sum-exp over the
-components, and the Bernoulli term from the logit (``softplus(ê) - end_of_stroke · ê``). HyperNetworks Table 5
-reports the sum over the points of a sequence (nats per sequence, ``reduction="sequence"``).
+in nats; :func:`mixture_nll` computes it in log space from the raw ``ŷ``: ``log π`` by log-softmax,
+``log σ = σ̂``, ``log(1 - ρ²) = -2 log cosh ρ̂`` without forming ``1 - tanh² ρ̂`` (which is 0 in float32 for
+``|ρ̂| > 9``), the quadratic form as ``zx² + (zy - ρ zx)² / (1 - ρ²)`` (no cancellation of large terms),
+log-sum-exp over the components, and the Bernoulli term from the logit (``softplus(ê) - end_of_stroke · ê``).
+HyperNetworks Table 5 reports the sum over the points of a sequence (nats per sequence,
+``reduction="sequence"``).
 
-Sampling (:func:`sample_mixture`) follows Graves §5.4 for the bias ``b`` (eq. 61-62: ``σ = exp(σ̂ - b)``,
-``π = softmax(π̂ (1 + b))``; ``b = 0`` is the model, larger ``b`` writes more neatly) and sketch-rnn (Ha & Eck 2017,
-§3.3) for the temperature ``τ``: mixture and end-of-stroke logits divided by ``τ``, variances multiplied by ``τ``
-(``τ = 1``: the model; ``τ → 0``: the most likely component's mean).
+Sampling (:func:`sample_mixture`) follows Graves §5.4 for the bias ``b`` (eq. 61-62:
+``σ = exp(σ̂ - b)``, ``π = softmax(π̂ (1 + b))``; ``b = 0`` is the model, larger ``b`` writes more neatly)
+and sketch-rnn (Ha & Eck 2017, §3.3) for the temperature ``τ``: mixture and end-of-stroke logits divided by
+``τ``, variances multiplied by ``τ`` (``τ = 1``: the model; ``τ → 0``: the most likely component's mean).
 """
 
 from __future__ import annotations
@@ -73,8 +75,8 @@ def num_mixtures_of(y_hat: Any) -> int:
 
 
 def split_mixture(y_hat: Any) -> dict[str, Any]:
-    """The raw parts of ``ŷ [..., 6M+1]``: ``eos_logit [...]`` and ``pi``, ``mu_x``, ``mu_y``, ``log_sigma_x``,
-    ``log_sigma_y``, ``rho_hat`` (each ``[..., M]``; ``pi`` holds the logits ``π̂``)."""
+    """The raw parts of ``ŷ [..., 6M+1]``: ``eos_logit [...]`` and ``pi``, ``mu_x``, ``mu_y``,
+    ``log_sigma_x``, ``log_sigma_y``, ``rho_hat`` (each ``[..., M]``; ``pi`` holds the logits ``π̂``)."""
     m = num_mixtures_of(y_hat)
     parts = {"eos_logit": y_hat[..., 0]}
     for k, name in enumerate(_PARTS):
@@ -83,8 +85,8 @@ def split_mixture(y_hat: Any) -> dict[str, Any]:
 
 
 def mixture_params(y_hat: Any, bias: Any = 0.0) -> dict[str, Any]:
-    """Graves' eq. 18-22 (with the sampling bias of eq. 61-62): ``eos`` (probability), ``pi``, ``mu_x``, ``mu_y``,
-    ``sigma_x``, ``sigma_y``, ``rho``."""
+    """Graves' eq. 18-22 (with the sampling bias of eq. 61-62): ``eos`` (probability), ``pi``, ``mu_x``,
+    ``mu_y``, ``sigma_x``, ``sigma_y``, ``rho``."""
     y_hat = ops.convert_to_tensor(y_hat)
     p = split_mixture(y_hat)
     return {
@@ -215,7 +217,7 @@ class MixtureDensityHead(keras.layers.Layer):
     Args:
       num_mixtures: ``M``, the number of bivariate Gaussians (A.3.5: 20).
       kernel_initializer, bias_initializer: Keras initializers.
-      **kwargs: base ``Layer`` arguments (``name``, ``dtype``; pass ``dtype="float32"`` under mixed precision).
+      **kwargs: base ``Layer`` arguments (``name``, ``dtype``: pass ``"float32"`` under mixed precision).
 
     Call arguments:
       inputs: ``[..., N]`` features (an RNN's outputs ``[B, T, N]`` or one step ``[B, N]``).
@@ -229,10 +231,9 @@ class MixtureDensityHead(keras.layers.Layer):
     >>> y_hat = head(keras.random.normal((2, 5, 900)))  # an RNN's outputs -> [2, 5, 121]
     >>> targets = keras.ops.zeros((2, 5, 3))  # (dx, dy, end_of_stroke) of the next points
     >>> mask = keras.ops.ones((2, 5))
-    >>> head.nll(targets, y_hat, mask, reduction="sequence").shape  # nats per sequence
-    (2,)
-    >>> head.sample(y_hat[:, -1], temperature=0.8, bias=1.0, seed=keras.random.SeedGenerator(0)).shape
-    (2, 3)
+    >>> nats = head.nll(targets, y_hat, mask, reduction="sequence")  # [2]: nats per sequence
+    >>> seed = keras.random.SeedGenerator(0)
+    >>> row = head.sample(y_hat[:, -1], temperature=0.8, bias=1.0, seed=seed)  # [2, 3]
     """
 
     def __init__(
@@ -251,7 +252,9 @@ class MixtureDensityHead(keras.layers.Layer):
     def build(self, input_shape: Any) -> None:
         units = input_shape[-1]
         if units is None:
-            raise ValueError(f"MixtureDensityHead needs a known last input dimension; got shape {input_shape}")
+            raise ValueError(
+                f"MixtureDensityHead needs a known last input dimension; got shape {input_shape}"
+            )
         self.kernel = self.add_weight(
             name="kernel", shape=(int(units), self.output_size), initializer=self.kernel_initializer
         )

@@ -6,11 +6,20 @@
 - the seed and the generator of the dropout masks, and :meth:`RecurrentCell.dropout`: recurrent dropout
   with a *fresh mask at every step*, only in training (Semeniuta et al. 2016, "Recurrent dropout without
   memory loss"; HyperNetworks Eq. 13 drops ``tanh(g)``). Keras' ``DropoutRNNCell`` instead keeps one mask
-  per sequence on ``h``; that is a different regulariser;
+  per sequence on ``h``; that is a different regulariser. A cell lists the dropouts of one step in
+  :meth:`RecurrentCell.dropout_sites`;
 - the step contract: :meth:`RecurrentCell.step` returns a dict of everything a step computes, with ``"h"``
   and one key per entry of ``state_keys``; ``call`` returns ``(h, [step[k] for k in state_keys])``, so
   figures and samplers read intermediates from the same code that trains;
 - ``get_initial_state`` (zeros of ``state_size``) and the ``units``/``seed`` part of ``get_config``.
+
+:class:`RNN` is ``keras.layers.RNN`` that draws the uniform noise of every step's dropout *before* the loop
+(one draw of ``[batch, time, width]``) and hands each step its slice, so the loop itself is stateless.
+That is what makes per-step masks work on every backend: JAX runs the loop as ``lax.scan``, where a
+``SeedGenerator`` advanced inside the step is not carried from one step to the next (the same mask at
+every step eagerly, an ``UnexpectedTracerError`` under ``jit``). With plain ``keras.layers.RNN`` or when
+calling :meth:`RecurrentCell.step` in a Python loop, each step draws from the seed generator instead
+(correct on TensorFlow and in Python loops on every backend).
 
 Module-level helpers: :data:`GATES` (the gate order of every fused ``[..., 4 * units]`` tensor),
 :func:`check_drop_rate`, :func:`check_positive`, and the initialisers of fused weights:
@@ -33,6 +42,7 @@ from keras import ops
 
 __all__ = [
     "GATES",
+    "RNN",
     "BlockOrthogonal",
     "ColumnBlocks",
     "RecurrentCell",
@@ -161,7 +171,8 @@ class RecurrentCell(keras.layers.Layer):
     """Base of the zoo's recurrent cells: seed, per-step dropout, zero state, ``call`` from ``step``.
 
     A subclass sets ``state_keys`` (names of its state tensors, in ``state_size`` order), sets
-    ``self.state_size`` in ``__init__``, makes its weights in ``build`` and implements :meth:`step`.
+    ``self.state_size`` in ``__init__``, makes its weights in ``build``, implements :meth:`step` (calling
+    :meth:`dropout` for each dropout of the step) and lists those dropouts in :meth:`dropout_sites`.
 
     Args:
       units: N, the number of units (``output_size``).
@@ -178,23 +189,60 @@ class RecurrentCell(keras.layers.Layer):
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.output_size = self.units
+        self._noise_split: int | None = None  # set by RNN while it feeds pre-drawn noise
+        self._step_noise: Any = None
+        self._noise_used = 0
+
+    def dropout_sites(self) -> list[tuple[float, int]]:
+        """``(rate, width)`` of every dropout one step applies, in the order :meth:`step` applies them."""
+        return []
+
+    def dropout_noise_width(self, training: bool | None) -> int:
+        """Uniform numbers one step consumes: the widths of the active sites (0 outside training)."""
+        if not training:
+            return 0
+        return sum(width for rate, width in self.dropout_sites() if rate > 0.0)
 
     def dropout(self, rate: float, training: bool | None) -> Callable[[Any], Any] | None:
-        """A function dropping its input at ``rate`` with a fresh mask per call, or ``None`` when inactive.
+        """A function dropping its input at ``rate`` with a fresh mask per step, or ``None`` when inactive.
 
-        Active only when ``training`` is true and ``rate > 0``; kept values are scaled by ``1 / (1 - rate)``.
-        Cells call it once per step, so every step draws a new mask (Semeniuta et al. 2016).
+        Active only when ``training`` is true and ``rate > 0``; an element is kept where a uniform number
+        is ``>= rate`` and then scaled by ``1 / (1 - rate)``. Inside :class:`RNN` the numbers are this
+        step's slice of the noise drawn before the loop; otherwise they come from the seed generator.
         """
-        if training and rate > 0.0:
-            return lambda t: keras.random.dropout(t, rate, seed=self.seed_generator)
-        return None
+        if not (training and rate > 0.0):
+            return None
+
+        def drop(t: Any) -> Any:
+            width = int(t.shape[-1])
+            if self._step_noise is None:
+                u = keras.random.uniform(ops.shape(t), dtype=t.dtype, seed=self.seed_generator)
+            else:
+                u = self._step_noise[..., self._noise_used : self._noise_used + width]
+                self._noise_used += width
+            return ops.where(u >= rate, t / (1.0 - rate), ops.zeros_like(t))
+
+        return drop
 
     def step(self, inputs: Any, states: Sequence[Any], training: bool | None = None) -> dict[str, Any]:
         """One step: a dict with ``"h"``, every key of ``state_keys`` and any intermediate worth reading."""
         raise NotImplementedError(f"{type(self).__name__} must implement step()")
 
     def call(self, inputs: Any, states: Sequence[Any], training: bool | None = None) -> tuple[Any, list]:
-        out = self.step(inputs, states, training=training)
+        if self._noise_split is None:
+            out = self.step(inputs, states, training=training)
+        else:  # inside RNN: the last features of the input are this step's dropout noise
+            split = self._noise_split
+            self._step_noise, self._noise_used = inputs[..., split:], 0
+            try:
+                out = self.step(inputs[..., :split], states, training=training)
+                if self._noise_used != int(self._step_noise.shape[-1]):
+                    raise ValueError(
+                        f"{type(self).__name__}: step() used {self._noise_used} dropout numbers but "
+                        f"dropout_sites() declares {int(self._step_noise.shape[-1])}"
+                    )
+            finally:
+                self._step_noise = None
         return out["h"], [out[k] for k in self.state_keys]
 
     def get_initial_state(self, batch_size: int | None = None) -> list[Any]:
@@ -205,3 +253,45 @@ class RecurrentCell(keras.layers.Layer):
         config = super().get_config()
         config.update({"units": self.units, "seed": self.seed})
         return config
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class RNN(keras.layers.RNN):
+    """``keras.layers.RNN`` that draws the per-step dropout noise of a :class:`RecurrentCell` before the loop.
+
+    In training, when the cell has active dropout sites, one ``keras.random.uniform`` draw of
+    ``[batch, time, width]`` (from the cell's seed generator) is appended to the input features and each
+    step's cell call takes its slice off again; the cell's weights never see it. The loop is then
+    stateless, so per-step masks are fresh at every step on every backend (JAX included) and compile
+    with XLA. Otherwise, and for other cells, this is ``keras.layers.RNN``.
+
+    Args:
+      cell: the recurrent cell (any cell ``keras.layers.RNN`` takes).
+      **kwargs: ``keras.layers.RNN`` arguments (``return_sequences``, ``return_state``, ``name``, ...).
+
+    Call arguments and returns: as ``keras.layers.RNN``.
+
+    Example:
+
+    >>> from zoo.layers import BasicLSTMCell
+    >>> rnn = RNN(BasicLSTMCell(16, recurrent_dropout=0.1), return_sequences=True)
+    >>> tuple(rnn(np.zeros((2, 10, 8), "float32"), training=True).shape)
+    (2, 10, 16)
+    """
+
+    def inner_loop(self, sequences: Any, initial_state: Any, mask: Any, training: bool | None = False) -> Any:
+        cell = self.cell
+        width = cell.dropout_noise_width(training) if isinstance(cell, RecurrentCell) else 0
+        if not width:
+            return super().inner_loop(sequences, initial_state, mask, training=training)
+        shape = ops.shape(sequences)
+        noise = keras.random.uniform(
+            (shape[0], shape[1], width), dtype=sequences.dtype, seed=cell.seed_generator
+        )
+        cell._noise_split = int(sequences.shape[-1])
+        try:
+            return super().inner_loop(
+                ops.concatenate([sequences, noise], axis=-1), initial_state, mask, training=training
+            )
+        finally:
+            cell._noise_split = None

@@ -29,7 +29,7 @@ from keras import ops
 
 from zoo.layers.hyper_rnn import HyperLSTMCell
 from zoo.layers.lstm import BasicLSTMCell, LayerNormLSTMCell
-from zoo.layers.rnn_base import check_drop_rate, check_positive
+from zoo.layers.rnn_base import RNN, check_drop_rate, check_positive
 from zoo.registry import ModelSpec, register_model
 
 __all__ = [
@@ -133,7 +133,7 @@ def _make_cell(config: dict[str, Any], layer: int) -> keras.layers.Layer:
 def build_char_lm(config: dict[str, Any], name: str = "char_lm") -> keras.Model:
     """Builds a char LM from a full config (keys of :data:`DEFAULT_CONFIG`; missing keys default).
 
-    Layers are named ``one_hot``, ``input_dropout``, ``rnn_<k>`` (``keras.layers.RNN`` around cell
+    Layers are named ``one_hot``, ``input_dropout``, ``rnn_<k>`` (:class:`zoo.layers.RNN` around cell
     ``cell_<k>``), ``output_dropout``, ``logits``.
     """
     unknown = sorted(set(config) - set(DEFAULT_CONFIG))
@@ -154,7 +154,7 @@ def build_char_lm(config: dict[str, Any], name: str = "char_lm") -> keras.Model:
             for k, size in enumerate(cell.state_size)
         ]
         state_inputs += layer_states
-        rnn = keras.layers.RNN(cell, return_sequences=True, return_state=True, name=f"rnn_{layer}")
+        rnn = RNN(cell, return_sequences=True, return_state=True, name=f"rnn_{layer}")
         x, *new_states = rnn(x, initial_state=layer_states)
         state_outputs += new_states
     x = keras.layers.Dropout(float(config["output_dropout"]), name="output_dropout")(x)

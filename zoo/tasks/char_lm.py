@@ -11,7 +11,8 @@ Datasets (``--dataset``; ``zoo/data/text.py`` documents the formats and the stre
 
 Recipe keys read here: ``batch_size`` (global number of parallel streams), ``sequence_length`` (truncated
 BPTT length T, default 100), ``eval_batch_size`` (evaluation streams, default 16), optional
-``eval_sequence_length`` (default T) and ``split_sizes`` ([train, valid, test] symbols, for enwik8/text).
+``eval_sequence_length`` (default T), ``split_sizes`` ([train, valid, test] symbols, for enwik8/text) and
+``state_reset_probability`` (default 0: see "Carried state" below).
 A dataset's vocabulary may be smaller than the model's ``vocab_size`` (unused outputs learn to vanish), not
 larger. The vocabulary travels as ``TaskData.assets["vocab.json"]``.
 
@@ -21,12 +22,26 @@ Training step: ``initial_carry`` is ``zoo.models.char_lm.initial_state(model, pe
 mean cross-entropy over the window in nats, so ``sum / global_batch`` is the mean nats per character;
 ``bpc`` = that / ln 2.
 
+Carried state (the policy of char-rnn practice; ``zoo/data/text.py`` ``stream_dataset``): a training batch
+is ``(ids, targets, reset)``; ``forward`` zeroes the carried state of the rows whose ``reset`` flag is set
+(inside the XLA step) before running the window. The flag is set on the first window of every epoch and,
+with probability ``state_reset_probability``, on any other window. A model trained without resets learns
+to lean on state that only a long-running stream has (a plain LSTM's cell drifting to tens), and scores
+far worse from the zero state it is evaluated and sampled from. The trainer checkpoints the carry
+(``trainers/loop.py``), so a resumed run continues its streams. Evaluation (:meth:`CharLMTask.evaluate`)
+runs each of the ``eval_batch_size`` streams of a split from the zero state, carrying the state across
+its windows, as the paper measures bpc on a held-out split (``eval_batch_size=1``: one stream, exact).
+
 Serving (a SavedModel that TF Serving runs without zoo code; the client carries the state):
   - ``serving_default(ids [N, T] int32, state_i [N, size_i]) -> {"probabilities": [N, V]`` next-character
     distribution after the last input, ``"state_i"`` new states ``}``;
   - ``score(ids, targets [N, T] int32, state_i) -> {"nats": [N, T]`` cross-entropy of each target (0 where
     the target is negative), ``"state_i"}`` (bits per character through the SavedModel);
   - ``initial_state(batch_size [] int32) -> {"state_i": zeros}``.
+
+``ids`` must lie in ``[0, vocab_size)`` and ``targets`` in ``[-1, vocab_size)`` (``vocab_size`` is the
+model's); any other value fails the request with ``INVALID_ARGUMENT`` naming the first bad value and its
+``[row, column]`` (an out-of-range id would otherwise one-hot to zeros and return a distribution).
 """
 
 from __future__ import annotations
@@ -44,9 +59,10 @@ import tensorflow as tf
 
 from zoo.data import text as text_data
 from zoo.metrics.lm import BitsPerCharacter, masked_cross_entropy, split_bits_per_character
+from zoo.models.char_lm import initial_state
 from zoo.tasks.base import ForwardOutput, Task, TaskData
 
-__all__ = ["CharLMTask", "TASK", "state_specs", "model_inputs", "VOCAB_ASSET"]
+__all__ = ["CharLMTask", "TASK", "state_specs", "model_inputs", "reset_rows", "VOCAB_ASSET"]
 
 #: name of the vocabulary file in ``TaskData.assets`` (and so in ``assets.extra`` and the model_dir).
 VOCAB_ASSET = "vocab.json"
@@ -83,6 +99,29 @@ def model_inputs(model: Any, ids: Any, carry: Any) -> dict[str, Any]:
     return inputs
 
 
+def reset_rows(carry: Any, reset: Any) -> tuple[Any, ...]:
+    """``carry`` with the rows where ``reset`` (bool ``[B]``) is set replaced by zeros (XLA-compilable)."""
+    keep = keras.ops.expand_dims(keras.ops.logical_not(keras.ops.cast(reset, "bool")), -1)
+    return tuple(keras.ops.where(keep, c, keras.ops.zeros_like(c)) for c in carry)
+
+
+def _check_ids(values: Any, name: str, low: int, vocab_size: int) -> Any:
+    """An op that fails with INVALID_ARGUMENT naming the first value of ``values`` outside
+    ``[low, vocab_size)`` and its ``[row, column]``."""
+    bad = tf.logical_or(values < low, values >= vocab_size)
+    where = tf.where(bad)[:1]
+    return tf.debugging.Assert(
+        tf.logical_not(tf.reduce_any(bad)),
+        [
+            f"{name} must be in [{low}, {vocab_size}) (the model's vocab_size is {vocab_size}); got",
+            tf.gather_nd(values, where),
+            "at [row, column]",
+            where,
+        ],
+        name=f"check_{name}",
+    )
+
+
 def _named_function(fn: Any, specs: list[Any]) -> Any:
     """``tf.function(fn)`` whose parameters are named after ``specs`` (``fn`` may take ``*states``), so
     the concrete function accepts keyword inputs ``ids=..., state_0=...`` like the SavedModel signature."""
@@ -114,7 +153,13 @@ class CharLMTask(Task):
 
     name = "char_lm"
     datasets = ("ptb_char", "enwik8", "text")
-    recipe_keys = ("sequence_length", "eval_sequence_length", "eval_batch_size", "split_sizes")
+    recipe_keys = (
+        "sequence_length",
+        "eval_sequence_length",
+        "eval_batch_size",
+        "split_sizes",
+        "state_reset_probability",
+    )
 
     def __init__(self) -> None:
         self._eval_steps: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -163,8 +208,14 @@ class CharLMTask(Task):
         seq_len = int(recipe.get("sequence_length", DEFAULT_SEQUENCE_LENGTH))
         eval_seq = int(recipe.get("eval_sequence_length", seq_len))
         eval_batch = int(recipe.get("eval_batch_size", DEFAULT_EVAL_BATCH_SIZE))
+        reset_probability = recipe.get("state_reset_probability") or 0.0
+        if not isinstance(reset_probability, (int, float)) or not 0.0 <= reset_probability < 1.0:
+            raise ValueError(
+                f"recipe key state_reset_probability={reset_probability!r} must be a number in [0, 1) "
+                "(the probability of starting a training window from the zero state)"
+            )
         train_in, train_tg = text_data.stream_windows(splits.ids["train"], global_batch_size, seq_len)
-        train = text_data.windows_dataset(train_in, train_tg, repeat=True)
+        train = text_data.stream_dataset(train_in, train_tg, float(reset_probability), seed)
         evals, sizes = {}, {"train": int(train_in.shape[0] * train_in.shape[1])}
         for split in ("valid", "test"):
             ids = splits.ids[split]
@@ -195,12 +246,14 @@ class CharLMTask(Task):
     # ----------------------------------------------------------------- step
     def initial_carry(self, model: Any, batch_size: int) -> Any:
         """Zero states, ``zoo.models.char_lm.initial_state(model, batch_size)``, as a tuple."""
-        from zoo.models.char_lm import initial_state
-
         return tuple(initial_state(model, batch_size))
 
     def forward(self, model: Any, batch: Any, carry: Any, training: bool) -> ForwardOutput:
-        ids, targets = batch
+        """``batch`` is ``(ids, targets)`` or, from the training stream, ``(ids, targets, reset)``: the
+        rows whose ``reset`` is set start from the zero state (module docstring, "Carried state")."""
+        ids, targets, *reset = batch
+        if reset:
+            carry = reset_rows(carry, reset[0])
         outputs = model(model_inputs(model, ids, carry), training=training)
         logits = outputs["logits"]
         nats, mask = masked_cross_entropy(targets, logits)
@@ -238,30 +291,32 @@ class CharLMTask(Task):
         ``state_0``, ...) that can be passed by keyword, as TF Serving and the exporter do."""
         specs = state_specs(model)
         names = [n for n, _ in specs]
+        vocab_size = int(model.output["logits"].shape[-1])
         state_sig = [tf.TensorSpec([None, size], tf.float32, name=n) for n, size in specs]
         ids_sig = tf.TensorSpec([None, None], tf.int32, name="ids")
         targets_sig = tf.TensorSpec([None, None], tf.int32, name="targets")
 
-        def run(ids: Any, states: Any) -> dict[str, Any]:
-            return model(model_inputs(model, ids, states), training=False)
+        def run(ids: Any, states: Any, checks: list[Any]) -> dict[str, Any]:
+            with tf.control_dependencies([_check_ids(ids, "ids", 0, vocab_size), *checks]):
+                return model(model_inputs(model, ids, states), training=False)
 
         def serving_default(ids: Any, *states: Any) -> dict[str, Any]:
-            outputs = run(ids, states)
+            outputs = run(ids, states, [])
             probs = tf.nn.softmax(tf.cast(outputs["logits"][:, -1, :], tf.float32), axis=-1)
             return {"probabilities": probs, **{n: outputs[n] for n in names}}
 
         def score(ids: Any, targets: Any, *states: Any) -> dict[str, Any]:
-            outputs = run(ids, states)
+            outputs = run(ids, states, [_check_ids(targets, "targets", text_data.PAD_TARGET, vocab_size)])
             nats, _ = masked_cross_entropy(targets, outputs["logits"])
             return {"nats": nats, **{n: outputs[n] for n in names}}
 
-        def initial_state(batch_size: Any) -> dict[str, Any]:
+        def zero_state(batch_size: Any) -> dict[str, Any]:
             return {n: tf.zeros(tf.stack([batch_size, size]), tf.float32) for n, size in specs}
 
         return {
             "serving_default": _named_function(serving_default, [ids_sig, *state_sig]),
             "score": _named_function(score, [ids_sig, targets_sig, *state_sig]),
-            "initial_state": _named_function(initial_state, [tf.TensorSpec([], tf.int32, name="batch_size")]),
+            "initial_state": _named_function(zero_state, [tf.TensorSpec([], tf.int32, name="batch_size")]),
         }
 
     def warmup_inputs(self, model: Any, config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

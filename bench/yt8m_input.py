@@ -89,9 +89,7 @@ def main(argv):
         yt8m.write_synthetic(
             os.path.join(data_dir, "bench.tfrecord"),
             FLAGS.num_videos,
-            True,
-            num_classes=3862,
-            seed=0,
+            yt8m.FRAME_LEVEL,
             num_shards=FLAGS.num_shards,
             frames=(FLAGS.min_frames, FLAGS.max_frames),
         )

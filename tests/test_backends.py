@@ -7,6 +7,8 @@ overrides, run forward, and fitted for two steps with ``model.fit`` on random da
 ``jit_compile=True`` on TensorFlow and JAX; PyTorch runs eagerly, see README "Other backends").
 """
 
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -15,6 +17,9 @@ import zoo
 from zoo.losses import YT8MCrossEntropy, YT8MHinge
 
 BACKEND = keras.backend.backend()
+# XLA on TensorFlow and JAX; PyTorch's jit_compile=True means torch.compile, which needs a C++ toolchain on
+# CPU and minutes per model, so it runs eagerly here.
+JIT = BACKEND in ("tensorflow", "jax")
 
 # Small sizes for every config key that sets one (a key is overridden only where the model has it).
 TINY = {
@@ -26,6 +31,10 @@ TINY = {
     "hyper_units": 8,
     "embedding_size": 4,
     "vocab_size": 7,
+    "input_dropout": 0.1,
+    "output_dropout": 0.1,
+    "recurrent_dropout": 0.1,
+    "hyper_recurrent_dropout": 0.1,
     "num_classes": 5,
     "max_frames": 6,
     "sample_frames": 3,
@@ -34,24 +43,45 @@ TINY = {
     "lstm_units": 8,
     "lstm_layers": 1,
     "top_k": 2,
+    "num_mixtures": 2,
 }
+# Per-step recurrent dropout draws from a stateful seed generator inside the RNN's loop, which JAX's
+# lax.scan refuses (UnexpectedTracerError); see test_recurrent_dropout_trains_inside_the_scan.
+SCAN_SAFE_DROPOUT = BACKEND != "jax"
 BATCH = 4
 SEQUENCE = 5
 
 
-def tiny_overrides(name: str) -> dict:
+def tiny_overrides(name: str, recurrent_dropout: bool = SCAN_SAFE_DROPOUT) -> dict:
     config = zoo.get_spec(name).config
-    return {k: v for k, v in TINY.items() if k in config}
+    tiny = {k: v for k, v in TINY.items() if k in config}
+    if not recurrent_dropout:
+        tiny.update({k: 0.0 for k in ("recurrent_dropout", "hyper_recurrent_dropout") if k in config})
+    return tiny
+
+
+def architectures() -> dict[str, list[str]]:
+    """Registered names grouped by the model they build at :data:`TINY` sizes (e.g. ``wrn_40_1``,
+    ``wrn_40_2`` and ``wrn_28_10`` differ only in depth and width): one fit per architecture."""
+    groups: dict[str, list[str]] = {}
+    for name in zoo.list_models():
+        spec = zoo.get_spec(name)
+        key = json.dumps([spec.task, {**spec.default_config(), **tiny_overrides(name)}], sort_keys=True)
+        groups.setdefault(key, []).append(name)
+    return {names[0]: names for names in groups.values()}
+
+
+ARCHITECTURES = architectures()
 
 
 def random_inputs(model: keras.Model, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """One random batch for every input of ``model`` (ids below the vocabulary, frames counts valid)."""
+    """One random batch for every input of ``model`` (ids below the vocabulary, valid frame counts)."""
     out = {}
     for tensor in model.inputs:
         name = tensor.name
         shape = [BATCH] + [SEQUENCE if d is None else int(d) for d in tensor.shape[1:]]
         if name == "ids":
-            out[name] = rng.integers(0, model.outputs[0].shape[-1], size=shape).astype("int32")
+            out[name] = rng.integers(0, TINY["vocab_size"], size=shape).astype("int32")
         elif name == "num_frames":
             frames = int(model.get_layer(name="features").output.shape[1])
             out[name] = rng.integers(1, frames + 1, size=shape).astype("int32")
@@ -60,41 +90,66 @@ def random_inputs(model: keras.Model, rng: np.random.Generator) -> dict[str, np.
     return out
 
 
+def main_output(model: keras.Model):
+    """The model's prediction; the other outputs of a recurrent model are its carried states."""
+    if isinstance(model.output, dict):
+        return next(v for k, v in model.output.items() if not k.startswith("state_"))
+    return model.outputs[0]
+
+
 def training_setup(name: str, model: keras.Model, rng: np.random.Generator):
-    """``(trainable model with one output, loss, random targets)`` for the model's task."""
+    """``(model with one output, its loss, random targets)``: the task's loss where it is a Keras loss,
+    else mean squared error (this file checks that the backend trains the architecture)."""
     spec = zoo.get_spec(name)
-    out = model.outputs[0]
-    if spec.task == "char_lm":  # first output: logits [B, T, V]; the others are the carried states
-        single = keras.Model(model.inputs, out)
-        targets = rng.integers(0, out.shape[-1], size=(BATCH, SEQUENCE)).astype("int32")
+    out = main_output(model)
+    single = model if len(model.outputs) == 1 else keras.Model(model.inputs, out)
+    shape = (BATCH, *[SEQUENCE if d is None else int(d) for d in out.shape[1:]])
+    if spec.task in ("char_lm", "image_classification"):  # logits [B, T, V] or [B, K]
+        targets = rng.integers(0, shape[-1], size=shape[:-1]).astype("int32")
         return single, keras.losses.SparseCategoricalCrossentropy(from_logits=True), targets
-    if spec.task == "image_classification":
-        targets = rng.integers(0, out.shape[-1], size=(BATCH,)).astype("int32")
-        return model, keras.losses.SparseCategoricalCrossentropy(from_logits=True), targets
-    targets = (rng.uniform(size=(BATCH, out.shape[-1])) < 0.3).astype("float32")
-    loss = YT8MHinge() if zoo.get_spec(name).config.get("loss") == "hinge" else YT8MCrossEntropy()
-    return model, loss, targets
+    if spec.task == "video_classification":
+        targets = (rng.uniform(size=shape) < 0.3).astype("float32")
+        return single, YT8MHinge() if spec.config.get("loss") == "hinge" else YT8MCrossEntropy(), targets
+    return single, keras.losses.MeanSquaredError(), rng.normal(size=shape).astype("float32")
 
 
-@pytest.mark.parametrize("name", zoo.list_models())
-def test_model_builds_runs_and_trains(name):
-    rng = np.random.default_rng(0)
-    model = zoo.get(name, **tiny_overrides(name))
+def fit_two_steps(name: str, model: keras.Model) -> None:
+    rng = np.random.default_rng(1)
     x = random_inputs(model, rng)
-    outputs = keras.tree.flatten(model(x, training=False))
-    assert all(np.isfinite(keras.ops.convert_to_numpy(o)).all() for o in outputs), name
-
     trained, loss, y = training_setup(name, model, rng)
-    trained.compile(
-        optimizer=keras.optimizers.Adam(1e-2), loss=loss, jit_compile=BACKEND in ("tensorflow", "jax")
-    )
+    trained.compile(optimizer=keras.optimizers.Adam(1e-2), loss=loss, jit_compile=JIT)
     before = [keras.ops.convert_to_numpy(w).copy() for w in trained.trainable_weights]
     history = trained.fit(x, y, batch_size=BATCH, epochs=2, verbose=0)
     losses = history.history["loss"]
     assert len(losses) == 2 and np.isfinite(losses).all(), (name, losses)
     after = [keras.ops.convert_to_numpy(w) for w in trained.trainable_weights]
-    changed = sum(not np.array_equal(a, b) for a, b in zip(after, before, strict=True))
-    assert changed == len(before), f"{name}: {len(before) - changed} of {len(before)} weights did not train"
+    frozen = [
+        w.path
+        for w, a, b in zip(trained.trainable_weights, after, before, strict=True)
+        if np.array_equal(a, b)
+    ]
+    assert not frozen, f"{name}: weights that did not train: {frozen}"
+
+
+@pytest.mark.parametrize("name", zoo.list_models())
+def test_model_builds_and_runs(name):
+    model = zoo.get(name, **tiny_overrides(name))
+    outputs = keras.tree.flatten(model(random_inputs(model, np.random.default_rng(0)), training=False))
+    assert outputs and all(np.isfinite(keras.ops.convert_to_numpy(o)).all() for o in outputs), name
+
+
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES), ids=lambda n: "+".join(ARCHITECTURES[n]))
+def test_model_trains(name):
+    fit_two_steps(name, zoo.get(name, **tiny_overrides(name)))
+
+
+@pytest.mark.xfail(
+    not SCAN_SAFE_DROPOUT,
+    reason="per-step recurrent dropout advances a SeedGenerator inside lax.scan (zoo/layers/rnn_base.py)",
+    strict=True,
+)
+def test_recurrent_dropout_trains_inside_the_scan():
+    fit_two_steps("lstm_1000_ptb", zoo.get("lstm_1000_ptb", **tiny_overrides("lstm_1000_ptb", True)))
 
 
 def test_batch_norm_is_synchronized_only_on_tensorflow():

@@ -9,6 +9,9 @@ import pytest
 import tensorflow as tf
 
 import zoo
+from exports.export import export_model
+from trainers import flags as flags_lib
+from trainers import train as train_lib
 from zoo.data import text as text_data
 from zoo.tasks import get_task
 from zoo.tasks.char_lm import TASK, VOCAB_ASSET, state_specs
@@ -64,9 +67,9 @@ def test_build_data_streams_vocab_and_sizes(corpus_file):
     n_train = data.info["chars"]["train"]
     assert n_train + data.info["chars"]["valid"] + data.info["chars"]["test"] == len(CORPUS)
     assert data.sizes["train"] == 4 * ((n_train // 4 - 1) // 16)  # windows (rows) per epoch
-    x, y = next(iter(data.train))
-    assert x.shape == y.shape == (4, 16) and x.dtype == tf.int32
-    (x0, y0), (x1, _) = list(data.train.take(2).as_numpy_iterator())
+    x, y, reset = next(iter(data.train))
+    assert x.shape == y.shape == (4, 16) and x.dtype == tf.int32 and reset.shape == (4,)
+    (x0, y0, _), (x1, _, _) = list(data.train.take(2).as_numpy_iterator())
     np.testing.assert_array_equal(x1[:, 0], y0[:, -1])  # row b of batch k+1 continues row b of batch k
     np.testing.assert_array_equal(x0[:, 1:], y0[:, :-1])
     assert vocab.decode_text(np.concatenate([x0[0], x1[0]])) == CORPUS[:32]
@@ -167,3 +170,101 @@ def test_serving_signatures_are_stateful_and_score_the_same_bpc(tmp_path, corpus
     assert served["chars"] == direct["chars"] == data.info["chars"]["test"] - 1
     assert served["bpc"] == pytest.approx(direct["bpc"], rel=1e-5)
     json.dumps(served)  # plain floats, printable by the trainer
+
+
+def test_forward_starts_flagged_rows_from_the_zero_state_inside_xla():
+    model = tiny_model(11)
+    rng = np.random.default_rng(1)
+    ids = rng.integers(0, 11, size=(3, 6)).astype(np.int32)
+    targets = rng.integers(0, 11, size=(3, 6)).astype(np.int32)
+    carry = tuple(tf.constant(rng.normal(size=(3, 24)) * 5.0, tf.float32) for _ in range(2))
+    reset = np.array([True, False, True])
+
+    @tf.function(jit_compile=True)
+    def compiled(batch, carry):
+        out = TASK.forward(model, batch, carry, training=False)
+        return out.per_example_loss, out.outputs["logits"]
+
+    loss, logits = compiled((ids, targets, reset), carry)
+    cold = TASK.forward(model, (ids, targets), TASK.initial_carry(model, 3), training=False)
+    warm = TASK.forward(model, (ids, targets), carry, training=False)
+    for row, expected in ((0, cold), (1, warm), (2, cold)):
+        np.testing.assert_allclose(logits[row], expected.outputs["logits"][row], atol=1e-5)
+        np.testing.assert_allclose(loss[row], expected.per_example_loss[row], rtol=1e-5)
+    assert not np.allclose(cold.outputs["logits"][1], warm.outputs["logits"][1], atol=1e-3)
+
+
+def test_build_data_reads_the_state_reset_probability(corpus_file):
+    data = _data(corpus_file, state_reset_probability=0.5)
+    flags = np.stack([r for _, _, r in data.train.take(40).as_numpy_iterator()])
+    assert flags[0].all() and 0.3 < flags[1:].mean() < 0.7
+    assert not np.stack([r for _, _, r in _data(corpus_file).train.take(5).as_numpy_iterator()])[1:].any()
+    with pytest.raises(ValueError, match=r"state_reset_probability='often' must be a number in \[0, 1\)"):
+        _data(corpus_file, state_reset_probability="often")
+    opts = flags_lib.resolve({"model": "lstm_1000_ptb", "config": ["state_reset_probability=0.01"]})
+    assert opts.recipe["state_reset_probability"] == 0.01  # a --config key of char-LM runs
+
+
+def test_exported_signatures_reject_ids_outside_the_vocabulary(tmp_path):
+    model = tiny_model(12)
+    path = export_model(model, model_name="tiny_lm", task=TASK, config={}, base_dir=str(tmp_path))
+    loaded = tf.saved_model.load(path)
+    state = loaded.signatures["initial_state"](batch_size=tf.constant(2))
+    names = [n for n, _ in state_specs(model)]
+    states = {n: state[n] for n in names}
+    good = np.array([[0, 3, 11], [5, 5, 1]], np.int32)
+    out = loaded.signatures["serving_default"](ids=good, **states)
+    np.testing.assert_allclose(np.sum(out["probabilities"], axis=-1), 1.0, rtol=1e-5)
+    for bad, value, where in (((1, 2), 12, "[1 2]"), ((0, 0), -3, "[0 0]")):
+        ids = good.copy()
+        ids[bad] = value
+        with pytest.raises(tf.errors.InvalidArgumentError, match=r"ids must be in \[0, 12\)") as err:
+            loaded.signatures["serving_default"](ids=ids, **states)
+        assert f"got] [{value}]" in str(err.value) and where in str(err.value)
+        with pytest.raises(tf.errors.InvalidArgumentError, match=f"ids must be in .*{value}"):
+            loaded.signatures["score"](ids=ids, targets=good, **states)
+    targets = good.copy()
+    targets[0, 1] = -1  # padding is a valid target
+    assert loaded.signatures["score"](ids=good, targets=targets, **states)["nats"][0, 1] == 0.0
+    for value in (12, -2):
+        targets[1, 0] = value
+        with pytest.raises(tf.errors.InvalidArgumentError, match=rf"targets must be in \[-1, 12\).*{value}"):
+            loaded.signatures["score"](ids=good, targets=targets, **states)
+
+
+def _train_char_lm(corpus_file, model_dir, steps):
+    opts = flags_lib.resolve(
+        {
+            "model": "lstm_1000_ptb",
+            "dataset": "text",
+            "data_dir": corpus_file,
+            "model_dir": model_dir,
+            "batch_size": 4,
+            "train_steps": steps,
+            "checkpoint_every": 3,
+            "log_every": 100,
+            "learning_rate": 0.01,
+            "config": [f"{k}={v}" for k, v in {**TINY, "units": 8, "vocab_size": 30}.items()]
+            + ["sequence_length=8", "eval_batch_size=1", "state_reset_probability=0.2"],
+        }
+    )
+    return train_lib.train(opts, say=lambda s: None)
+
+
+def _saved_carry(model_dir):
+    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(model_dir))
+    names = sorted(k for k in reader.get_variable_to_shape_map() if k.startswith("carry/"))
+    return [reader.get_tensor(k) for k in names]
+
+
+def test_a_resumed_run_continues_its_streams(tmp_path, corpus_file):
+    full = _train_char_lm(corpus_file, str(tmp_path / "full"), 7)
+    _train_char_lm(corpus_file, str(tmp_path / "resumed"), 3)
+    resumed = _train_char_lm(corpus_file, str(tmp_path / "resumed"), 7)
+    assert resumed["step"] == full["step"] == 7
+    # steps 4-7 started from the carry the checkpoint of step 3 held, as the uninterrupted run's did
+    assert resumed["weights_checksum"] == pytest.approx(full["weights_checksum"], rel=1e-6)
+    carry = _saved_carry(str(tmp_path / "resumed"))
+    assert len(carry) == 2 and carry[0].shape == (4, 8) and np.abs(carry[1]).max() > 0
+    for a, b in zip(carry, _saved_carry(str(tmp_path / "full")), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

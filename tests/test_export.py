@@ -448,11 +448,13 @@ def test_run_assets_are_checked_before_reading_and_only_regular_files_copied(tmp
     # Should the reader ever block, a writer comes after 10 s and the test fails instead of hanging.
     watchdog = threading.Timer(10, _open_fifo_writer, [str(run / "vocab.json")])
     watchdog.start()
+    start = time.monotonic()
     try:
         with pytest.raises(export.ExportError, match="vocab.json is not a regular file"):
             export.read_run_assets(str(run))
     finally:
         watchdog.cancel()
+    assert time.monotonic() - start < 5, "opening a pipe blocked until a writer came"
     os.remove(run / "vocab.json")
     with pytest.raises(export.ExportError, match="vocab.json does not exist"):
         export.read_run_assets(str(run))

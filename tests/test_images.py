@@ -200,6 +200,52 @@ def test_cifar_writer_roundtrip_and_missing_file(tmp_path):
         images.load("cifar10", "test", str(tmp_path))
 
 
+class _RunsCommand:
+    """Unpickling this object calls ``os.system(command)`` (what a crafted data_batch_1 does)."""
+
+    def __init__(self, command: str):
+        self.command = command
+
+    def __reduce__(self):
+        return (os.system, (self.command,))
+
+
+def test_cifar_malicious_pickle_runs_nothing(tmp_path):
+    _write_cifar_by_hand(str(tmp_path))
+    marker = tmp_path / "pwned"
+    batch = {b"labels": [0], b"data": _RunsCommand(f"touch {marker}")}
+    with open(tmp_path / "cifar-10-batches-py" / "data_batch_1", "wb") as f:
+        pickle.dump(batch, f, protocol=2)
+    forbidden = f"{os.system.__module__}.system"  # posix.system on Linux
+    with pytest.raises(
+        images.UnsafePickleError, match=rf"data_batch_1: refused to unpickle global '{forbidden}'"
+    ):
+        images.load("cifar10", "train", str(tmp_path), validation_size=1)
+    assert not marker.exists()
+    # The refusal comes before the global is looked up: builtins are refused too.
+    with open(tmp_path / "cifar-10-batches-py" / "test_batch", "wb") as f:
+        f.write(pickle.dumps({b"data": eval}, protocol=2))  # noqa: S307 - pickled by reference, never called
+    with pytest.raises(images.UnsafePickleError, match=r"test_batch: refused.*'(__builtin__|builtins).eval'"):
+        images.load("cifar10", "test", str(tmp_path))
+
+
+@pytest.mark.parametrize("module", ["numpy.core.multiarray", "numpy._core.multiarray"])
+def test_cifar_batches_of_numpy_1_and_2_load(tmp_path, module):
+    """The official batches (Python 2, numpy 1) name ``numpy.core.multiarray._reconstruct``; numpy 2 writes
+    ``numpy._core``: both load through the restricted unpickler."""
+    written = _write_cifar_by_hand(str(tmp_path))
+    path = tmp_path / "cifar-10-batches-py" / "test_batch"
+    raw = path.read_bytes()
+    for name in (b"numpy.core.multiarray\n", b"numpy._core.multiarray\n"):
+        raw = raw.replace(name, module.encode() + b"\n")
+    assert module.encode() + b"\n_reconstruct" in raw
+    path.write_bytes(raw)
+    tx, ty = images.load("cifar10", "test", str(tmp_path))
+    rows, labels = written["test_batch"]
+    np.testing.assert_array_equal(tx.transpose(0, 3, 1, 2).reshape(len(rows), 3072), rows)
+    np.testing.assert_array_equal(ty, labels)
+
+
 # ------------------------------------------------------------------------------------ augmentation
 def _crops(padded: np.ndarray, h: int, w: int) -> list[np.ndarray]:
     p = padded.shape[0] - h

@@ -1,9 +1,12 @@
 """Character data: PTB character files, enwik8 bytes, any text, the vocabulary and stream batching."""
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from zoo.data import text
 
@@ -145,9 +148,43 @@ def test_windows_dataset_batches_rows_in_stream_order():
         assert x.dtype == np.int32 and y.dtype == np.int32 and x.shape == (3, 4)
         np.testing.assert_array_equal(x, inputs[k])
         np.testing.assert_array_equal(y, targets[k])  # padding (-1) survives the uint8 storage
-    train = text.windows_dataset(*text.stream_windows(np.arange(300) % 7, 2, 10), repeat=True)
-    first = [x for x, _ in train.take(30).as_numpy_iterator()]
-    np.testing.assert_array_equal(first[0], first[14])  # 14 windows per epoch, then it wraps
+
+
+def test_stream_dataset_resets_each_stream_at_every_epoch_start():
+    inputs, targets = text.stream_windows(np.arange(300) % 7, 2, 10)  # 14 windows per epoch
+    batches = list(text.stream_dataset(inputs, targets).take(30).as_numpy_iterator())
+    for k, (x, y, reset) in enumerate(batches):
+        np.testing.assert_array_equal(x, inputs[k % 14])  # it wraps after 14 windows
+        np.testing.assert_array_equal(y, targets[k % 14])
+        assert reset.dtype == bool and reset.shape == (2,)
+        assert reset.tolist() == [k % 14 == 0] * 2, k  # the zero state at every epoch start, only there
+
+
+def test_stream_dataset_random_resets_are_seeded_per_window_and_stream(tmp_path):
+    inputs, targets = text.stream_windows(np.arange(20_000) % 7, 8, 4)  # 624 windows per epoch
+
+    def flags(probability, seed, count=400):
+        ds = text.stream_dataset(inputs, targets, reset_probability=probability, seed=seed)
+        return np.stack([r for _, _, r in ds.take(count).as_numpy_iterator()])
+
+    a = flags(0.1, seed=3)
+    assert a[0].all() and 0.07 < a[1:].mean() < 0.13  # epoch start, then about 10% of the windows
+    assert 0 < a[1:].sum(axis=1).max() < 8  # drawn per stream, not per batch
+    np.testing.assert_array_equal(a, flags(0.1, seed=3))  # the same flags for the same seed and position
+    assert not np.array_equal(a, flags(0.1, seed=4))
+    # a resumed iterator (batch index restored) draws the same flags as an uninterrupted one
+    ds = text.stream_dataset(inputs, targets, reset_probability=0.1, seed=3)
+    it = iter(ds)
+    for _ in range(150):
+        next(it)
+    ckpt = tf.train.Checkpoint(iterator=it)
+    path = ckpt.save(str(tmp_path / "it"))
+    fresh = iter(ds)
+    tf.train.Checkpoint(iterator=fresh).restore(path).assert_consumed()
+    np.testing.assert_array_equal(np.stack([next(fresh)[2].numpy() for _ in range(50)]), a[150:200])
+    assert not flags(0.0, seed=3)[1:].any()
+    with pytest.raises(ValueError, match=r"state_reset_probability=1.0 must be in \[0, 1\)"):
+        text.stream_dataset(inputs, targets, reset_probability=1.0)
 
 
 DISTRIBUTED_CHECK = """
@@ -172,9 +209,6 @@ print("ok")
 
 @pytest.mark.slow
 def test_each_replica_keeps_its_streams_under_mirrored_strategy():
-    import subprocess
-    import sys
-
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": repo}
     proc = subprocess.run(

@@ -501,7 +501,7 @@ def test_batch_size_note_only_when_step_counts_change_meaning():
 def test_start_up_line_names_the_units_of_the_sizes():
     lines: list[str] = []
     train_lib.train(_resolve(train_steps=1), task=TinyTask(), say=lines.append)
-    assert "sizes(examples)[train=256 eval=96 test=96]" in lines[0]
+    assert lines[0].endswith(" sizes[train=256 eval=96 test=96] in examples")
 
 
 def test_a_batch_that_does_not_fit_in_memory_is_one_line_suggesting_a_smaller_batch(monkeypatch, capsys):

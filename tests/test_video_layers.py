@@ -1,5 +1,6 @@
 """zoo/layers/video.py and zoo/layers/heads.py: masking, sampling, statistics, DBoF, MoE, round trips."""
 
+import doctest
 import os
 
 import keras
@@ -14,6 +15,8 @@ from zoo.layers import (
     LogisticClassifier,
     MaskedPooling,
     MixtureOfExperts,
+    heads,
+    video,
 )
 
 RNG = np.random.default_rng(0)
@@ -167,3 +170,16 @@ def test_sampler_dbof_heads_roundtrip(tmp_path):
     loaded = _roundtrip(lambda: model, {"features": X, "num_frames": N}, tmp_path, "dbof")
     cfg = loaded.get_layer(model.layers[-2].name).get_config()
     assert cfg["num_mixtures"] == 3 and cfg["weight_decay"] == 1e-3
+
+
+@pytest.mark.parametrize("module", [video, heads], ids=["video", "heads"])
+def test_docstring_examples_hold(module):
+    """Every public layer documents Args, Call arguments, Returns and an Example, and the example is true."""
+    for name in module.__all__:
+        obj = getattr(module, name)
+        if isinstance(obj, type):
+            for section in ("Args:", "Call arguments:", "Returns:", "Example:"):
+                assert section in obj.__doc__, f"{name} lacks {section}"
+    keras.utils.set_random_seed(0)
+    result = doctest.testmod(module, extraglobs={"np": np, "keras": keras}, optionflags=doctest.ELLIPSIS)
+    assert result.attempted >= 6 and result.failed == 0

@@ -141,3 +141,33 @@ def test_no_positives_and_errors():
         m.mean_average_precision(p, y, empty_classes="bad")
     with pytest.raises(ValueError, match=r"\(4, 3\)"):
         m.gap(p, y[:2])
+
+
+def official_perr(p, y):
+    """The official PERR (eval_util.calculate_precision_at_equal_recall_rate): np.argpartition per video."""
+    total = 0.0
+    for row in range(p.shape[0]):
+        n = int(np.sum(y[row]))
+        top = np.argpartition(p[row], -n)[-n:]
+        precision = sum(float(y[row][c]) for c in top if p[row][c] > 0)
+        total += precision / top.size
+    return total / p.shape[0]
+
+
+@pytest.mark.parametrize("scores", ["rounded", "all_tied"])
+def test_perr_breaks_ties_as_the_official_argpartition(scores):
+    rng = np.random.default_rng(11)
+    n, c = 400, 60
+    y = np.zeros((n, c), np.float32)
+    for v in range(n):
+        y[v, rng.choice(c, size=int(rng.integers(0, 8)), replace=False)] = 1
+    if scores == "rounded":  # float32 model outputs rounded to 0.01: many ties
+        p = np.round(rng.uniform(0, 1, size=(n, c)) * 0.5 + 0.3 * y, 2).astype(np.float32)
+    else:
+        p = np.full((n, c), 0.5, np.float32)
+    want = official_perr(p, y)
+    assert m.perr(p, y) == pytest.approx(want, abs=1e-15)
+    ev = m.Evaluator(c)
+    ev.update(p[:150], y[:150])
+    ev.update(p[150:], y[150:])
+    assert ev.result()["perr"] == pytest.approx(want, abs=1e-15)

@@ -5,9 +5,12 @@ import os
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import zoo
-from zoo.models.yt8m import MODEL_NAMES
+from zoo.data import yt8m
+from zoo.layers.video import FrameSampler
+from zoo.models.yt8m import MODEL_NAMES, record_layout
 
 C, D, T = 10, 8, 6
 SMALL = {"num_classes": C, "feature_size": D, "feature_sizes": [6, 2]}
@@ -34,7 +37,6 @@ def _inputs(name, x=X, n=N):
 
 def test_the_seven_names_are_registered_for_the_video_task():
     assert zoo.list_models("yt8m_*") == sorted(MODEL_NAMES)
-    assert len(MODEL_NAMES) == 7
     for name in MODEL_NAMES:
         spec = zoo.get_spec(name)
         assert spec.task == "video_classification"
@@ -175,11 +177,36 @@ def test_hinge_loss_is_refused_on_a_mixture_of_experts_head():
 
 
 def test_frame_sampler_never_reads_past_the_frame_axis():
-    from zoo.layers.video import FrameSampler
-
     features = np.arange(2 * 5 * 1, dtype="float32").reshape(2, 5, 1)
     sampler = FrameSampler(4, seed=0)
     for training in (False, True):
         out = sampler([features, np.array([8, 5], "int32")], training=training)
         assert out.shape == (2, 4, 1)
         assert np.all(np.asarray(out)[0] < 5) and np.all(np.asarray(out)[1] >= 5)
+
+
+@pytest.mark.parametrize("name", FRAME_MODELS)
+def test_videos_with_zero_frames_give_finite_outputs_and_gradients(name):
+    """The reader yields num_frames 0 and all-zero features for a record with empty feature lists."""
+    model = zoo.get(name, **TINY[name])
+    x = X.copy()
+    x[0] = 0.0
+    n = np.array([0, 3, 0, 6], "int32")
+    for training in (False, True):
+        with tf.GradientTape() as tape:
+            out = model({"features": x, "num_frames": n}, training=training)
+            loss = tf.reduce_sum(out)
+        grads = tape.gradient(loss, model.trainable_variables)
+        assert np.isfinite(np.asarray(out)).all(), training
+        assert all(np.isfinite(np.asarray(g)).all() for g in grads if g is not None), training
+
+
+def test_record_layout_of_a_model_config():
+    frame = record_layout({**zoo.get_spec("yt8m_dbof").default_config(), **TINY["yt8m_dbof"]})
+    assert frame == yt8m.RecordLayout(feature_sizes=(6, 2), num_classes=C, max_frames=T)
+    video = record_layout(zoo.get_spec("yt8m_moe").default_config())
+    assert video == yt8m.VIDEO_LEVEL
+    paper = {**zoo.get_spec("yt8m_logistic").default_config(), "num_classes": 4800, "feature_size": 1024}
+    paper.update(feature_names=["mean_inc3"], feature_sizes=[1024], id_key="video_id")
+    assert record_layout(paper) == yt8m.PAPER_VIDEO_LEVEL
+    assert zoo.get_spec("yt8m_lstm").input_spec["features"][0] == (300, 1152)

@@ -26,9 +26,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("tools")
-    pattern = yt8m.write_synthetic(
-        str(root / "validate.tfrecord"), 25, True, num_classes=C, seed=3, feature_sizes=(6, 2), frames=(1, 9)
-    )[0]
+    layout = yt8m.FRAME_LEVEL.replace(num_classes=C, feature_sizes=(6, 2))
+    pattern = yt8m.write_synthetic(str(root / "validate.tfrecord"), 25, layout, seed=3, frames=(1, 9))[0]
     keras.utils.set_random_seed(4)
     model = zoo.get("yt8m_lstm", **OVER)
     model_dir = str(root / "run")
@@ -88,12 +87,30 @@ def test_eval_argument_errors(setup):
         )
 
 
+def official_lines(ids, predictions, top_k):
+    """inference.format_lines: argpartition, a stable sort by score, "%i %g"."""
+    for vid, row in zip(ids, predictions, strict=True):
+        top = np.argpartition(row, -top_k)[-top_k:]
+        line = sorted([(c, row[c]) for c in top], key=lambda pair: -pair[1])
+        yield vid.decode() + "," + " ".join("%i %g" % (c, s) for c, s in line)  # noqa: UP031
+
+
 def test_format_rows_top_k_and_order():
     scores = np.array([[0.1, 0.9, 0.5], [0.3, 0.2, yt8m_eval.NOT_IN_TOP_K]], np.float32)
     rows = yt8m_infer.format_rows(np.array([b"a", b"b"]), scores, top_k=2)
-    assert rows == ["a,1 0.900000 2 0.500000", "b,0 0.300000 1 0.200000"]
+    assert rows == ["a,1 0.9 2 0.5", "b,0 0.3 1 0.2"]
     rows = yt8m_infer.format_rows(np.array([b"b"]), scores[1:], top_k=3)
-    assert rows == ["b,0 0.300000 1 0.200000"]  # classes outside a SavedModel's top k are not written
+    assert rows == ["b,0 0.3 1 0.2"]  # classes outside a SavedModel's top k are not written
+
+
+def test_format_rows_are_the_official_csv_lines():
+    rng = np.random.default_rng(0)
+    scores = rng.uniform(size=(30, 50)).astype(np.float32) ** 3
+    scores[:10] = np.round(scores[:10], 2)  # ties
+    scores[10, :] = 0.25  # all tied
+    scores[11, :3] = [1e-7, 123456.7, 0.000123456]  # %g switches notation
+    ids = np.array([f"v{i}".encode() for i in range(30)])
+    assert yt8m_infer.format_rows(ids, scores, top_k=20) == list(official_lines(ids, scores, 20))
 
 
 @pytest.mark.parametrize("source", ["model_dir", "saved_model"])
@@ -113,6 +130,27 @@ def test_infer_csv(setup, source, tmp_path):
         classes, conf = [int(c) for c in fields[::2]], [float(x) for x in fields[1::2]]
         assert len(classes) == C and classes[0] == int(np.argmax(p))
         np.testing.assert_allclose(conf, np.sort(p)[::-1], atol=1e-5)
+
+
+@pytest.mark.parametrize("source", ["model_dir", "saved_model"])
+def test_a_corrupt_shard_is_named_or_skipped(setup, source, tmp_path):
+    records = [r.numpy() for r in tf.data.TFRecordDataset(setup["pattern"])]
+    truncated = str(tmp_path / "truncated.tfrecord")
+    yt8m.write_records(truncated, records[:4])
+    with open(truncated, "r+b") as f:
+        f.truncate(os.path.getsize(truncated) - 5)
+    bad_proto = yt8m.write_records(
+        str(tmp_path / "bad.tfrecord"), [records[0], b"\x0a\xff\xff junk", records[1]]
+    )
+    values = {**_values(setup, source), "data_pattern": f"{truncated},{bad_proto}"}
+    with pytest.raises(
+        ValueError, match=rf"^TFRecord file {truncated} is truncated or corrupt: record index 3"
+    ):
+        yt8m_eval.evaluate(values)
+    with pytest.raises(ValueError, match=rf"^{bad_proto} record 1: Invalid protocol message input$"):
+        yt8m_eval.evaluate({**values, "data_pattern": bad_proto})
+    got = yt8m_eval.evaluate({**values, "skip_bad_records": True})
+    assert got["num_videos"] == 5 and got["bad_records"] == 2
 
 
 def test_write_csv_leaves_nothing_on_failure(tmp_path):

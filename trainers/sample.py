@@ -10,9 +10,10 @@ What it reads from ``--model_dir`` (written by ``trainers.train``):
   - the vocabulary ``vocab.json`` (the char_lm task's ``TaskData.assets``; ``--vocab`` overrides);
   - the latest ``tf.train.Checkpoint`` whose ``model`` attribute is the keras model.
 
-Generation feeds the prime one character at a time through the model (state carried), then samples
+Generation starts from the zero state (the state the trainer's evaluation starts each stream from) and
+warms it on the prime, fed one character at a time through the model with the state carried, then samples
 ``--length`` characters from ``softmax(logits / temperature)`` with a seeded numpy generator
-(``--temperature=0`` is greedy). Figures (``--figures_dir``):
+(``--temperature=0`` is greedy). A longer prime gives the state more context to start from. Figures (``--figures_dir``):
   - ``fig4_weight_dynamics.png``: needs a HyperLSTM first layer (a cell with ``compute_scales``);
   - ``fig5_tanh_c_histograms.png``: tanh(c) of the first recurrent layer over the passage, for this model
     and each ``--histogram_model_dirs`` model (each generates its own passage with the same prime and seed).
@@ -28,8 +29,17 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+import keras
 import numpy as np
+import tensorflow as tf
 from absl import app, flags
+
+from zoo import run_dir
+from zoo.data.text import Vocabulary, write_bytes_file
+from zoo.registry import get_spec
+from zoo.tasks.char_lm import model_inputs, state_specs
+from zoo.tasks.handwriting import sample_run
+from zoo.viz.dynamics import plot_tanh_c_histograms, plot_weight_dynamics, scale_change_norms
 
 __all__ = [
     "VOCAB_FILE",
@@ -63,6 +73,7 @@ def define_flags() -> None:
     flags.DEFINE_string("vocab", None, "Vocabulary json (default: <model_dir>/vocab.json).")
     flags.DEFINE_string("checkpoint", None, "A checkpoint prefix (default: the latest in model_dir).")
     flags.DEFINE_string("output", None, "Also write the generated text to this file.")
+    flags.DEFINE_float("bias", 0.0, "Handwriting runs: Graves' sampling bias b >= 0 (0: the model).")
 
 
 # ---------------------------------------------------------------- loading
@@ -74,10 +85,6 @@ def load_run(
     checkpoint: str | None = None,
 ) -> tuple[Any, Any, dict[str, Any]]:
     """``(model, vocabulary, run_info)`` restored from a trainer ``model_dir`` (see the module docstring)."""
-    from zoo import run_dir
-    from zoo.data.text import Vocabulary
-    from zoo.registry import get_spec
-
     model, name, config, info = run_dir.restore(model_dir, model_name, overrides, checkpoint)
     if get_spec(name).task != "char_lm":
         task = get_spec(name).task
@@ -118,11 +125,6 @@ def generate(
     recurrent cell: ``"tanh_c" [T, N]`` and, for a HyperLSTM cell, ``"d_x"``, ``"d_h"`` ``[T, 4N]``, with
     ``T = len(ids)`` (prime and generated symbols; step t is the step that reads symbol t).
     """
-    import keras
-    import tensorflow as tf
-
-    from zoo.tasks.char_lm import model_inputs, state_specs
-
     if length < 0:
         raise ValueError(f"--length={length} must be >= 0")
     if temperature < 0:
@@ -214,8 +216,6 @@ def write_figures(
     others: Sequence[tuple[str, np.ndarray]] = (),
 ) -> dict[str, str]:
     """Writes Figure 4 (if ``sample`` has scaling vectors) and Figure 5; returns name -> path."""
-    from zoo.viz.dynamics import plot_tanh_c_histograms, plot_weight_dynamics, scale_change_norms
-
     written = {}
     if "d_x" in sample:
         changes, labels = scale_change_norms(sample["d_x"], sample["d_h"])
@@ -250,12 +250,21 @@ def sample(
     checkpoint: str | None = None,
     output: str | None = None,
     say: Any = print,
+    bias: float = 0.0,
 ) -> dict[str, Any]:
     """The sampler without absl: generates, prints, optionally writes the text and the figures.
 
     Returns the :func:`generate` result plus ``"figures"`` (name -> path) and ``"run"`` (run info).
+    A handwriting run goes to ``zoo.tasks.handwriting.sample_run`` (``--length`` points; SVG/PNG, Figure 7,
+    and the validation-NLL curves of ``--histogram_model_dirs``).
     """
-    from zoo import run_dir
+    name = model or (run_dir.read_run(model_dir).get("model") if os.path.isdir(model_dir) else None)
+    if name and get_spec(name).task == "handwriting":
+        return sample_run(
+            model_dir, length=length, temperature=temperature, bias=bias, seed=seed, figures_dir=figures_dir,
+            compare_model_dirs=histogram_model_dirs, model=model, config=config, checkpoint=checkpoint,
+            output=output, say=say,
+        )  # fmt: skip
 
     overrides = run_dir.parse_overrides(config)
     net, vocabulary, info = load_run(model_dir, model, overrides, vocab, checkpoint)
@@ -263,8 +272,6 @@ def sample(
     say(f"model={info['model']} checkpoint={info['checkpoint']} temperature={temperature} seed={seed}")
     say(result["text"])
     if output:
-        from zoo.data.text import write_bytes_file
-
         write_bytes_file(output, result["text"].encode("utf-8"))
     result["figures"], result["run"] = {}, info
     if figures_dir:
@@ -301,6 +308,7 @@ def main(argv: Sequence[str]) -> None:
             FLAGS.checkpoint,
             FLAGS.output,
             say=lambda line: print(line, flush=True),
+            bias=FLAGS.bias,
         )
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr, flush=True)

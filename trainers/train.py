@@ -138,14 +138,22 @@ def _data(options: flags_lib.TrainOptions, task: Any, chief: bool, say: Say) -> 
             options.recipe,
             options.seed,
         )
-        if options.model_dir:
-            info = run_description(options, data.assets)
-            if previous is not None and previous.get("data_dir") != info["data_dir"]:
-                say(f"note: --data_dir was {previous.get('data_dir')!r} in the run being resumed")
-            if chief:
+    except ValueError as e:  # e.g. more symbols in the data than the model's vocab_size
+        raise SetupError(str(e)) from e
+    for name in data.assets:  # the exporter's rule: a name it would refuse fails here, before training
+        try:
+            run_dir.check_asset_name(name)
+        except ValueError as e:
+            raise SetupError(f"{e} (from TaskData.assets of task {task.name!r})") from e
+    if options.model_dir:
+        info = run_description(options, data.assets)
+        if previous is not None and previous.get("data_dir") != info["data_dir"]:
+            say(f"note: --data_dir was {previous.get('data_dir')!r} in the run being resumed")
+        if chief:
+            try:
                 write_run_files(options.model_dir, info, data.assets, previous)
-    except ValueError as e:  # e.g. more symbols in the data than the model's vocab_size; a bad asset name
-        raise SetupError(f"{e} (task {task.name!r})" if "asset name" in str(e) else str(e)) from e
+            except ValueError as e:  # an asset that differs from the resumed run's
+                raise SetupError(str(e)) from e
     if options.train_steps is not None:
         return data, options.train_steps
     if not data.sizes.get("train"):
@@ -188,6 +196,7 @@ def setup(options: flags_lib.TrainOptions, task: Any, chief: bool, say: Say) -> 
             model = options.spec.build(options.config)
         except ValueError as e:
             raise SetupError(str(e)) from e
+        task.prepare_model(model, data)
         optimizer = build_optimizer(options.recipe, source=f"recipe of {options.model!r}")
     loop = TrainLoop(
         strategy=strategy,
@@ -207,8 +216,8 @@ def setup(options: flags_lib.TrainOptions, task: Any, chief: bool, say: Say) -> 
     say(
         f"zoo-train model={options.model} task={task.name} dataset={options.dataset} "
         f"strategy={options.strategy} replicas={replicas} jit_compile={options.jit_compile} params={params} "
-        f"sizes({data.size_unit})[{sizes}] batch_size={options.batch_size} train_steps={train_steps} "
-        f"mixed_precision={keras.mixed_precision.global_policy().name}"
+        f"batch_size={options.batch_size} train_steps={train_steps} "
+        f"mixed_precision={keras.mixed_precision.global_policy().name} sizes[{sizes}] in {data.size_unit}"
     )
     return run
 

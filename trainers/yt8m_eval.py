@@ -22,6 +22,7 @@ such records instead (``bad_records`` in the metrics).
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -124,8 +125,9 @@ class _SavedModelBatch:
             try:
                 self._run(names[i : i + 1], records[i : i + 1])
             except (tf.errors.InvalidArgumentError, ValueError) as e:
-                message = yt8m.error_message(e)
                 name = names[i].numpy().decode()
+                # The SavedModel names the record "record 0" (its batch of one), the tool knows the file.
+                message = re.sub(r"^record 0: ", "", yt8m.error_message(e))
                 where = message if message.startswith(name) else f"{name}: {message}"
                 if self.counter is None:
                     raise ValueError(where) from None

@@ -15,7 +15,9 @@ Datasets and splits (``SPLITS``: ``train``, ``validation``, ``test``):
   being the last 5,000 images of the 60k training file.
 - ``cifar10``: the python pickle batches in ``data_dir/cifar-10-batches-py`` (or ``data_dir`` itself):
   ``data_batch_1`` .. ``data_batch_5`` and ``test_batch``. HyperNetworks A.3.2: 45k / 5k / 10k, the
-  validation set being the last 5,000 images of the 50k training batches.
+  validation set being the last 5,000 images of the 50k training batches. The batches are read with a
+  restricted unpickler that refuses every global but numpy's array reconstruction
+  (:data:`CIFAR10_PICKLE_GLOBALS`), so a crafted file cannot run code (:class:`UnsafePickleError`).
 
 With ``data_dir=None``, ``mnist`` and ``cifar10`` are read through tensorflow-datasets when it is installed
 and already holds the prepared data (nothing is downloaded).
@@ -34,6 +36,7 @@ The ``write_mnist`` / ``write_cifar10`` writers produce the same on-disk formats
 
 from __future__ import annotations
 
+import codecs
 import functools
 import gzip
 import os
@@ -58,6 +61,8 @@ __all__ = [
     "NUM_CLASSES",
     "IMAGE_SHAPES",
     "DataFormatError",
+    "UnsafePickleError",
+    "CIFAR10_PICKLE_GLOBALS",
     "load",
     "split_sizes",
     "check_data_dir",
@@ -263,10 +268,49 @@ def _cifar_dir(data_dir: str) -> str:
     )
 
 
+# The only globals a CIFAR-10 python batch refers to: numpy's array reconstruction (``numpy.core`` in the
+# official Python 2 pickles, ``numpy._core`` when written by numpy 2) and ``_codecs.encode`` (how Python 3
+# writes bytes in protocol 2). Everything else in a batch is a dict, list, bytes, str or int.
+_RECONSTRUCT = np.zeros(0).__reduce__()[0]  # numpy's ``_reconstruct``, whatever module holds it
+CIFAR10_PICKLE_GLOBALS: dict[tuple[str, str], Any] = {
+    ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
+    ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+    ("_codecs", "encode"): codecs.encode,
+}
+
+
+class UnsafePickleError(DataFormatError):
+    """A pickle that refers to a global (function or class) a data file of its kind never holds."""
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Unpickles only what a CIFAR-10 batch holds: refuses every global outside
+    :data:`CIFAR10_PICKLE_GLOBALS` before it is looked up, so a crafted file cannot call anything."""
+
+    def __init__(self, file: Any, path: str) -> None:
+        super().__init__(file, encoding="bytes")
+        self.path = path
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return CIFAR10_PICKLE_GLOBALS[(module, name)]
+        except KeyError:
+            allowed = ", ".join(f"{m}.{n}" for m, n in CIFAR10_PICKLE_GLOBALS)
+            raise UnsafePickleError(
+                f"{self.path}: refused to unpickle global '{module}.{name}': a CIFAR-10 python batch holds "
+                f"only dicts, lists, bytes, ints and numpy arrays (allowed globals: {allowed}); the file is "
+                "not a CIFAR-10 batch and may be crafted to run code"
+            ) from None
+
+
 def _read_cifar_batch(path: str) -> tuple[np.ndarray, np.ndarray]:
     try:
         with open(path, "rb") as f:
-            batch = pickle.load(f, encoding="bytes")
+            batch = _CifarUnpickler(f, path).load()
+    except UnsafePickleError:
+        raise
     except Exception as e:  # noqa: BLE001 - any unpickling failure is a format error
         raise DataFormatError(f"{path}: not a CIFAR-10 python pickle batch ({type(e).__name__}: {e})") from e
     if not isinstance(batch, dict):

@@ -92,6 +92,10 @@ _RECORD_OVERHEAD = 16  # TFRecord framing: length (8) + length CRC (4) + data CR
 _AUTOTUNE = tf.data.AUTOTUNE
 # tf.debugging.Assert's message in a graph (tf.data, tf.function) and eagerly.
 _ASSERTION = re.compile(r"assertion failed: \[(.*)\]|Summarized data: b'(.*)'")
+# TensorFlow's parser errors name the record (our example_names) as "Name: <name>, <what>" or
+# "<what>, example id: <name>".
+_PARSER_NAME = re.compile(r"Name: (.*?record \d+), (.+)")
+_PARSER_ID = re.compile(r"([^:]+), example id: (.*?record \d+)")
 
 
 # ----------------------------------------------------------------------------------------------- files
@@ -272,7 +276,15 @@ def error_message(error: BaseException) -> str:
     match = _ASSERTION.search(text)
     if match:
         return match.group(1) or match.group(2)
-    return text.splitlines()[0] if text else type(error).__name__
+    first = text.splitlines()[0] if text else type(error).__name__
+    first = re.sub(r"\{\{[^}]*\}\}\s*", "", first)  # TensorFlow's "{{function_node ...}}" prefix
+    match = _PARSER_NAME.search(first)
+    if match:
+        return f"{match.group(1)}: {' '.join(match.group(2).split())}"
+    match = _PARSER_ID.search(first)
+    if match:
+        return f"{match.group(2)}: {match.group(1).strip()}"
+    return first
 
 
 # ------------------------------------------------------------------------------------------- checking
@@ -683,17 +695,24 @@ def _dequantize_frames(
 ) -> tf.Tensor:
     """uint8 ``[B, T, D]`` -> official dequantisation (a lookup: bit-identical, see
     :func:`zoo.data.yt8m_features.dequantization_table`), zero where ``valid [B, T, F]`` is False (F
-    feature lists of ``feature_sizes``), optionally L2-normalised per frame (as ``tf.math.l2_normalize``)."""
+    feature lists of ``feature_sizes``), optionally L2-normalised per frame (as ``tf.math.l2_normalize``).
+
+    When every feature list has the same frames (the official data) one frame mask serves all columns;
+    the per-column mask (a gather over ``[B, T, D]``) is built only otherwise: it costs ~50% more.
+    """
     table = tf.constant(yt8m_features.dequantization_table())
-    x = tf.gather(table, tf.cast(quantized, tf.int32))
+
+    def run(mask: tf.Tensor) -> tf.Tensor:
+        x = tf.where(mask, tf.gather(table, tf.cast(quantized, tf.int32)), 0.0)
+        if normalize:
+            x = x * tf.math.rsqrt(tf.maximum(tf.reduce_sum(tf.square(x), axis=-1, keepdims=True), 1e-12))
+        return x
+
     if len(feature_sizes) == 1:
-        mask = valid
-    else:  # feature list of each column
-        mask = tf.gather(valid, np.repeat(np.arange(len(feature_sizes)), feature_sizes), axis=2)
-    x = tf.where(mask, x, 0.0)
-    if normalize:
-        x = x * tf.math.rsqrt(tf.maximum(tf.reduce_sum(tf.square(x), axis=-1, keepdims=True), 1e-12))
-    return x
+        return run(valid)
+    columns = np.repeat(np.arange(len(feature_sizes)), feature_sizes)  # feature list of each column
+    same = tf.reduce_all(tf.equal(valid, valid[..., :1]))
+    return tf.cond(same, lambda: run(valid[..., :1]), lambda: run(tf.gather(valid, columns, axis=2)))
 
 
 # XLA fuses the lookup, the mask and the norm into two loops over the [B, T, D] block: the float output is

@@ -32,7 +32,28 @@ def _l2(weight_decay: float) -> keras.regularizers.Regularizer | None:
 
 @keras.saving.register_keras_serializable(package="zoo")
 class LogisticClassifier(keras.layers.Layer):
-    """``[B, D] -> [B, C]``: ``σ(x W + b)`` (``activation="sigmoid"``) or ``x W + b`` (``None``)."""
+    """One-vs-all logistic regression (§4.3): ``σ(x W + b)``, or the linear scores ``x W + b``.
+
+    Args:
+      num_classes: C, output units.
+      activation: ``"sigmoid"`` (probabilities, cross-entropy loss) or ``None`` (scores for the hinge
+        loss, §4.3, b = 1).
+      weight_decay: L2 coefficient on ``W`` as ``weight_decay * sum(W**2) / 2`` (official 1e-8).
+      **kwargs: base layer keyword arguments (``name``, ``dtype``).
+
+    Call arguments:
+      x: ``[..., D]`` features (video level ``[B, D]``, or per frame ``[B, T, D]``).
+
+    Returns:
+      ``[..., C]`` probabilities or scores.
+
+    Example:
+
+    >>> head = LogisticClassifier(num_classes=4)
+    >>> probs = keras.ops.convert_to_numpy(head(np.ones((2, 8), "float32")))
+    >>> probs.shape, bool(((probs > 0) & (probs < 1)).all())
+    ((2, 4), True)
+    """
 
     ACTIVATIONS = ("sigmoid", None)
 
@@ -80,6 +101,25 @@ class MixtureOfExperts(keras.layers.Layer):
     gate and expert activations): ``gate_kernel`` ``[D, C * (H + 1)]`` (no bias) and ``expert_kernel``
     ``[D, C * H]`` + ``expert_bias``; class c's states are columns ``c*(H+1) .. c*(H+1)+H`` (the last
     one is the dummy state).
+
+    Args:
+      num_classes: C, output units.
+      num_mixtures: |H|, experts per class (paper and official default: 2).
+      weight_decay: L2 coefficient on the gate and expert kernels, ``weight_decay * sum(W**2) / 2``.
+      **kwargs: base layer keyword arguments (``name``, ``dtype``).
+
+    Call arguments:
+      x: ``[B, D]`` features.
+
+    Returns:
+      ``[B, C]`` probabilities ``p(e | x)``; below 1 since the dummy state takes part of the gate.
+
+    Example:
+
+    >>> moe = MixtureOfExperts(num_classes=3, num_mixtures=2)
+    >>> probs = keras.ops.convert_to_numpy(moe(np.zeros((1, 5), "float32")))
+    >>> [round(float(p), 4) for p in probs[0]]  # zero input: gate 1/3 per state, experts 0.5: 2 * 1/3 * 0.5
+    [0.3333, 0.3333, 0.3333]
     """
 
     def __init__(self, num_classes: int, num_mixtures: int = 2, weight_decay: float = 0.0, **kwargs: Any):

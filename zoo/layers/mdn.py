@@ -161,7 +161,9 @@ def _seeds(seed: Any) -> tuple[Any, Any, Any]:
     return seed, seed + 1, seed + 2
 
 
-def sample_mixture(y_hat: Any, temperature: Any = 1.0, bias: Any = 0.0, seed: Any = None) -> Any:
+def sample_mixture(
+    y_hat: Any, temperature: Any = 1.0, bias: Any = 0.0, seed: Any = None, noise: Any = None
+) -> Any:
     """One row ``(dx, dy, end_of_stroke) [B, 3]`` drawn from ``ŷ [B, 6M+1]`` (float32).
 
     Args:
@@ -170,6 +172,9 @@ def sample_mixture(y_hat: Any, temperature: Any = 1.0, bias: Any = 0.0, seed: An
       bias: Graves' sampling bias ``b >= 0``: ``π̂ (1 + b)``, ``σ̂ - b`` (0: the model).
       seed: an int (three derived stateless seeds: the same draw every call), a
         ``keras.random.SeedGenerator`` (advances: use one in a generation loop), or None (Keras' global one).
+      noise: instead of ``seed``, the draw's randomness as ``[B, 4]`` uniform numbers in (0, 1): the
+        component (inverse CDF of π), two for the offset (Box-Muller) and the pen. For stateless sampling
+        with a seed tensor (``tf.random.stateless_uniform``), e.g. inside a SavedModel signature.
 
     Returns:
       ``[B, 3]``: the offset and a 0/1 end-of-stroke bit.
@@ -185,7 +190,16 @@ def sample_mixture(y_hat: Any, temperature: Any = 1.0, bias: Any = 0.0, seed: An
     p = split_mixture(y_hat)
     seed_pi, seed_xy, seed_eos = _seeds(seed)
     logits = p["pi"] * (1.0 + bias) / temperature
-    component = keras.random.categorical(logits, 1, seed=seed_pi)[:, 0]
+    if noise is None:
+        component = keras.random.categorical(logits, 1, seed=seed_pi)[:, 0]
+        z = keras.random.normal(ops.shape(logits)[:1] + (2,), seed=seed_xy)
+    else:
+        noise = ops.cast(noise, "float32")
+        cdf = ops.cumsum(ops.softmax(logits, axis=-1), axis=-1)
+        component = ops.minimum(ops.sum(ops.cast(cdf < noise[:, :1], "int32"), axis=-1), m - 1)
+        radius = ops.sqrt(-2.0 * ops.log(ops.maximum(noise[:, 1], 1e-12)))
+        angle = 2.0 * math.pi * noise[:, 2]
+        z = ops.stack([radius * ops.cos(angle), radius * ops.sin(angle)], axis=-1)
     pick = ops.one_hot(component, m, dtype="float32")
 
     def chosen(v: Any) -> Any:
@@ -195,11 +209,10 @@ def sample_mixture(y_hat: Any, temperature: Any = 1.0, bias: Any = 0.0, seed: An
     sigma_x = ops.exp(chosen(p["log_sigma_x"]) - bias) * scale
     sigma_y = ops.exp(chosen(p["log_sigma_y"]) - bias) * scale
     rho_hat = chosen(p["rho_hat"])
-    z = keras.random.normal(ops.shape(logits)[:1] + (2,), seed=seed_xy)
     dx = chosen(p["mu_x"]) + sigma_x * z[:, 0]
     conditional = ops.tanh(rho_hat) * z[:, 0] + ops.exp(0.5 * _log_one_minus_tanh2(rho_hat)) * z[:, 1]
     dy = chosen(p["mu_y"]) + sigma_y * conditional
-    u = keras.random.uniform(ops.shape(dx), seed=seed_eos)
+    u = keras.random.uniform(ops.shape(dx), seed=seed_eos) if noise is None else noise[:, 3]
     pen = ops.cast(u < ops.sigmoid(p["eos_logit"] / temperature), "float32")
     return ops.stack([dx, dy, pen], axis=-1)
 
@@ -274,9 +287,11 @@ class MixtureDensityHead(keras.layers.Layer):
         """:func:`mixture_nll` of this head's output."""
         return mixture_nll(targets, y_hat, mask, reduction)
 
-    def sample(self, y_hat: Any, temperature: Any = 1.0, bias: Any = 0.0, seed: Any = None) -> Any:
+    def sample(
+        self, y_hat: Any, temperature: Any = 1.0, bias: Any = 0.0, seed: Any = None, noise: Any = None
+    ) -> Any:
         """:func:`sample_mixture` from this head's output for one step."""
-        return sample_mixture(y_hat, temperature, bias, seed)
+        return sample_mixture(y_hat, temperature, bias, seed, noise)
 
     def get_config(self) -> dict[str, Any]:
         return {

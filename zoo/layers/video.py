@@ -31,7 +31,21 @@ __all__ = ["FrameMask", "FrameSampler", "MaskedPooling", "FrameStatistics", "DBo
 
 
 def frame_mask(num_frames: Any, max_frames: Any, dtype: str = "bool") -> Any:
-    """``[B, T]`` mask, true where ``t < num_frames[b]``."""
+    """``[B, T]`` mask, true where ``t < num_frames[b]``.
+
+    Args:
+      num_frames: int ``[B]``, real frames per video.
+      max_frames: T, the length of the frame axis.
+      dtype: ``"bool"``, or a float dtype for a 0/1 mask.
+
+    Returns:
+      ``[B, T]`` tensor of ``dtype``.
+
+    Example:
+
+    >>> keras.ops.convert_to_numpy(frame_mask(np.array([2, 0]), 3)).tolist()
+    [[True, True, False], [False, False, False]]
+    """
     t = ops.arange(max_frames, dtype="int32")
     mask = ops.expand_dims(t, 0) < ops.expand_dims(ops.cast(num_frames, "int32"), 1)
     return mask if dtype == "bool" else ops.cast(mask, dtype)
@@ -39,7 +53,25 @@ def frame_mask(num_frames: Any, max_frames: Any, dtype: str = "bool") -> Any:
 
 @keras.saving.register_keras_serializable(package="zoo")
 class FrameMask(keras.layers.Layer):
-    """Boolean ``[B, T]`` mask of real frames from ``(features [B, T, D], num_frames [B])``."""
+    """Boolean ``[B, T]`` mask of the real frames, for masked recurrent layers (LSTM model, §4.1.3).
+
+    Args:
+      **kwargs: base layer keyword arguments (``name``, ``dtype``).
+
+    Call arguments:
+      inputs: a pair ``(features, num_frames)``: padded frames ``[B, T, D]`` (only the shape is used)
+        and int ``[B]`` real frames per video.
+
+    Returns:
+      bool ``[B, T]``, true where ``t < num_frames[b]``.
+
+    Example:
+
+    >>> x = np.zeros((2, 4, 3), "float32")
+    >>> mask = FrameMask()([x, np.array([4, 1], "int32")])
+    >>> keras.ops.convert_to_numpy(mask).sum(axis=1).tolist()
+    [4, 1]
+    """
 
     def call(self, inputs: Any) -> Any:
         features, num_frames = inputs
@@ -62,6 +94,22 @@ class FrameSampler(keras.layers.Layer):
     Args:
       num_samples: k, frames per video (official default 30).
       seed: seed of the layer's ``keras.random.SeedGenerator``.
+      **kwargs: base layer keyword arguments (``name``, ``dtype``).
+
+    Call arguments:
+      inputs: a pair ``(features, num_frames)``: padded frames ``[B, T, D]`` and int ``[B]`` real frames
+        per video (clipped to ``[1, T]``: a video without frames yields frame 0, a zero padding frame).
+      training: sample at random (``True``) or take the evenly spaced frames (``False``, default).
+
+    Returns:
+      ``[B, num_samples, D]``: the chosen frames.
+
+    Example:
+
+    >>> x = np.arange(2 * 6, dtype="float32").reshape(2, 6, 1)
+    >>> frames = FrameSampler(3)([x, np.array([6, 2], "int32")])
+    >>> keras.ops.convert_to_numpy(frames)[..., 0].tolist()
+    [[1.0, 3.0, 5.0], [6.0, 7.0, 7.0]]
     """
 
     def __init__(self, num_samples: int, seed: int | None = None, **kwargs: Any) -> None:
@@ -109,6 +157,23 @@ class MaskedPooling(keras.layers.Layer):
 
     ``mode="mean"``: Σ_{t < F_v} x_t / F_v (Eq. 1 of §4.1.1 when ``x`` are per-frame probabilities; µ of
     §4.2 when ``x`` are features). ``mode="max"``: max over real frames. Empty videos give zeros.
+
+    Args:
+      mode: ``"mean"`` or ``"max"``.
+      **kwargs: base layer keyword arguments (``name``, ``dtype``).
+
+    Call arguments:
+      inputs: a pair ``(x, num_frames)``: per-frame values ``[B, T, C]`` and int ``[B]`` real frames.
+
+    Returns:
+      ``[B, C]``: the pooled values (zeros for a video with ``num_frames == 0``).
+
+    Example:
+
+    >>> x = np.array([[[1.0], [3.0], [100.0]], [[5.0], [6.0], [7.0]]], "float32")
+    >>> pooled = MaskedPooling("mean")([x, np.array([2, 0], "int32")])
+    >>> keras.ops.convert_to_numpy(pooled).tolist()
+    [[2.0], [0.0]]
     """
 
     MODES = ("mean", "max")
@@ -147,6 +212,23 @@ class FrameStatistics(keras.layers.Layer):
     preprocessing job's ``zoo.data.yt8m_features.video_statistics``.
     The paper PCA-whitens and L2-normalises before this step (§3.3, §4.2): our readers give L2-normalised
     frames, and no further normalisation is applied here.
+
+    Args:
+      top_k: K, ordinal statistics per dimension (paper: 5); 0 gives [µ; σ] only.
+      **kwargs: base layer keyword arguments (``name``, ``dtype``).
+
+    Call arguments:
+      inputs: a pair ``(x, num_frames)``: padded frames ``[B, T, D]`` and int ``[B]`` real frames.
+
+    Returns:
+      ``[B, (2 + top_k) * D]``.
+
+    Example:
+
+    >>> x = np.array([[[1.0], [3.0], [-9.0]]], "float32")
+    >>> stats = FrameStatistics(top_k=2)([x, np.array([2], "int32")])
+    >>> keras.ops.convert_to_numpy(stats).tolist()  # mean, std, largest, second largest
+    [[2.0, 1.0, 3.0, 1.0]]
     """
 
     def __init__(self, top_k: int = 5, **kwargs: Any) -> None:
@@ -205,6 +287,20 @@ class DBoFBlock(keras.layers.Layer):
       activation: "relu" (paper) or "relu6" / "sigmoid" (official starter code).
       batch_norm: apply BN before pooling (paper: yes).
       weight_decay: L2 coefficient on ``W`` as ``weight_decay * sum(W**2) / 2`` (``tf.nn.l2_loss``).
+      **kwargs: base layer keyword arguments (``name``, ``dtype``).
+
+    Call arguments:
+      frames: ``[B, k, N]``, e.g. the output of :class:`FrameSampler` (all frames real).
+      training: batch normalisation uses the batch statistics (``True``) or its moving averages.
+
+    Returns:
+      ``[B, cluster_size]``: the max-pooled sparse code.
+
+    Example:
+
+    >>> block = DBoFBlock(cluster_size=16)
+    >>> tuple(block(np.ones((2, 5, 8), "float32")).shape)
+    (2, 16)
     """
 
     ACTIVATIONS = ("relu", "relu6", "sigmoid")

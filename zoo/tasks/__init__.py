@@ -13,6 +13,7 @@ _MODULES = {
     "image_classification": "zoo.tasks.image",
     "char_lm": "zoo.tasks.char_lm",
     "video_classification": "zoo.tasks.video",
+    "handwriting": "zoo.tasks.handwriting",
 }
 
 

@@ -118,6 +118,12 @@ class Task(abc.ABC):
     ) -> TaskData:
         """Builds the tf.data pipelines for ``dataset`` (see :class:`TaskData`)."""
 
+    def prepare_model(self, model: Any, data: TaskData) -> None:
+        """Adapts a freshly built ``model`` to the run's ``data`` before training, like a Keras
+        ``Normalization`` layer's ``adapt`` (the handwriting task stores the training split's offset
+        statistics in the model). A restored checkpoint then overwrites what it set. Default: nothing."""
+        return None
+
     # ----------------------------------------------------------------- step
     def initial_carry(self, model: Any, batch_size: int) -> Any:
         """State carried between training steps for ``batch_size`` examples; ``()`` by default."""

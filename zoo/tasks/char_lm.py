@@ -231,7 +231,7 @@ class CharLMTask(Task):
             eval=evals["valid"],
             test=evals["test"],
             sizes=sizes,
-            size_unit=f"windows of {seq_len} characters (eval, test: {eval_seq})",
+            size_unit=f"windows of {seq_len} characters (eval and test: of {eval_seq})",
             assets={VOCAB_ASSET: vocab.to_bytes()},
             info={
                 "vocabulary": vocab,

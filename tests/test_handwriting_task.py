@@ -310,9 +310,8 @@ def test_iam_ondb_files_in_the_real_layout_train_with_the_same_command(tmp_path)
         ]  # fmt: skip
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert (
-        "task=handwriting dataset=iam_ondb" in done.stdout and "sizes(lines)[train=12 eval=3" in done.stdout
-    )
+    start = next(line for line in done.stdout.splitlines() if line.startswith("zoo-train "))
+    assert "task=handwriting dataset=iam_ondb" in start and "[train=12 eval=3 test=0]" in start, start
     summary = json.loads(done.stdout.split("summary ", 1)[1])
     assert np.isfinite(summary["eval"]["nll"])
     assert StrokeStats.load(os.path.join(run, STATS_ASSET)).std[0] > 0

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import zoo
 from zoo.data import images
 from zoo.tasks.image import TASK, image_shape
 
@@ -328,6 +329,33 @@ def test_task_build_data_on_mnist_files(tmp_path):
 def test_task_digits_ignores_mnist_validation_size():
     data = TASK.build_data("digits", None, 32, {}, {"augment": "mnist_pad_crop", "validation_size": 5000}, 0)
     assert dict(data.sizes) == {"train": 1347, "eval": 0, "test": 450} and data.eval is None
+
+
+def test_task_refuses_a_model_for_other_images_before_training():
+    wrn = zoo.describe("wrn_40_1")["config"]
+    with pytest.raises(ValueError) as e:
+        TASK.build_data("digits", None, 32, wrn, {}, seed=0)
+    message = str(e.value)
+    assert "(32, 32, 3) (model config)" in message and "--dataset='digits' has (28, 28, 1)" in message
+    assert "conv_mnist, hyper_conv_mnist" in message  # the registered models that fit
+    mnist = zoo.describe("conv_mnist")["config"]
+    data = TASK.build_data("digits", None, 32, mnist, {}, seed=0)
+    TASK.prepare_model(_tiny_model(), data)  # the built model fits too
+    with pytest.raises(ValueError, match=r"takes images of shape \(32, 32, 3\) \(model 'wrn_40_1'\)"):
+        TASK.prepare_model(zoo.get("wrn_40_1", depth=10), data)
+
+
+def test_task_refuses_labels_outside_num_classes_before_training():
+    mnist = zoo.describe("conv_mnist")["config"]
+    with pytest.raises(ValueError) as e:
+        TASK.build_data("digits", None, 32, {**mnist, "num_classes": 5}, {}, seed=0)
+    message = str(e.value)
+    assert "--dataset='digits' has label 9 in its train split (labels 0..9)" in message
+    assert "num_classes=5 (model config): labels must lie in [0, 5)" in message
+    assert "--config num_classes=10" in message
+    data = TASK.build_data("digits", None, 32, mnist, {}, seed=0)
+    with pytest.raises(ValueError, match=r"label 9 .* num_classes=5 \(model 'conv_mnist'\)"):
+        TASK.prepare_model(zoo.get("conv_mnist", num_classes=5), data)
 
 
 def test_task_forward_metrics_and_evaluate_match_numpy():

@@ -1,11 +1,17 @@
 """The registry: names, patterns, errors, specs and the recipe schema of the image models."""
 
+import os
+import subprocess
+import sys
+
 import keras
 import pytest
 
 import zoo
 from zoo import registry
 from zoo.tasks import get_task, recipe_keys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 IMAGE_MODELS = [
     "conv_mnist",
@@ -200,3 +206,17 @@ def test_builder_value_errors_name_the_model_in_one_line():
 def test_a_model_name_that_is_not_a_string_is_one_line_error():
     with pytest.raises(zoo.UnknownModelError, match="a model name must be a string, got None; registered: "):
         zoo.get(None)
+
+
+@pytest.mark.slow
+def test_importing_zoo_leaves_tensorflow_uninitialised():
+    # The trainer configures devices (--num_devices) and collective ops (multi-worker) after importing
+    # zoo; both need a TensorFlow runtime that nothing has started yet (no tensor or variable made at import).
+    code = (
+        "import zoo, tensorflow as tf; zoo.list_models(); "
+        "tf.config.set_logical_device_configuration(tf.config.list_physical_devices('CPU')[0], "
+        "[tf.config.LogicalDeviceConfiguration()] * 2); print('ok')"
+    )
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-3000:]

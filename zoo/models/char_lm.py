@@ -20,7 +20,7 @@ scaling vectors: Figures 4 and 5).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import keras
@@ -343,11 +343,18 @@ def _description(config: dict[str, Any]) -> str:
     return f"char LM: {layers}{cell} {config['units']}{extra}, vocabulary {config['vocab_size']}"
 
 
-def _input_spec(config: dict[str, Any]) -> dict[str, tuple[tuple[int | None, ...], str]]:
-    per_layer = [config["units"]] * 2
+def state_sizes(config: Mapping[str, Any]) -> list[int]:
+    """Sizes of the model's state inputs ``state_0, state_1, ...`` from a config alone (no cell is built,
+    so registering a model creates no variables and leaves TensorFlow uninitialised): per layer
+    ``[h, c]`` of ``units`` for an LSTM, plus ``[hyper_h, hyper_c]`` of ``hyper_units`` for a HyperLSTM."""
+    per_layer = [int(config["units"])] * 2
     if config["cell"] == "hyper_lstm":
-        per_layer += [config["hyper_units"]] * 2
-    sizes = per_layer * int(config["num_layers"])
+        per_layer += [int(config["hyper_units"])] * 2
+    return per_layer * int(config["num_layers"])
+
+
+def _input_spec(config: dict[str, Any]) -> dict[str, tuple[tuple[int | None, ...], str]]:
+    sizes = state_sizes(config)
     spec: dict[str, tuple[tuple[int | None, ...], str]] = {"ids": ((None,), "int32")}
     spec.update({f"state_{k}": ((int(s),), "float32") for k, s in enumerate(sizes)})
     return spec

@@ -31,7 +31,7 @@ from keras import ops
 from zoo.data.strokes import STROKE_FEATURES, StrokeStats
 from zoo.layers.mdn import NUM_MIXTURES, MixtureDensityHead
 from zoo.layers.rnn_base import RNN, check_drop_rate, check_positive
-from zoo.models.char_lm import CELLS, _make_cell
+from zoo.models.char_lm import CELLS, _make_cell, state_sizes
 from zoo.registry import ModelSpec, register_model
 
 __all__ = [
@@ -209,9 +209,7 @@ def _description(config: dict[str, Any]) -> str:
 
 def _input_spec(config: dict[str, Any]) -> dict[str, tuple[tuple[int | None, ...], str]]:
     spec: dict[str, tuple[tuple[int | None, ...], str]] = {"strokes": ((None, STROKE_FEATURES), "float32")}
-    for layer in range(int(config["num_layers"])):
-        for size in _make_cell(config, layer).state_size:  # an unbuilt cell: just its state layout
-            spec[f"state_{len(spec) - 1}"] = ((int(size),), "float32")
+    spec.update({f"state_{k}": ((size,), "float32") for k, size in enumerate(state_sizes(config))})
     return spec
 
 

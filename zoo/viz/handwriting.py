@@ -168,7 +168,8 @@ def read_scalars(model_dir: str, tag: str = "eval/nll") -> list[tuple[int, float
         raise FileNotFoundError(f"--model_dir={model_dir!r} has no TensorBoard events under train/")
     values: dict[int, float] = {}
     for path in files:
-        for event in tf.compat.v1.train.summary_iterator(path):
+        for record in tf.data.TFRecordDataset(path):
+            event = tf.compat.v1.Event.FromString(record.numpy())
             for v in event.summary.value:
                 if v.tag == tag:
                     values[int(event.step)] = float(

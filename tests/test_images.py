@@ -336,7 +336,10 @@ def test_task_refuses_a_model_for_other_images_before_training():
     with pytest.raises(ValueError) as e:
         TASK.build_data("digits", None, 32, wrn, {}, seed=0)
     message = str(e.value)
-    assert "(32, 32, 3) (model config)" in message and "--dataset='digits' has (28, 28, 1)" in message
+    assert (
+        "--model takes images of shape (32, 32, 3) (its config)" in message
+        and "--dataset='digits' has (28, 28, 1)" in message
+    )
     assert "conv_mnist, hyper_conv_mnist" in message  # the registered models that fit
     mnist = zoo.describe("conv_mnist")["config"]
     data = TASK.build_data("digits", None, 32, mnist, {}, seed=0)
@@ -351,7 +354,7 @@ def test_task_refuses_labels_outside_num_classes_before_training():
         TASK.build_data("digits", None, 32, {**mnist, "num_classes": 5}, {}, seed=0)
     message = str(e.value)
     assert "--dataset='digits' has label 9 in its train split (labels 0..9)" in message
-    assert "num_classes=5 (model config): labels must lie in [0, 5)" in message
+    assert "--model has num_classes=5 (its config): labels must lie in [0, 5)" in message
     assert "--config num_classes=10" in message
     data = TASK.build_data("digits", None, 32, mnist, {}, seed=0)
     with pytest.raises(ValueError, match=r"label 9 .* num_classes=5 \(model 'conv_mnist'\)"):

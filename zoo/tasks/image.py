@@ -50,6 +50,49 @@ def image_shape(model: Any) -> tuple[int, int, int]:
     return tuple(int(d) for d in shape)
 
 
+def check_fits(
+    dataset: str,
+    image_shape: tuple[int, ...] | None,
+    num_classes: int | None,
+    labels: Mapping[str, np.ndarray],
+    source: str,
+) -> None:
+    """Raises ``ValueError`` before training when a model does not fit ``dataset``: its input image shape
+    differs from the dataset's (:data:`zoo.data.images.IMAGE_SHAPES`), or a label of a split (``labels``:
+    split -> int labels) lies outside ``[0, num_classes)``. ``None`` skips a check; ``source`` names where
+    the model's values came from."""
+    want = tuple(image_data.IMAGE_SHAPES[dataset])
+    if image_shape is not None and tuple(int(d) for d in image_shape) != want:
+        from zoo.registry import get_spec, list_models
+
+        fitting = [
+            n
+            for n in list_models()
+            if get_spec(n).task == "image_classification"
+            and tuple(get_spec(n).input_spec.get("images", ((), ""))[0]) == want
+        ]
+        raise ValueError(
+            f"--model takes images of shape {tuple(int(d) for d in image_shape)} ({source}) but --dataset="
+            f"{dataset!r} has {want}; models for {want} images: {', '.join(fitting) or 'none registered'}"
+        )
+    if num_classes is None:
+        return
+    k = int(num_classes)
+    for split, values in labels.items():
+        if len(values) and (int(np.min(values)) < 0 or int(np.max(values)) >= k):
+            low, high = int(np.min(values)), int(np.max(values))
+            raise ValueError(
+                f"--dataset={dataset!r} has label {high if high >= k else low} in its {split} split (labels "
+                f"{low}..{high}) but --model has num_classes={k} ({source}): labels must lie in [0, {k}); "
+                f"this dataset needs --config num_classes={high + 1} or more"
+            )
+
+
+def _output_classes(model: Any) -> int | None:
+    outputs = getattr(model, "outputs", None) or []
+    return int(outputs[0].shape[-1]) if len(outputs) == 1 and outputs[0].shape[-1] is not None else None
+
+
 class ImageClassificationTask(Task):
     """Softmax classification of images; accuracy as the metric (HyperNetworks Tables 2 and 7)."""
 
@@ -90,6 +133,16 @@ class ImageClassificationTask(Task):
             for s in image_data.SPLITS
         }
         shape = splits["train"][0].shape[1:]
+        # Refuse a model that cannot train on this data before anything is built (its config says what
+        # it will take; prepare_model checks the built model again).
+        input_shape = config.get("input_shape")
+        check_fits(
+            dataset,
+            None if input_shape is None else tuple(input_shape),
+            config.get("num_classes"),
+            {s: splits[s][1] for s in image_data.SPLITS},
+            source="its config",
+        )
         train = image_data.train_dataset(*splits["train"], global_batch_size, augment=augment, seed=seed)
         val_images, val_labels = splits["validation"]
         eval_ds = (
@@ -106,7 +159,26 @@ class ImageClassificationTask(Task):
             info={
                 "image_shape": tuple(int(d) for d in shape),
                 "num_classes": image_data.NUM_CLASSES[dataset],
+                "dataset": dataset,
+                "label_range": (
+                    min(int(np.min(y)) for _, y in splits.values() if len(y)),
+                    max(int(np.max(y)) for _, y in splits.values() if len(y)),
+                ),
             },
+        )
+
+    def prepare_model(self, model: Any, data: TaskData) -> None:
+        """Checks the built model against the data (:func:`check_fits`): its ``images`` input shape and its
+        number of logits against the labels of every split."""
+        dataset, label_range = data.info.get("dataset"), data.info.get("label_range")
+        if dataset is None or label_range is None:  # TaskData not made by build_data
+            return
+        check_fits(
+            dataset,
+            image_shape(model),
+            _output_classes(model),
+            {"train/validation/test": np.asarray(label_range)},
+            source=f"model {getattr(model, 'name', model)!r}",
         )
 
     # ----------------------------------------------------------------- step

@@ -20,10 +20,16 @@ setup(
         "h5py>=3.8",  # .weights.h5 files in zoo.transfer
         # PredictionLog protos for TF Serving warmup records written by exports/.
         "tensorflow-serving-api>=2.21,<2.22",
+        # Single-stroke vector fonts: the embedded handwriting dataset (--dataset=hershey).
+        "hershey-fonts>=2.1,<3",
     ],
     extras_require={
         # The quickstart's embedded data: the 1,797 handwritten digits that ship inside scikit-learn.
         "digits": ["scikit-learn>=1.3,<2"],
+        # Other Keras 3 backends for the library half (zoo.layers, zoo.models, zoo.losses; README "Other
+        # backends"): KERAS_BACKEND=jax or torch. tf.data, the trainer and the exporter stay TensorFlow.
+        "jax": ["jax>=0.10,<0.11"],
+        "torch": ["torch>=2.13,<2.14"],
         "test": [
             "pytest>=8,<10",
             "pytest-xdist>=3.5,<4",

@@ -1,4 +1,8 @@
-"""Shared test setup: quiet TF, deterministic seeds, small thread pools (CI has 2 cores)."""
+"""Shared test setup: quiet TF, deterministic seeds, small thread pools (CI has 2 cores).
+
+The Keras backend comes from ``KERAS_BACKEND`` (TensorFlow by default); ``.ci/run`` runs the backend-neutral
+test files a second time under ``KERAS_BACKEND=jax``. The report header names the backend.
+"""
 
 import os
 
@@ -7,6 +11,10 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 import keras  # noqa: E402
 import pytest  # noqa: E402
+
+
+def pytest_report_header(config):
+    return f"keras {keras.__version__}, backend {keras.backend.backend()}"
 
 
 @pytest.fixture(autouse=True)

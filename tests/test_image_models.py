@@ -101,11 +101,18 @@ def test_overrides_change_the_architecture():
         zoo.get("hyper_wrn_40_1", basic_channels=24)
 
 
-def test_batch_norm_is_synchronized():
+def test_batch_norm_is_synchronized_and_the_trainer_finds_it():
+    """On TensorFlow every BN is synchronized (zoo/layers/batch_norm.py), and the trainer's XLA step
+    switches each one to replica-local moments while tracing (trainers/loop.py)."""
+    from trainers.loop import replica_local_batch_norm
+
     model = zoo.get("wrn_40_1", depth=10)
     bns = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
     assert len(bns) == 3 * 2 + 1
     assert all(bn.synchronized and bn.momentum == 0.9 and bn.epsilon == 1e-5 for bn in bns)
+    with replica_local_batch_norm(model):
+        assert not any(bn.synchronized for bn in bns)
+    assert all(bn.synchronized for bn in bns)
 
 
 def test_batch_norm_trains_under_a_single_device_mirrored_strategy():

@@ -8,9 +8,11 @@ import pytest
 import tensorflow as tf
 
 import zoo
+from exports import export, warmup
 from zoo.data import yt8m
 from zoo.losses import yt8m_cross_entropy
 from zoo.metrics.yt8m import evaluate as reference_evaluate
+from zoo.models.yt8m import record_layout
 from zoo.tasks import get_task
 from zoo.tasks.video import TASK, split_files
 
@@ -195,9 +197,6 @@ def _inference_records(layout, rng):
 
 @pytest.mark.parametrize("level", ["frame", "video"])
 def test_exported_serving_default_serves_records_without_labels(data_dirs, level, tmp_path):
-    from exports import export, warmup
-    from zoo.models.yt8m import record_layout
-
     model, config, _ = _setup(level, data_dirs)
     layout = record_layout(config)
     path = export.export_model(

@@ -55,8 +55,11 @@ def define_flags() -> None:
         "data_pattern", None, "TFRecord file pattern, comma-separated patterns, or directory."
     )
     flags.DEFINE_integer("batch_size", 256, "Videos per batch.")
-    flags.DEFINE_string("id_key", "id", "Video id key of the records (--saved_model; paper-era: video_id).")
-    flags.DEFINE_string("labels_key", "labels", "Labels key of the records (--saved_model).")
+    flags.DEFINE_string(
+        "labels_key",
+        "labels",
+        "Labels key of the records (--saved_model; the SavedModel itself reads the ids).",
+    )
     flags.DEFINE_bool(
         "skip_bad_records",
         False,

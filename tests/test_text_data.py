@@ -183,7 +183,7 @@ def test_stream_dataset_random_resets_are_seeded_per_window_and_stream(tmp_path)
     tf.train.Checkpoint(iterator=fresh).restore(path).assert_consumed()
     np.testing.assert_array_equal(np.stack([next(fresh)[2].numpy() for _ in range(50)]), a[150:200])
     assert not flags(0.0, seed=3)[1:].any()
-    with pytest.raises(ValueError, match=r"state_reset_probability=1.0 must be in \[0, 1\)"):
+    with pytest.raises(ValueError, match=r"state_reset_probability=1.0 must be a number in \[0, 1\)"):
         text.stream_dataset(inputs, targets, reset_probability=1.0)
 
 

@@ -13,7 +13,8 @@ What it reads from ``--model_dir`` (written by ``trainers.train``):
 Generation starts from the zero state (the state the trainer's evaluation starts each stream from) and
 warms it on the prime, fed one character at a time through the model with the state carried, then samples
 ``--length`` characters from ``softmax(logits / temperature)`` with a seeded numpy generator
-(``--temperature=0`` is greedy). A longer prime gives the state more context to start from. Figures (``--figures_dir``):
+(``--temperature=0`` is greedy). A longer prime gives the state more context to start from.
+Figures (``--figures_dir``):
   - ``fig4_weight_dynamics.png``: needs a HyperLSTM first layer (a cell with ``compute_scales``);
   - ``fig5_tanh_c_histograms.png``: tanh(c) of the first recurrent layer over the passage, for this model
     and each ``--histogram_model_dirs`` model (each generates its own passage with the same prime and seed).

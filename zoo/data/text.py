@@ -478,8 +478,15 @@ def stream_dataset(
     ``(seed, batch index)`` (the batch index is part of the iterator's checkpointed position). See the
     module docstring for why.
     """
-    if not 0.0 <= float(reset_probability) < 1.0:
-        raise ValueError(f"state_reset_probability={reset_probability!r} must be in [0, 1)")
+    if (
+        isinstance(reset_probability, bool)
+        or not isinstance(reset_probability, (int, float))
+        or not 0.0 <= reset_probability < 1.0
+    ):
+        raise ValueError(
+            f"recipe key state_reset_probability={reset_probability!r} must be a number in [0, 1) (the "
+            "probability that a training window starts from the zero state)"
+        )
     num_windows, batch_size, _ = inputs.shape
     probability = float(reset_probability)
 

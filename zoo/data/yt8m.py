@@ -703,7 +703,7 @@ def _dequantize_frames(
     table = tf.constant(yt8m_features.dequantization_table())
 
     def run(mask: tf.Tensor) -> tf.Tensor:
-        x = tf.where(mask, tf.cast(quantized, tf.float32) * (4 / 255.0) + (4 / 512.0 - 2), 0.0)
+        x = tf.where(mask, tf.gather(table, tf.cast(quantized, tf.int32)), 0.0)
         if normalize:
             x = x * tf.math.rsqrt(tf.maximum(tf.reduce_sum(tf.square(x), axis=-1, keepdims=True), 1e-12))
         return x

@@ -25,12 +25,13 @@ mean cross-entropy over the window in nats, so ``sum / global_batch`` is the mea
 Carried state (the policy of char-rnn practice; ``zoo/data/text.py`` ``stream_dataset``): a training batch
 is ``(ids, targets, reset)``; ``forward`` zeroes the carried state of the rows whose ``reset`` flag is set
 (inside the XLA step) before running the window. The flag is set on the first window of every epoch and,
-with probability ``state_reset_probability``, on any other window. A model trained without resets learns
-to lean on state that only a long-running stream has (a plain LSTM's cell drifting to tens), and scores
-far worse from the zero state it is evaluated and sampled from. The trainer checkpoints the carry
-(``trainers/loop.py``), so a resumed run continues its streams. Evaluation (:meth:`CharLMTask.evaluate`)
-runs each of the ``eval_batch_size`` streams of a split from the zero state, carrying the state across
-its windows, as the paper measures bpc on a held-out split (``eval_batch_size=1``: one stream, exact).
+with probability ``state_reset_probability``, on any other window. A model trained without resets can
+learn to lean on state that only a long-running stream reaches (a plain LSTM's cell drifting to tens)
+and then score far worse from the zero state it is evaluated and sampled from. The trainer checkpoints
+the carry (``trainers/loop.py``), so a resumed run continues its streams. Evaluation
+(:meth:`CharLMTask.evaluate`) runs each of the ``eval_batch_size`` streams of a split from the zero state,
+carrying the state across its windows, as the paper measures bpc on a held-out split
+(``eval_batch_size=1``: one stream, exact).
 
 Serving (a SavedModel that TF Serving runs without zoo code; the client carries the state):
   - ``serving_default(ids [N, T] int32, state_i [N, size_i]) -> {"probabilities": [N, V]`` next-character
@@ -209,13 +210,8 @@ class CharLMTask(Task):
         eval_seq = int(recipe.get("eval_sequence_length", seq_len))
         eval_batch = int(recipe.get("eval_batch_size", DEFAULT_EVAL_BATCH_SIZE))
         reset_probability = recipe.get("state_reset_probability") or 0.0
-        if not isinstance(reset_probability, (int, float)) or not 0.0 <= reset_probability < 1.0:
-            raise ValueError(
-                f"recipe key state_reset_probability={reset_probability!r} must be a number in [0, 1) "
-                "(the probability of starting a training window from the zero state)"
-            )
         train_in, train_tg = text_data.stream_windows(splits.ids["train"], global_batch_size, seq_len)
-        train = text_data.stream_dataset(train_in, train_tg, float(reset_probability), seed)
+        train = text_data.stream_dataset(train_in, train_tg, reset_probability, seed)
         evals, sizes = {}, {"train": int(train_in.shape[0] * train_in.shape[1])}
         for split in ("valid", "test"):
             ids = splits.ids[split]

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from zoo.data import hershey, iam_ondb
+from zoo.data.errors import MissingDataError
 from zoo.data.strokes import (
     MAX_OFFSET,
     StrokeStats,
@@ -17,7 +18,6 @@ from zoo.data.strokes import (
     scale_augment,
     strokes_to_offsets,
 )
-from zoo.data.text import MissingDataError
 
 
 def wavy_line(rng, points, strokes=3):

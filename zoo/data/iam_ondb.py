@@ -46,8 +46,8 @@ from typing import Any
 
 import numpy as np
 
+from zoo.data.errors import MissingDataError
 from zoo.data.strokes import MAX_OFFSET, MIN_LENGTH, StrokeSplits, prepare_splits, strokes_to_offsets
-from zoo.data.text import MissingDataError
 from zoo.io import atomic_write
 
 __all__ = [

@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from zoo.data.text import MissingDataError
+from zoo.data.errors import MissingDataError
 from zoo.io import atomic_write
 
 __all__ = [

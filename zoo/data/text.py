@@ -53,6 +53,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from zoo.data.errors import MissingDataError
 from zoo.io import atomic_write
 
 __all__ = [
@@ -75,10 +76,6 @@ __all__ = [
     "write_ptb_char_files",
     "write_bytes_file",
 ]
-
-
-class MissingDataError(FileNotFoundError, ValueError):
-    """A data file or directory that is missing (a ``ValueError`` too, as ``Task.check_data`` promises)."""
 
 
 #: target id of a padded position (ignored by losses and bits-per-character).

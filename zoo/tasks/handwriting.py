@@ -62,8 +62,8 @@ import tensorflow as tf
 
 from zoo.data import hershey as hershey_data
 from zoo.data import iam_ondb
+from zoo.data.errors import MissingDataError
 from zoo.data.strokes import MAX_OFFSET, MAX_SCALE, MIN_LENGTH, STROKE_FEATURES, StrokeSplits
-from zoo.data.text import MissingDataError
 from zoo.layers.mdn import mixture_nll, mixture_params, sample_mixture
 from zoo.models.handwriting import normalizer, set_stroke_stats
 from zoo.tasks.base import ForwardOutput, Task, TaskData

@@ -9,6 +9,9 @@ one of each group runs forward and is fitted for two steps with ``model.fit`` on
 """
 
 import json
+import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -145,3 +148,17 @@ def test_batch_norm_is_synchronized_only_on_tensorflow():
     model = zoo.get("wrn_40_1", **tiny_overrides("wrn_40_1"))
     bns = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
     assert bns and all(bn.synchronized == (BACKEND == "tensorflow") for bn in bns)
+
+
+@pytest.mark.slow
+def test_import_zoo_on_jax_does_not_import_tensorflow():
+    """``import zoo`` (the registry, layers and models) needs no TensorFlow on another backend; tf.data,
+    the tasks, the trainer and the exporter import it when used."""
+    code = (
+        "import sys, zoo; zoo.get('hyper_conv_mnist'); "
+        "print(sorted(m for m in sys.modules if m.startswith('tensorflow'))[:3])"
+    )
+    env = {**os.environ, "KERAS_BACKEND": "jax"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout

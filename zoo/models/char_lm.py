@@ -109,7 +109,10 @@ def _check_config(config: dict[str, Any]) -> None:
         check_drop_rate("char LM config", key, config[key])
 
 
-def _make_cell(config: dict[str, Any], layer: int) -> keras.layers.Layer:
+def make_cell(config: dict[str, Any], layer: int) -> keras.layers.Layer:
+    """The recurrent cell of layer ``layer`` (0-based) from a model config (keys ``cell``, ``units``,
+    ``use_layer_norm``, ``forget_bias``, ``recurrent_dropout``, ``seed`` and for HyperLSTM ``hyper_units``,
+    ``embedding_size``, ``hyper_recurrent_dropout``); shared by the char LMs and the handwriting models."""
     seed = None if config["seed"] is None else int(config["seed"]) + layer
     common = {
         "forget_bias": float(config["forget_bias"]),
@@ -148,7 +151,7 @@ def build_char_lm(config: dict[str, Any], name: str = "char_lm") -> keras.Model:
     state_inputs: list[Any] = []
     state_outputs: list[Any] = []
     for layer in range(int(config["num_layers"])):
-        cell = _make_cell(config, layer)
+        cell = make_cell(config, layer)
         layer_states = [
             keras.Input(shape=(size,), dtype="float32", name=f"state_{len(state_inputs) + k}")
             for k, size in enumerate(cell.state_size)

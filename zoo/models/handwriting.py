@@ -14,7 +14,7 @@ Model I/O (the ``handwriting`` task contract, like the char LMs' ``zoo/models/ch
 ``{"mixture": [B, T, 6M+1], "state_0": ..., ...}``. The mixture parameterises the *normalised* next row
 (:func:`zoo.layers.mdn.mixture_nll` of the normalised targets, :meth:`StrokeNormalization.normalize`). State
 layout per layer: ``[h, c]`` (LSTM) or ``[h, c, hyper_h, hyper_c]`` (HyperLSTM). The cells are the char
-LMs' (built by ``zoo.models.char_lm._make_cell`` from the same config keys).
+LMs' (built by ``zoo.models.char_lm.make_cell`` from the same config keys).
 
 The statistics live in the model so that checkpoints, the SavedModel and the sampler carry them: the task
 sets them from the training split before training (:func:`set_stroke_stats`, via ``Task.prepare_model``);
@@ -31,7 +31,7 @@ from keras import ops
 from zoo.data.strokes import STROKE_FEATURES, StrokeStats
 from zoo.layers.mdn import NUM_MIXTURES, MixtureDensityHead
 from zoo.layers.rnn_base import RNN, check_drop_rate, check_positive
-from zoo.models.char_lm import CELLS, _make_cell, state_sizes
+from zoo.models.char_lm import CELLS, make_cell, state_sizes
 from zoo.registry import ModelSpec, register_model
 
 __all__ = [
@@ -144,7 +144,7 @@ def build_handwriting(config: dict[str, Any], name: str = "handwriting") -> kera
     state_inputs: list[Any] = []
     state_outputs: list[Any] = []
     for layer in range(int(config["num_layers"])):
-        cell = _make_cell(config, layer)
+        cell = make_cell(config, layer)
         layer_states = [
             keras.Input(shape=(size,), dtype="float32", name=f"state_{len(state_inputs) + k}")
             for k, size in enumerate(cell.state_size)

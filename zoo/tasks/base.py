@@ -26,12 +26,15 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import inspect
 from collections.abc import Mapping
 from typing import Any
 
+import tensorflow as tf
+
 from zoo.optim import OPTIMIZER_RECIPE_KEYS
 
-__all__ = ["Task", "TaskData", "ForwardOutput", "TRAINER_RECIPE_KEYS", "recipe_keys"]
+__all__ = ["Task", "TaskData", "ForwardOutput", "TRAINER_RECIPE_KEYS", "named_function", "recipe_keys"]
 
 #: Recipe keys the trainer reads for every task: the default ``--dataset``, ``--batch_size`` and
 #: ``--train_steps``.
@@ -173,3 +176,17 @@ def recipe_keys(task: Task) -> tuple[str, ...]:
     """Every recipe key a run of ``task`` reads, sorted: the trainer's (:data:`TRAINER_RECIPE_KEYS`), the
     optimizer's (``zoo.optim.OPTIMIZER_RECIPE_KEYS``) and the task's own (``task.recipe_keys``)."""
     return tuple(sorted({*TRAINER_RECIPE_KEYS, *OPTIMIZER_RECIPE_KEYS, *task.recipe_keys}))
+
+
+def named_function(fn: Any, specs: list[Any]) -> Any:
+    """A serving signature: ``tf.function(fn)`` whose parameters are named after ``specs`` (``fn`` may take
+    ``*states``), so the concrete function accepts keyword inputs ``ids=..., state_0=...`` like the SavedModel
+    signature (TF Serving clients address inputs by these names)."""
+    params = [inspect.Parameter(s.name, inspect.Parameter.POSITIONAL_OR_KEYWORD) for s in specs]
+
+    def named(*args: Any) -> Any:
+        return fn(*args)
+
+    named.__name__ = fn.__name__
+    named.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    return tf.function(named, input_signature=specs)

@@ -47,7 +47,6 @@ model's); any other value fails the request with ``INVALID_ARGUMENT`` naming the
 
 from __future__ import annotations
 
-import inspect
 import os
 import re
 import weakref
@@ -61,7 +60,7 @@ import tensorflow as tf
 from zoo.data import text as text_data
 from zoo.metrics.lm import BitsPerCharacter, masked_cross_entropy, split_bits_per_character
 from zoo.models.char_lm import initial_state
-from zoo.tasks.base import ForwardOutput, Task, TaskData
+from zoo.tasks.base import ForwardOutput, Task, TaskData, named_function
 
 __all__ = ["CharLMTask", "TASK", "state_specs", "model_inputs", "reset_rows", "VOCAB_ASSET"]
 
@@ -121,19 +120,6 @@ def _check_ids(values: Any, name: str, low: int, vocab_size: int) -> Any:
         ],
         name=f"check_{name}",
     )
-
-
-def _named_function(fn: Any, specs: list[Any]) -> Any:
-    """``tf.function(fn)`` whose parameters are named after ``specs`` (``fn`` may take ``*states``), so
-    the concrete function accepts keyword inputs ``ids=..., state_0=...`` like the SavedModel signature."""
-    params = [inspect.Parameter(s.name, inspect.Parameter.POSITIONAL_OR_KEYWORD) for s in specs]
-
-    def named(*args: Any) -> Any:
-        return fn(*args)
-
-    named.__name__ = fn.__name__
-    named.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
-    return tf.function(named, input_signature=specs)
 
 
 def _new_carry(model: Any, outputs: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -310,9 +296,9 @@ class CharLMTask(Task):
             return {n: tf.zeros(tf.stack([batch_size, size]), tf.float32) for n, size in specs}
 
         return {
-            "serving_default": _named_function(serving_default, [ids_sig, *state_sig]),
-            "score": _named_function(score, [ids_sig, targets_sig, *state_sig]),
-            "initial_state": _named_function(zero_state, [tf.TensorSpec([], tf.int32, name="batch_size")]),
+            "serving_default": named_function(serving_default, [ids_sig, *state_sig]),
+            "score": named_function(score, [ids_sig, targets_sig, *state_sig]),
+            "initial_state": named_function(zero_state, [tf.TensorSpec([], tf.int32, name="batch_size")]),
         }
 
     def warmup_inputs(self, model: Any, config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

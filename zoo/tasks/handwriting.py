@@ -66,8 +66,7 @@ from zoo.data.errors import MissingDataError
 from zoo.data.strokes import MAX_OFFSET, MAX_SCALE, MIN_LENGTH, STROKE_FEATURES, StrokeSplits
 from zoo.layers.mdn import mixture_nll, mixture_params, sample_mixture
 from zoo.models.handwriting import normalizer, set_stroke_stats
-from zoo.tasks.base import ForwardOutput, Task, TaskData
-from zoo.tasks.char_lm import _named_function
+from zoo.tasks.base import ForwardOutput, Task, TaskData, named_function
 
 __all__ = [
     "HandwritingTask",
@@ -476,8 +475,8 @@ class HandwritingTask(Task):
 
         offsets_sig = tf.TensorSpec([None, STROKE_FEATURES], tf.float32, name="offsets")
         return {
-            "serving_default": _named_function(serving_default, [offsets_sig, *state_sig]),
-            "sample": _named_function(
+            "serving_default": named_function(serving_default, [offsets_sig, *state_sig]),
+            "sample": named_function(
                 sample,
                 [
                     scalar("batch_size", tf.int32),
@@ -487,14 +486,14 @@ class HandwritingTask(Task):
                     scalar("seed", tf.int32),
                 ],
             ),
-            "score": _named_function(
+            "score": named_function(
                 score,
                 [
                     tf.TensorSpec([None, None, STROKE_FEATURES], tf.float32, name="strokes"),
                     tf.TensorSpec([None, None], tf.float32, name="mask"),
                 ],
             ),
-            "initial_state": _named_function(initial_state, [scalar("batch_size", tf.int32)]),
+            "initial_state": named_function(initial_state, [scalar("batch_size", tf.int32)]),
         }
 
     def warmup_inputs(self, model: Any, config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

@@ -194,9 +194,9 @@ def setup(options: flags_lib.TrainOptions, task: Any, chief: bool, say: Say) -> 
     with strategy.scope():
         try:
             model = options.spec.build(options.config)
+            task.prepare_model(model, data)  # e.g. the image task checks the model fits the data
         except ValueError as e:
             raise SetupError(str(e)) from e
-        task.prepare_model(model, data)
         optimizer = build_optimizer(options.recipe, source=f"recipe of {options.model!r}")
     loop = TrainLoop(
         strategy=strategy,

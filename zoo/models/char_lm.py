@@ -148,10 +148,24 @@ def build_char_lm(config: dict[str, Any], name: str = "char_lm") -> keras.Model:
     ids = keras.Input(shape=(None,), dtype="int32", name="ids")
     x = OneHot(vocab, name="one_hot")(ids)
     x = keras.layers.Dropout(float(config["input_dropout"]), name="input_dropout")(x)
+    x, state_inputs, state_outputs = stateful_stack(x, config)
+    x = keras.layers.Dropout(float(config["output_dropout"]), name="output_dropout")(x)
+    logits = keras.layers.Dense(vocab, name="logits")(x)
+    outputs = {"logits": logits}
+    outputs.update({f"state_{k}": s for k, s in enumerate(state_outputs)})
+    return keras.Model(inputs={"ids": ids, **{t.name: t for t in state_inputs}}, outputs=outputs, name=name)
+
+
+def stateful_stack(x: Any, config: Mapping[str, Any]) -> tuple[Any, list[Any], list[Any]]:
+    """``config["num_layers"]`` recurrent layers (cells from :func:`make_cell`, each in ``zoo.layers.RNN``
+    named ``rnn_<k>``) over the symbolic sequence ``x``, with every state exposed: returns ``(outputs,
+    state_inputs, state_outputs)``, the state inputs being ``keras.Input`` s named ``state_0, state_1, ...``
+    in layer order (the layout :func:`state_sizes` describes). Shared by the char LMs and the handwriting
+    models, so carried-state training and stateful serving see one layout."""
     state_inputs: list[Any] = []
     state_outputs: list[Any] = []
     for layer in range(int(config["num_layers"])):
-        cell = make_cell(config, layer)
+        cell = make_cell(dict(config), layer)
         layer_states = [
             keras.Input(shape=(size,), dtype="float32", name=f"state_{len(state_inputs) + k}")
             for k, size in enumerate(cell.state_size)
@@ -160,11 +174,7 @@ def build_char_lm(config: dict[str, Any], name: str = "char_lm") -> keras.Model:
         rnn = RNN(cell, return_sequences=True, return_state=True, name=f"rnn_{layer}")
         x, *new_states = rnn(x, initial_state=layer_states)
         state_outputs += new_states
-    x = keras.layers.Dropout(float(config["output_dropout"]), name="output_dropout")(x)
-    logits = keras.layers.Dense(vocab, name="logits")(x)
-    outputs = {"logits": logits}
-    outputs.update({f"state_{k}": s for k, s in enumerate(state_outputs)})
-    return keras.Model(inputs={"ids": ids, **{t.name: t for t in state_inputs}}, outputs=outputs, name=name)
+    return x, state_inputs, state_outputs
 
 
 def _state_inputs(model: keras.Model) -> list[Any]:

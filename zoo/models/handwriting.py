@@ -30,8 +30,8 @@ from keras import ops
 
 from zoo.data.strokes import STROKE_FEATURES, StrokeStats
 from zoo.layers.mdn import NUM_MIXTURES, MixtureDensityHead
-from zoo.layers.rnn_base import RNN, check_drop_rate, check_positive
-from zoo.models.char_lm import CELLS, make_cell, state_sizes
+from zoo.layers.rnn_base import check_drop_rate, check_positive
+from zoo.models.char_lm import CELLS, state_sizes, stateful_stack
 from zoo.registry import ModelSpec, register_model
 
 __all__ = [
@@ -141,18 +141,7 @@ def build_handwriting(config: dict[str, Any], name: str = "handwriting") -> kera
     _check_config(config)
     strokes = keras.Input(shape=(None, STROKE_FEATURES), dtype="float32", name="strokes")
     x = StrokeNormalization(name="normalize", dtype="float32")(strokes)
-    state_inputs: list[Any] = []
-    state_outputs: list[Any] = []
-    for layer in range(int(config["num_layers"])):
-        cell = make_cell(config, layer)
-        layer_states = [
-            keras.Input(shape=(size,), dtype="float32", name=f"state_{len(state_inputs) + k}")
-            for k, size in enumerate(cell.state_size)
-        ]
-        state_inputs += layer_states
-        rnn = RNN(cell, return_sequences=True, return_state=True, name=f"rnn_{layer}")
-        x, *new_states = rnn(x, initial_state=layer_states)
-        state_outputs += new_states
+    x, state_inputs, state_outputs = stateful_stack(x, config)
     x = keras.layers.Dropout(float(config["output_dropout"]), name="output_dropout")(x)
     mixture = MixtureDensityHead(int(config["num_mixtures"]), name="mixture", dtype="float32")(x)
     outputs = {"mixture": mixture}

@@ -30,12 +30,15 @@ setup(
         # backends"): KERAS_BACKEND=jax or torch. tf.data, the trainer and the exporter stay TensorFlow.
         "jax": ["jax>=0.10,<0.11"],
         "torch": ["torch>=2.13,<2.14"],
+        # Decoding video files for zoo-yt8m-extract (PyAV bundles FFmpeg).
+        "video": ["av>=14"],
         "test": [
             "pytest>=8,<10",
             "pytest-xdist>=3.5,<4",
             "pytest-timeout>=2.2,<3",
             "scikit-learn>=1.3,<2",
             "ruff>=0.6",
+            "av>=14",
         ],
     },
     entry_points={
@@ -47,6 +50,7 @@ setup(
             "zoo-yt8m-infer=trainers.yt8m_infer:run",
             "zoo-yt8m-synthetic=trainers.yt8m_synthetic:run",
             "zoo-yt8m-preprocess=trainers.yt8m_preprocess:run",
+            "zoo-yt8m-extract=trainers.yt8m_extract:run",
         ]
     },
 )

@@ -197,3 +197,96 @@ def test_preprocess_names_a_truncated_file_or_skips_its_tail(tmp_path):
         truncated, str(tmp_path / "out"), layout=layout, batch_size=2, skip_bad_records=True
     )
     assert out["num_videos"] == 3 and out["bad_records"] == 1
+
+
+def _fitted_pca(dim: int, k: int, seed: int = 6) -> tuple[F.StreamingPCA, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = np.maximum(rng.normal(size=(300, dim)) @ rng.normal(size=(dim, dim)), 0.0)  # ReLU-like activations
+    pca = F.StreamingPCA(dim)
+    pca.update(x)
+    return pca.fit(k), x
+
+
+def test_inverse_pca_of_a_pca_vector_returns_it_when_no_dimension_is_dropped():
+    pca, x = _fitted_pca(6, 6)
+    y = pca.transform(x[:10], normalize=False)
+    np.testing.assert_allclose(pca.inverse_transform(y), x[:10], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(pca.tf_inverse_transform(tf.constant(y)).numpy(), x[:10], rtol=1e-4, atol=1e-4)
+    unwhitened = pca.transform(x[:10], whiten=False, normalize=False)
+    np.testing.assert_allclose(pca.inverse_transform(unwhitened, whiten=False), x[:10], atol=1e-5)
+    dropped, _ = _fitted_pca(6, 3)  # 3 of 6 components kept: no longer the identity
+    assert np.abs(dropped.inverse_transform(dropped.transform(x[:10], normalize=False)) - x[:10]).max() > 1e-2
+
+
+def test_pca_and_quantisation_round_trip_within_one_quantisation_step():
+    pca, x = _fitted_pca(8, 4)
+    y = pca.transform(x, normalize=False)
+    inside = np.abs(y) <= 2.0
+    back = F.dequantize(F.quantize(y))
+    assert inside.mean() > 0.9
+    assert np.abs(back - y)[inside].max() <= 4 / 255 + 1e-6
+
+
+def test_load_pca_reads_the_release_files_as_the_starter_code(tmp_path):
+    pca, x = _fitted_pca(6, 6)
+    np.save(tmp_path / "mean.npy", pca.mean[:, None])  # [D, 1]
+    np.save(tmp_path / "eigenvals.npy", pca.eigenvalues[:, None])  # [D, 1]
+    np.save(tmp_path / "eigenvecs.npy", pca.components.T)  # one eigenvector per row
+    loaded = F.load_pca(str(tmp_path), num_components=4)
+    assert loaded.num_components == 4
+    ref = (x[:3] - pca.mean) @ pca.components[:, :4] / np.sqrt(pca.eigenvalues[:4] + 1e-4)
+    np.testing.assert_allclose(loaded.transform(x[:3], normalize=False), ref, rtol=1e-5, atol=1e-5)
+    with pytest.raises(FileNotFoundError, match="eigenvecs.npy"):
+        (tmp_path / "eigenvecs.npy").unlink()
+        F.load_pca(str(tmp_path))
+
+
+def test_preprocess_relu_space_statistics_match_numpy_reference(tmp_path):
+    pca, _ = _fitted_pca(6, 4)
+    layout = yt8m.RecordLayout(feature_sizes=(4, 2), num_classes=3)
+    rng = np.random.default_rng(7)
+    videos = [
+        (
+            f"v{i}",
+            [i % 3],
+            rng.integers(0, 256, (t, 4), dtype=np.uint8),
+            rng.integers(0, 256, (t, 2), np.uint8),
+        )
+        for i, t in enumerate([3, 7, 1])
+    ]
+    src = yt8m.write_records(
+        str(tmp_path / "frames.tfrecord"),
+        (yt8m.frame_example(v, lab, {"rgb": r, "audio": a}, layout) for v, lab, r, a in videos),
+    )
+    pca.save(str(tmp_path / "pca.npz"))
+    out = yt8m_preprocess.preprocess(
+        src,
+        str(tmp_path / "out"),
+        layout=layout,
+        top_k=2,
+        statistics_space="relu",
+        inverse_pca=str(tmp_path / "pca.npz"),
+    )
+    stats = yt8m_preprocess.stats_layout(layout, 2, {"rgb": 6})
+    assert out["layout"] == stats and stats.feature_sizes == (6, 6, 12, 2, 2, 4)
+    ((x, _),) = list(yt8m.video_dataset(out["files"], 8, stats, normalize=False))
+    by_id = {vid.decode(): i for i, vid in enumerate(x["id"].numpy())}
+    for vid, _, rgb, audio in videos:
+        relu = pca.inverse_transform(F.dequantize(rgb))  # de-quantise, then invert the whitened PCA
+        expected = np.concatenate(
+            [F.video_statistics(relu, top_k=2), F.video_statistics(F.dequantize(audio), top_k=2)]
+        )
+        np.testing.assert_allclose(x["features"].numpy()[by_id[vid]], expected, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="needs --inverse_pca"):
+        yt8m_preprocess.preprocess(src, str(tmp_path / "b"), layout=layout, statistics_space="relu")
+    with pytest.raises(ValueError, match="statistics_space"):
+        yt8m_preprocess.preprocess(src, str(tmp_path / "b"), layout=layout, statistics_space="raw")
+    with pytest.raises(ValueError, match="6 components, feature 'audio' has 2"):
+        yt8m_preprocess.preprocess(
+            src,
+            str(tmp_path / "b"),
+            layout=layout,
+            statistics_space="relu",
+            inverse_pca=F.StreamingPCA.from_arrays(pca.mean, np.ones(6), np.eye(6)),
+            relu_features=["audio"],
+        )

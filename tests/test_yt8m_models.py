@@ -36,7 +36,7 @@ def _inputs(name, x=X, n=N):
 
 
 def test_the_seven_names_are_registered_for_the_video_task():
-    assert zoo.list_models("yt8m_*") == sorted(MODEL_NAMES)
+    assert set(MODEL_NAMES) <= set(zoo.list_models("yt8m_*"))  # zoo/models/yt8m_pooling.py adds more
     for name in MODEL_NAMES:
         spec = zoo.get_spec(name)
         assert spec.task == "video_classification"

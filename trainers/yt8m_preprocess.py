@@ -11,11 +11,25 @@ whitened projection of the concatenated ``--pca_input`` statistics, fitted by st
 the output's ``zoo.data.yt8m.RecordLayout`` (``layout.replace(feature_names=("pca",),
 feature_sizes=(pca_dim,))`` reads the projection alone); ``video_dataset`` L2-normalises what it reads.
 
+Statistics space (``--statistics_space``):
+
+* ``pca`` (default): the statistics of the dequantised frame features as stored, i.e. of the PCA-whitened
+  coefficients (what the zoo computed before, and what the official starter code's video-level release
+  holds for ``mean_rgb``).
+* ``relu``: paper §4.2.1, "in the original ReLU activation space": the frames of ``--relu_features``
+  (default ``rgb``) are dequantised, then the whitened PCA is inverted with ``--inverse_pca`` (the
+  release's ``mean.npy`` / ``eigenvals.npy`` / ``eigenvecs.npy`` directory, or the ``.npz`` that
+  ``zoo-yt8m-extract`` fitted) before mean, std and top-K are taken, so ``mean_rgb`` etc. are 2,048 wide.
+  Other features keep the ``pca`` space (no PCA matrix of the audio features is released). As the paper
+  does next, ``--pca_dim`` with ``--pca_input=stats`` PCA-whitens the resulting video-level vector.
+
 A truncated or corrupt input file, or a record that does not fit the layout, stops the job with one line
 naming the file and record index; ``--skip_bad_records`` drops and counts such records instead.
 
     python -m trainers.yt8m_preprocess --input='frames/train*.tfrecord' --output_dir=video_stats \\
         --num_shards=4 --pca_dim=1024 --pca_path=video_stats/pca.npz
+    python -m trainers.yt8m_preprocess --input='frames/train*.tfrecord' --output_dir=relu_stats \\
+        --statistics_space=relu --inverse_pca=yt8m_pca/ --pca_input=stats --pca_dim=1024
 
 Output files are ``<output_dir>/<prefix>-0000i-of-0000N.tfrecord``, each written to a temporary file and
 renamed into place.
@@ -37,15 +51,20 @@ from zoo.data import yt8m, yt8m_features
 __all__ = ["preprocess", "stats_layout", "run", "main"]
 
 _PCA_INPUTS = ("mean", "stats")
+STATISTICS_SPACES = ("pca", "relu")
 
 
-def stats_layout(layout: yt8m.RecordLayout, top_k: int = 5) -> yt8m.RecordLayout:
+def stats_layout(
+    layout: yt8m.RecordLayout, top_k: int = 5, space_sizes: dict[str, int] | None = None
+) -> yt8m.RecordLayout:
     """The video-level layout this job writes for frame-level input of ``layout``, features in order.
 
     E.g. ``("mean_rgb", "std_rgb", "top5_rgb", "mean_audio", ...)``, ``(1024, 1024, 5120, 128, ...)``.
+    ``space_sizes`` maps a feature whose statistics are taken in another space (``relu``) to that width.
     """
     names, sizes = [], []
     for name, size in zip(layout.feature_names, layout.feature_sizes, strict=True):
+        size = (space_sizes or {}).get(name, size)
         names += [f"mean_{name}", f"std_{name}", f"top{top_k}_{name}"]
         sizes += [size, size, top_k * size]
     return layout.replace(frame_level=False, feature_names=tuple(names), feature_sizes=tuple(sizes))
@@ -69,12 +88,19 @@ def preprocess(
     pca_path: str | None = None,
     pca_whiten: bool = True,
     skip_bad_records: bool = False,
+    statistics_space: str = "pca",
+    inverse_pca: str | yt8m_features.StreamingPCA | None = None,
+    relu_features: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Runs the job on frame-level records of ``layout``; returns ``{"files", "num_videos", "layout",
     "bad_records"}`` (``layout``: the video-level layout of the output, ``pca`` last when written).
 
     Raises ``ValueError`` naming the file and record index for a corrupt file or a bad record (unless
     ``skip_bad_records``).
+
+    ``statistics_space="relu"`` (paper §4.2.1) inverts ``inverse_pca`` (a path for
+    :func:`zoo.data.yt8m_features.load_pca`, or a fitted ``StreamingPCA``; whitened as released) on the
+    dequantised frames of ``relu_features`` (default: the layout's first feature) before the statistics.
     """
     if num_shards < 1 or top_k < 1 or pca_dim < 0:
         raise ValueError(
@@ -82,6 +108,7 @@ def preprocess(
         )
     if pca_input not in _PCA_INPUTS:
         raise ValueError(f"--pca_input must be one of {_PCA_INPUTS}, got {pca_input!r}")
+    relu = _relu_inversions(layout, statistics_space, inverse_pca, relu_features)
     tf.io.gfile.makedirs(output_dir)
     counter = yt8m.make_bad_record_counter() if skip_bad_records else None
     ds = yt8m.frame_dataset(
@@ -92,7 +119,7 @@ def preprocess(
         skip_bad_records=skip_bad_records,
         bad_record_counter=counter,
     )
-    out_layout = stats_layout(layout, top_k)
+    out_layout = stats_layout(layout, top_k, {n: p.dim for n, p in relu.items()})
     names, sizes = out_layout.feature_names, out_layout.feature_sizes
     pca_names = [n for n in names if n.startswith("mean_")] if pca_input == "mean" else list(names)
     pca_width = sum(s for n, s in zip(names, sizes, strict=True) if n in pca_names)
@@ -112,11 +139,15 @@ def preprocess(
     stage = [f"{p}.stats-{os.getpid()}" for p in paths]
     writers = [tf.io.TFRecordWriter(p) for p in stage]
     offsets = np.cumsum([0, *layout.feature_sizes])
+
+    def in_space(name: str, frames: tf.Tensor) -> tf.Tensor:
+        return relu[name].tf_inverse_transform(frames) if name in relu else frames
+
     stats_fn = tf.function(
         lambda f, n: tf.concat(
             [
-                yt8m_features.tf_video_statistics(f[:, :, int(lo) : int(hi)], n, top_k)
-                for lo, hi in zip(offsets[:-1], offsets[1:], strict=True)
+                yt8m_features.tf_video_statistics(in_space(name, f[:, :, int(lo) : int(hi)]), n, top_k)
+                for name, lo, hi in zip(layout.feature_names, offsets[:-1], offsets[1:], strict=True)
             ],
             axis=1,
         )
@@ -130,6 +161,7 @@ def preprocess(
             per_video: dict[str, np.ndarray] = {}
             col = 0
             for name, size in zip(layout.feature_names, layout.feature_sizes, strict=True):
+                size = relu[name].dim if name in relu else size
                 parts = _split_stats(stats[:, col : col + (2 + top_k) * size], size, top_k)
                 per_video[f"mean_{name}"] = parts["mean"]
                 per_video[f"std_{name}"] = parts["std"]
@@ -169,6 +201,36 @@ def preprocess(
         "wrote %d videos to %d files in %s (bad records skipped: %d)", num_videos, num_shards, output_dir, bad
     )
     return {"files": paths, "num_videos": num_videos, "layout": out_layout, "bad_records": bad}
+
+
+def _relu_inversions(
+    layout: yt8m.RecordLayout,
+    space: str,
+    inverse_pca: str | yt8m_features.StreamingPCA | None,
+    relu_features: Sequence[str] | None,
+) -> dict[str, yt8m_features.StreamingPCA]:
+    """``{feature: PCA to invert}`` for ``space="relu"``; ``{}`` for ``"pca"``. Errors name the flag."""
+    if space not in STATISTICS_SPACES:
+        raise ValueError(f"--statistics_space must be one of {STATISTICS_SPACES}, got {space!r}")
+    if space == "pca":
+        return {}
+    if inverse_pca is None:
+        raise ValueError("--statistics_space=relu needs --inverse_pca (a release PCA directory or an .npz)")
+    names = tuple(relu_features) if relu_features else layout.feature_names[:1]
+    sizes = dict(zip(layout.feature_names, layout.feature_sizes, strict=True))
+    pcas = {}
+    for name in names:
+        if name not in sizes:
+            raise ValueError(f"--relu_features: {name!r} is not one of the features {layout.feature_names}")
+        pca = inverse_pca
+        if not isinstance(pca, yt8m_features.StreamingPCA):
+            pca = yt8m_features.load_pca(str(inverse_pca), sizes[name])
+        if pca.num_components != sizes[name]:
+            raise ValueError(
+                f"--inverse_pca has {pca.num_components} components, feature {name!r} has {sizes[name]}"
+            )
+        pcas[name] = pca
+    return pcas
 
 
 def _batches(ds: Any) -> Any:
@@ -215,6 +277,17 @@ def _define_flags() -> None:
     flags.DEFINE_string("pca_path", None, "Load the PCA from this .npz if it exists, else fit and save it.")
     flags.DEFINE_bool("pca_whiten", True, "Whiten the PCA projection (paper §3.3).")
     flags.DEFINE_bool("skip_bad_records", False, "Skip and count bad records instead of failing.")
+    flags.DEFINE_enum(
+        "statistics_space",
+        "pca",
+        list(STATISTICS_SPACES),
+        "pca: statistics of the stored (dequantised PCA) frame features; relu: paper §4.2.1, after "
+        "inverting --inverse_pca on --relu_features.",
+    )
+    flags.DEFINE_string(
+        "inverse_pca", None, "For relu: release PCA directory (mean/eigenvals/eigenvecs.npy) or an .npz."
+    )
+    flags.DEFINE_list("relu_features", ["rgb"], "For relu: features whose PCA is inverted.")
 
 
 def main(argv: Sequence[str]) -> None:
@@ -248,6 +321,9 @@ def main(argv: Sequence[str]) -> None:
             pca_path=f.pca_path,
             pca_whiten=f.pca_whiten,
             skip_bad_records=f.skip_bad_records,
+            statistics_space=f.statistics_space,
+            inverse_pca=f.inverse_pca,
+            relu_features=f.relu_features,
         )
     except (ValueError, FileNotFoundError) as e:
         print(f"yt8m_preprocess: error: {e}", file=sys.stderr)

@@ -9,7 +9,10 @@
   CPU fuses ``q * a + b`` into one fused multiply-add, which rounds once and differs by one ulp on 157 of
   the 256 codes).
 * Video-level statistics over the *real* frames of a video: [mean; std; top-K per dimension] (§4.2, K = 5).
-* PCA with whitening, fitted by streaming over the training set (§3.3 / §4.2), then L2 normalisation.
+* PCA with whitening, fitted by streaming over the training set (§3.3 / §4.2), then L2 normalisation;
+  its inverse (§4.2.1 computes statistics "in the original ReLU activation space" after de-quantising and
+  reversing the PCA), and the released PCA files (``mean.npy``, ``eigenvals.npy``, ``eigenvecs.npy``, as
+  the starter code's feature extractor reads them) via :func:`load_pca`.
 
 NumPy versions serve preprocessing jobs; :func:`tf_dequantize` and :func:`tf_video_statistics` run inside
 tf.data pipelines.
@@ -36,7 +39,12 @@ __all__ = [
     "video_statistics",
     "tf_video_statistics",
     "StreamingPCA",
+    "WHITEN_EPSILON",
+    "load_pca",
 ]
+
+#: The whitening constant of the released features: ``y / sqrt(lambda + 1e-4)`` (starter code's extractor).
+WHITEN_EPSILON = 1e-4
 
 #: Official quantisation range of the released features.
 QUANT_MIN = -2.0
@@ -169,8 +177,29 @@ class StreamingPCA:
         self.components = vectors[:, order]
         return self
 
+    @classmethod
+    def from_arrays(cls, mean: Any, eigenvalues: Any, components: Any) -> StreamingPCA:
+        """A fitted PCA from its parts: ``mean [D]``, ``eigenvalues [k]``, ``components [D, k]``."""
+        mean = np.asarray(mean, np.float64).reshape(-1)
+        eigenvalues = np.asarray(eigenvalues, np.float64).reshape(-1)
+        components = np.asarray(components, np.float64)
+        if components.shape != (mean.shape[0], eigenvalues.shape[0]):
+            raise ValueError(
+                f"PCA parts do not fit: mean [{mean.shape[0]}], eigenvalues [{eigenvalues.shape[0]}], "
+                f"components {list(components.shape)} (expected [{mean.shape[0]}, {eigenvalues.shape[0]}])"
+            )
+        pca = cls(mean.shape[0])
+        pca.mean, pca.eigenvalues, pca.components = mean, eigenvalues, components
+        return pca
+
+    @property
+    def num_components(self) -> int:
+        if self.components is None:
+            raise ValueError("StreamingPCA.num_components read before fit()")
+        return int(self.components.shape[1])
+
     def transform(
-        self, x: Any, whiten: bool = True, epsilon: float = 1e-4, normalize: bool = True
+        self, x: Any, whiten: bool = True, epsilon: float = WHITEN_EPSILON, normalize: bool = True
     ) -> np.ndarray:
         """Project ``x [N, D]`` on the components (whitened), then L2-normalise each row if ``normalize``."""
         if self.components is None:
@@ -181,6 +210,30 @@ class StreamingPCA:
         if normalize:
             y = l2_normalize(y, axis=-1)
         return y.astype(np.float32)
+
+    def inverse_transform(self, y: Any, whiten: bool = True, epsilon: float = WHITEN_EPSILON) -> np.ndarray:
+        """Back to the input space: ``x = (y * sqrt(lambda_k + epsilon)) V_k^T + mean`` for ``y [N, k]``
+        (not L2-normalised). Exact (to float round-off) when no component was dropped (``k = D``);
+        otherwise the projection of ``x`` on the kept components (paper §4.2.1)."""
+        if self.components is None:
+            raise ValueError("StreamingPCA.inverse_transform called before fit()")
+        y = np.asarray(y, dtype=np.float64)
+        if y.ndim != 2 or y.shape[1] != self.num_components:
+            raise ValueError(f"expected a batch [N, {self.num_components}], got shape {y.shape}")
+        if whiten:
+            y = y * np.sqrt(self.eigenvalues + epsilon)
+        return (y @ self.components.T + self.mean).astype(np.float32)
+
+    def tf_inverse_transform(
+        self, y: tf.Tensor, whiten: bool = True, epsilon: float = WHITEN_EPSILON
+    ) -> tf.Tensor:
+        """TF version of :func:`inverse_transform` for ``y [..., k]`` (float32; tf.data, tf.function)."""
+        if self.components is None:
+            raise ValueError("StreamingPCA.tf_inverse_transform called before fit()")
+        scale = np.sqrt(self.eigenvalues + epsilon) if whiten else np.ones_like(self.eigenvalues)
+        basis = tf.constant((scale[:, None] * self.components.T).astype(np.float32))  # [k, D]
+        y = tf.convert_to_tensor(y, tf.float32)
+        return tf.tensordot(y, basis, axes=1) + tf.constant(self.mean.astype(np.float32))
 
     def save(self, path: str) -> None:
         """Writes the fitted PCA to ``path`` (``.npz``) via a temporary file renamed into place."""
@@ -204,3 +257,36 @@ class StreamingPCA:
             pca.eigenvalues = data["eigenvalues"]
             pca.count = int(data["count"])
         return pca
+
+
+def load_pca(path: str, num_components: int | None = None) -> StreamingPCA:
+    """A fitted PCA from ``path``: a :meth:`StreamingPCA.save` ``.npz`` file, or a directory holding the
+    official release's ``mean.npy`` ``[D, 1]``, ``eigenvals.npy`` ``[D, 1]`` and ``eigenvecs.npy`` (one
+    eigenvector per *row*), read as the starter code's feature extractor reads them (the first
+    ``num_components`` components; 1,024 for the release). ``num_components`` also truncates an ``.npz``."""
+    if tf.io.gfile.isdir(path):
+        parts = {}
+        for name in ("mean", "eigenvals", "eigenvecs"):
+            file = f"{path.rstrip('/')}/{name}.npy"
+            if not tf.io.gfile.exists(file):
+                raise FileNotFoundError(
+                    f"PCA directory {path} lacks {name}.npy (release files: mean.npy, "
+                    "eigenvals.npy, eigenvecs.npy)"
+                )
+            with tf.io.gfile.GFile(file, "rb") as f:
+                parts[name] = np.load(f)
+        k = num_components or 1024
+        pca = StreamingPCA.from_arrays(
+            parts["mean"].reshape(-1), parts["eigenvals"].reshape(-1)[:k], parts["eigenvecs"].T[:, :k]
+        )
+    else:
+        if not tf.io.gfile.exists(path):
+            raise FileNotFoundError(f"PCA file {path} not found (a StreamingPCA .npz or a release directory)")
+        pca = StreamingPCA.load(path)
+        if num_components:
+            pca = StreamingPCA.from_arrays(
+                pca.mean, pca.eigenvalues[:num_components], pca.components[:, :num_components]
+            )
+    if num_components and pca.num_components != num_components:
+        raise ValueError(f"PCA {path} has {pca.num_components} components, fewer than {num_components}")
+    return pca

@@ -126,6 +126,35 @@ def generate(
     recurrent cell: ``"tanh_c" [T, N]`` and, for a HyperLSTM cell, ``"d_x"``, ``"d_h"`` ``[T, 4N]``, with
     ``T = len(ids)`` (prime and generated symbols; step t is the step that reads symbol t).
     """
+    prime_ids = _prime_ids(vocab, prime, length, temperature)
+    specs = state_specs(model)
+    cell = _traced_cell(model) if trace else None
+    k = len(cell.state_size) if cell is not None else 0
+    step, cell_step = _step_functions(model, specs, cell)
+    rng = np.random.default_rng(seed)
+    carry = tuple(tf.zeros((1, size), tf.float32) for _, size in specs)
+    ids = list(prime_ids)
+    traces: dict[str, list[np.ndarray]] = {"tanh_c": [], "d_x": [], "d_h": []}
+    t = 0
+    while True:
+        x = tf.constant([[ids[t]]], tf.int32)
+        if cell is not None:
+            inner, cell_states = cell_step(x, carry)
+        logits, new_carry = step(x, carry)
+        if cell is not None:
+            _record_trace(traces, inner, cell_states, new_carry[:k], model.name)
+        carry = new_carry
+        t += 1
+        if t < len(ids):
+            continue
+        if len(ids) - len(prime_ids) >= length:
+            break
+        ids.append(_next_symbol(logits.numpy()[0, : len(vocab)], temperature, rng))
+    return _generation_result(vocab, ids, len(prime_ids), traces)
+
+
+def _prime_ids(vocab: Any, prime: str, length: int, temperature: float) -> list[int]:
+    """Checks ``length`` and ``temperature`` (naming the flag) and encodes the non-empty ``prime``."""
     if length < 0:
         raise ValueError(f"--length={length} must be >= 0")
     if temperature < 0:
@@ -133,11 +162,22 @@ def generate(
     prime_ids = [int(i) for i in vocab.encode_text(prime, source="--prime")]
     if not prime_ids:
         raise ValueError("--prime is empty; give at least one character to start from")
-    specs = state_specs(model)
-    num_out = int(model.output["logits"].shape[-1])
-    cell = find_first_cell(model) if trace else None
-    if trace and cell is None:
+    return prime_ids
+
+
+def _traced_cell(model: Any) -> Any:
+    """The first recurrent cell, whose ``step`` the trace re-runs; an error if the model has none."""
+    cell = find_first_cell(model)
+    if cell is None:
         raise ValueError(f"model {model.name!r} has no recurrent cell with a step() method to trace")
+    return cell
+
+
+def _step_functions(model: Any, specs: Sequence[tuple[str, int]], cell: Any) -> tuple[Any, Any]:
+    """``(step, cell_step)``: one model step ``(ids [1, 1], carry) -> (logits [1, V], new carry)``, and
+    (with ``cell``) the first cell's ``step`` on ``one_hot(ids)`` and its ``k`` leading carried states
+    ``-> (step outputs, the cell's new states)``."""
+    num_out = int(model.output["logits"].shape[-1])
     k = len(cell.state_size) if cell is not None else 0
 
     @tf.function(reduce_retracing=True)
@@ -150,46 +190,49 @@ def generate(
         x = keras.ops.one_hot(ids[:, 0], num_out)
         return cell.step(x, list(carry[:k]), training=False), cell.call(x, list(carry[:k]), training=False)[1]
 
-    rng = np.random.default_rng(seed)
-    carry = tuple(tf.zeros((1, size), tf.float32) for _, size in specs)
-    ids = list(prime_ids)
-    traces: dict[str, list[np.ndarray]] = {"tanh_c": [], "d_x": [], "d_h": []}
-    t = 0
-    while True:
-        x = tf.constant([[ids[t]]], tf.int32)
-        if cell is not None:
-            inner, cell_states = cell_step(x, carry)
-        logits, new_carry = step(x, carry)
-        if cell is not None:
-            for a, b in zip(cell_states, new_carry[:k], strict=True):
-                if not np.allclose(a.numpy(), b.numpy(), atol=1e-4):
-                    raise ValueError(
-                        f"model {model.name!r}: its first cell's step on one_hot(ids) does not reproduce the "
-                        "model's state, so the figures cannot be traced"
-                    )
-            traces["tanh_c"].append(inner["tanh_c"].numpy()[0])
-            if "d_x" in inner:
-                traces["d_x"].append(inner["d_x"].numpy()[0])
-                traces["d_h"].append(inner["d_h"].numpy()[0])
-        carry = new_carry
-        t += 1
-        if t < len(ids):
-            continue
-        if len(ids) - len(prime_ids) >= length:
-            break
-        logits = logits.numpy()[0, : len(vocab)].astype(np.float64)
-        if temperature == 0:
-            nxt = int(np.argmax(logits))
-        else:
-            z = logits / temperature
-            p = np.exp(z - z.max())
-            nxt = int(rng.choice(len(p), p=p / p.sum()))
-        ids.append(nxt)
+    return step, cell_step
+
+
+def _record_trace(
+    traces: dict[str, list[np.ndarray]],
+    inner: dict[str, Any],
+    cell_states: Sequence[Any],
+    model_states: Sequence[Any],
+    model_name: str,
+) -> None:
+    """Appends one step of the cell's ``tanh_c`` (and ``d_x``, ``d_h``) to ``traces``, once the cell's
+    new states are checked to equal the model's (else the figures would trace a different input)."""
+    for a, b in zip(cell_states, model_states, strict=True):
+        if not np.allclose(a.numpy(), b.numpy(), atol=1e-4):
+            raise ValueError(
+                f"model {model_name!r}: its first cell's step on one_hot(ids) does not reproduce the "
+                "model's state, so the figures cannot be traced"
+            )
+    traces["tanh_c"].append(inner["tanh_c"].numpy()[0])
+    if "d_x" in inner:
+        traces["d_x"].append(inner["d_x"].numpy()[0])
+        traces["d_h"].append(inner["d_h"].numpy()[0])
+
+
+def _next_symbol(logits: np.ndarray, temperature: float, rng: np.random.Generator) -> int:
+    """A draw from ``softmax(logits / temperature)`` with ``rng``; the argmax for ``temperature == 0``."""
+    logits = logits.astype(np.float64)
+    if temperature == 0:
+        return int(np.argmax(logits))
+    z = logits / temperature
+    p = np.exp(z - z.max())
+    return int(rng.choice(len(p), p=p / p.sum()))
+
+
+def _generation_result(
+    vocab: Any, ids: list[int], num_prime: int, traces: dict[str, list[np.ndarray]]
+) -> dict[str, Any]:
+    """:func:`generate`'s result: the ids, their text and symbols, and the stacked non-empty traces."""
     result = {
         "ids": ids,
-        "num_prime": len(prime_ids),
+        "num_prime": num_prime,
         "text": vocab.decode_text(ids),
-        "generated": vocab.decode_text(ids[len(prime_ids) :]),
+        "generated": vocab.decode_text(ids[num_prime:]),
         "symbols": vocab.decode(ids),
     }
     for key, values in traces.items():

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -102,12 +102,7 @@ def preprocess(
     :func:`zoo.data.yt8m_features.load_pca`, or a fitted ``StreamingPCA``; whitened as released) on the
     dequantised frames of ``relu_features`` (default: the layout's first feature) before the statistics.
     """
-    if num_shards < 1 or top_k < 1 or pca_dim < 0:
-        raise ValueError(
-            f"num_shards and top_k must be >= 1 and pca_dim >= 0; got {num_shards}, {top_k}, {pca_dim}"
-        )
-    if pca_input not in _PCA_INPUTS:
-        raise ValueError(f"--pca_input must be one of {_PCA_INPUTS}, got {pca_input!r}")
+    _check_args(num_shards, top_k, pca_dim, pca_input)
     relu = _relu_inversions(layout, statistics_space, inverse_pca, relu_features)
     tf.io.gfile.makedirs(output_dir)
     counter = yt8m.make_bad_record_counter() if skip_bad_records else None
@@ -120,9 +115,54 @@ def preprocess(
         bad_record_counter=counter,
     )
     out_layout = stats_layout(layout, top_k, {n: p.dim for n, p in relu.items()})
-    names, sizes = out_layout.feature_names, out_layout.feature_sizes
-    pca_names = [n for n in names if n.startswith("mean_")] if pca_input == "mean" else list(names)
-    pca_width = sum(s for n, s in zip(names, sizes, strict=True) if n in pca_names)
+    pca_names = _pca_names(out_layout, pca_input)
+    fitted, streaming = _pca_to_use(out_layout, pca_names, pca_dim, pca_path)
+    paths = [
+        os.path.join(output_dir, f"{prefix}-{i:05d}-of-{num_shards:05d}.tfrecord") for i in range(num_shards)
+    ]
+    stage = [f"{p}.stats-{os.getpid()}" for p in paths]
+    videos = _video_statistics(ds, _statistics_fn(layout, relu, top_k), layout, relu, top_k)
+    num_videos = _write_staged(videos, stage, out_layout, streaming, pca_names)
+    if num_videos == 0:
+        raise ValueError(f"no videos read from {input_pattern!r}")
+    if streaming is not None:
+        fitted = streaming.fit(pca_dim)
+        if pca_path:
+            fitted.save(pca_path)
+    if fitted is not None:
+        names, sizes = out_layout.feature_names, out_layout.feature_sizes
+        out_layout = out_layout.replace(feature_names=(*names, "pca"), feature_sizes=(*sizes, pca_dim))
+    _publish(stage, paths, fitted, pca_names, pca_whiten)
+    bad = int(counter.numpy()) if counter is not None else 0
+    logging.info(
+        "wrote %d videos to %d files in %s (bad records skipped: %d)", num_videos, num_shards, output_dir, bad
+    )
+    return {"files": paths, "num_videos": num_videos, "layout": out_layout, "bad_records": bad}
+
+
+def _check_args(num_shards: int, top_k: int, pca_dim: int, pca_input: str) -> None:
+    """Rejects out-of-range sizes and an unknown ``--pca_input``, naming the values."""
+    if num_shards < 1 or top_k < 1 or pca_dim < 0:
+        raise ValueError(
+            f"num_shards and top_k must be >= 1 and pca_dim >= 0; got {num_shards}, {top_k}, {pca_dim}"
+        )
+    if pca_input not in _PCA_INPUTS:
+        raise ValueError(f"--pca_input must be one of {_PCA_INPUTS}, got {pca_input!r}")
+
+
+def _pca_names(out_layout: yt8m.RecordLayout, pca_input: str) -> list[str]:
+    """The output features the PCA reads, in order: the means (``pca_input="mean"``) or all statistics."""
+    names = out_layout.feature_names
+    return [n for n in names if n.startswith("mean_")] if pca_input == "mean" else list(names)
+
+
+def _pca_to_use(
+    out_layout: yt8m.RecordLayout, pca_names: Sequence[str], pca_dim: int, pca_path: str | None
+) -> tuple[yt8m_features.StreamingPCA | None, yt8m_features.StreamingPCA | None]:
+    """``(fitted, streaming)``: the PCA loaded from an existing ``pca_path`` (checked against the widths
+    this job needs), else a ``StreamingPCA`` to fit over the input; both ``None`` without ``pca_dim``."""
+    sizes = dict(zip(out_layout.feature_names, out_layout.feature_sizes, strict=True))
+    pca_width = sum(sizes[n] for n in pca_names)
     fitted = None
     if pca_dim and pca_path and tf.io.gfile.exists(pca_path):
         fitted = yt8m_features.StreamingPCA.load(pca_path)
@@ -132,18 +172,20 @@ def preprocess(
                 f"but this job needs {pca_width} -> {pca_dim}"
             )
     streaming = yt8m_features.StreamingPCA(pca_width) if pca_dim and fitted is None else None
+    return fitted, streaming
 
-    paths = [
-        os.path.join(output_dir, f"{prefix}-{i:05d}-of-{num_shards:05d}.tfrecord") for i in range(num_shards)
-    ]
-    stage = [f"{p}.stats-{os.getpid()}" for p in paths]
-    writers = [tf.io.TFRecordWriter(p) for p in stage]
+
+def _statistics_fn(
+    layout: yt8m.RecordLayout, relu: dict[str, yt8m_features.StreamingPCA], top_k: int
+) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
+    """``(features [B, T, D], num_frames [B]) -> [B, sum_f (2 + K) * size_f]``: per feature, in layout
+    order, [mean; std; top-K] over the real frames (paper §4.2), in the relu space for ``relu``'s features."""
     offsets = np.cumsum([0, *layout.feature_sizes])
 
     def in_space(name: str, frames: tf.Tensor) -> tf.Tensor:
         return relu[name].tf_inverse_transform(frames) if name in relu else frames
 
-    stats_fn = tf.function(
+    return tf.function(
         lambda f, n: tf.concat(
             [
                 yt8m_features.tf_video_statistics(in_space(name, f[:, :, int(lo) : int(hi)]), n, top_k)
@@ -152,55 +194,80 @@ def preprocess(
             axis=1,
         )
     )
+
+
+def _video_statistics(
+    ds: Any,
+    stats_fn: Callable[[tf.Tensor, tf.Tensor], tf.Tensor],
+    layout: yt8m.RecordLayout,
+    relu: dict[str, yt8m_features.StreamingPCA],
+    top_k: int,
+) -> Iterator[tuple[np.ndarray, list[np.ndarray], dict[str, np.ndarray]]]:
+    """Per batch of ``ds``: ``(ids, label id lists, {output feature name: [B, size]})``."""
+    for inputs, labels in _batches(ds):
+        stats = stats_fn(inputs["features"], inputs["num_frames"]).numpy()
+        ids = inputs["id"].numpy()
+        label_lists = [np.flatnonzero(row) for row in labels.numpy()]
+        per_video: dict[str, np.ndarray] = {}
+        col = 0
+        for name, size in zip(layout.feature_names, layout.feature_sizes, strict=True):
+            size = relu[name].dim if name in relu else size
+            parts = _split_stats(stats[:, col : col + (2 + top_k) * size], size, top_k)
+            per_video[f"mean_{name}"] = parts["mean"]
+            per_video[f"std_{name}"] = parts["std"]
+            per_video[f"top{top_k}_{name}"] = parts["top"]
+            col += (2 + top_k) * size
+        yield ids, label_lists, per_video
+
+
+def _write_staged(
+    videos: Iterable[tuple[np.ndarray, list[np.ndarray], dict[str, np.ndarray]]],
+    stage: Sequence[str],
+    out_layout: yt8m.RecordLayout,
+    streaming: yt8m_features.StreamingPCA | None,
+    pca_names: Sequence[str],
+) -> int:
+    """Writes the videos round-robin to the ``stage`` files (updating ``streaming`` with the PCA input);
+    returns how many. If that fails or reads no video, the staged files are removed: nothing half-written
+    stays behind."""
+    writers = [tf.io.TFRecordWriter(p) for p in stage]
+    names = out_layout.feature_names
     num_videos, failed = 0, True
     try:
-        for inputs, labels in _batches(ds):
-            stats = stats_fn(inputs["features"], inputs["num_frames"]).numpy()
-            ids = inputs["id"].numpy()
-            label_lists = [np.flatnonzero(row) for row in labels.numpy()]
-            per_video: dict[str, np.ndarray] = {}
-            col = 0
-            for name, size in zip(layout.feature_names, layout.feature_sizes, strict=True):
-                size = relu[name].dim if name in relu else size
-                parts = _split_stats(stats[:, col : col + (2 + top_k) * size], size, top_k)
-                per_video[f"mean_{name}"] = parts["mean"]
-                per_video[f"std_{name}"] = parts["std"]
-                per_video[f"top{top_k}_{name}"] = parts["top"]
-                col += (2 + top_k) * size
+        for ids, label_lists, per_video in videos:
             if streaming is not None:
                 streaming.update(np.concatenate([per_video[n] for n in pca_names], axis=1))
             for b in range(ids.shape[0]):
                 feats = {n: per_video[n][b] for n in names}
                 record = yt8m.video_example(ids[b], label_lists[b], feats, out_layout)
-                writers[num_videos % num_shards].write(record)
+                writers[num_videos % len(writers)].write(record)
                 num_videos += 1
         failed = num_videos == 0
     finally:
         for w in writers:
             w.close()
-        if failed:  # nothing half-written stays behind
+        if failed:
             for p in stage:
                 if tf.io.gfile.exists(p):
                     tf.io.gfile.remove(p)
-    if num_videos == 0:
-        raise ValueError(f"no videos read from {input_pattern!r}")
-    if pca_dim:
-        if streaming is not None:
-            fitted = streaming.fit(pca_dim)
-            if pca_path:
-                fitted.save(pca_path)
-        out_layout = out_layout.replace(feature_names=(*names, "pca"), feature_sizes=(*sizes, pca_dim))
-        for src, dst in zip(stage, paths, strict=True):
-            yt8m.write_records(dst, _with_pca(src, fitted, pca_names, pca_whiten))
-            tf.io.gfile.remove(src)
-    else:
-        for src, dst in zip(stage, paths, strict=True):
+    return num_videos
+
+
+def _publish(
+    stage: Sequence[str],
+    paths: Sequence[str],
+    pca: yt8m_features.StreamingPCA | None,
+    pca_names: Sequence[str],
+    whiten: bool,
+) -> None:
+    """Moves each staged file to its path: renamed, or with ``pca`` rewritten (atomically) adding the
+    ``pca`` feature, then the staged file removed."""
+    for src, dst in zip(stage, paths, strict=True):
+        if pca is None:
             tf.io.gfile.rename(src, dst, overwrite=True)
-    bad = int(counter.numpy()) if counter is not None else 0
-    logging.info(
-        "wrote %d videos to %d files in %s (bad records skipped: %d)", num_videos, num_shards, output_dir, bad
-    )
-    return {"files": paths, "num_videos": num_videos, "layout": out_layout, "bad_records": bad}
+        else:
+            yt8m.write_records(dst, _with_pca(src, pca, pca_names, whiten))
+            tf.io.gfile.remove(src)
 
 
 def _relu_inversions(

@@ -157,3 +157,12 @@ def test_extract_command_line(clips, tmp_path):
     result = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=cwd)
     assert result.returncode == 2 and f"yt8m_extract: error: video file {tmp_path}/bad/x.mp4" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_random_weight_networks_are_the_same_for_the_same_seed(network):
+    # Separate extraction runs (train and validate) with --weights=none must embed with one network.
+    keras_seeded = yt8m_extract.frame_network(weights=None, image_size=SIZE, seed=0)
+    other = yt8m_extract.frame_network(weights=None, image_size=SIZE, seed=1)
+    first = network.get_weights()[0]
+    np.testing.assert_array_equal(keras_seeded.get_weights()[0], first)
+    assert not np.array_equal(other.get_weights()[0], first)

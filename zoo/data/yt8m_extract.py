@@ -24,6 +24,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -67,14 +68,15 @@ class VideoItem:
     labels: tuple[int, ...] = ()
 
 
-def frame_network(weights: str | None = "imagenet", image_size: int = 299) -> Any:
+def frame_network(weights: str | None = "imagenet", image_size: int = 299, seed: int = 0) -> Any:
     """``keras.applications.InceptionV3(include_top=False, pooling="avg")`` on ``image_size`` squares
     (>= 75): ``[N, s, s, 3]`` floats in [-1, 1] -> ``[N, 2048]``. ``weights``: ``"imagenet"``, a weights
-    file, or ``None`` (random)."""
-    import keras
-
+    file, or ``None`` (random, drawn from ``seed``, so separate runs, e.g. a train and a validate split,
+    get the same network)."""
     if image_size < 75:
         raise ValueError(f"--image_size must be >= 75 (InceptionV3's smallest input), got {image_size}")
+    if weights is None:
+        keras.utils.set_random_seed(seed)
     return keras.applications.InceptionV3(
         include_top=False, pooling="avg", weights=weights, input_shape=(image_size, image_size, 3)
     )

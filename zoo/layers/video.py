@@ -89,17 +89,20 @@ class FrameSampler(keras.layers.Layer):
     replacement that never picks a padded frame (as the official ``SampleRandomFrames``).
     Inference: the deterministic, evenly spaced indices ``floor((i + 0.5) * num_frames / k)``,
     ``i = 0..k-1`` (the official code samples randomly at evaluation too; we do not, so that evaluation
-    is reproducible).
+    is reproducible). ``sample_at_inference=True`` samples at random at inference too, as the official
+    ``DbofModel`` does (``yt8m_dbof_official``).
 
     Args:
       num_samples: k, frames per video (official default 30).
       seed: seed of the layer's ``keras.random.SeedGenerator``.
+      sample_at_inference: draw random frames also with ``training=False`` (official starter code).
       **kwargs: base layer keyword arguments (``name``, ``dtype``).
 
     Call arguments:
       inputs: a pair ``(features, num_frames)``: padded frames ``[B, T, D]`` and int ``[B]`` real frames
         per video (clipped to ``[1, T]``: a video without frames yields frame 0, a zero padding frame).
-      training: sample at random (``True``) or take the evenly spaced frames (``False``, default).
+      training: sample at random (``True``) or take the evenly spaced frames (``False``, default; random
+        too with ``sample_at_inference``).
 
     Returns:
       ``[B, num_samples, D]``: the chosen frames.
@@ -112,12 +115,15 @@ class FrameSampler(keras.layers.Layer):
     [[1.0, 3.0, 5.0], [6.0, 7.0, 7.0]]
     """
 
-    def __init__(self, num_samples: int, seed: int | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, num_samples: int, seed: int | None = None, sample_at_inference: bool = False, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         if int(num_samples) < 1:
             raise ValueError(f"FrameSampler: num_samples={num_samples!r} must be >= 1")
         self.num_samples = int(num_samples)
         self.seed = seed
+        self.sample_at_inference = bool(sample_at_inference)
         self._seed_generator = keras.random.SeedGenerator(seed)
 
     def indices(self, num_frames: Any, training: bool = False, max_frames: Any = None) -> Any:
@@ -140,7 +146,8 @@ class FrameSampler(keras.layers.Layer):
 
     def call(self, inputs: Any, training: bool | None = None) -> Any:
         features, num_frames = inputs
-        idx = self.indices(num_frames, training=bool(training), max_frames=ops.shape(features)[1])
+        random = bool(training) or self.sample_at_inference
+        idx = self.indices(num_frames, training=random, max_frames=ops.shape(features)[1])
         return ops.take_along_axis(features, ops.expand_dims(idx, -1), axis=1)
 
     def compute_output_shape(self, input_shape: Any) -> tuple:
@@ -148,7 +155,12 @@ class FrameSampler(keras.layers.Layer):
         return (b, self.num_samples, d)
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "num_samples": self.num_samples, "seed": self.seed}
+        return {
+            **super().get_config(),
+            "num_samples": self.num_samples,
+            "seed": self.seed,
+            "sample_at_inference": self.sample_at_inference,
+        }
 
 
 @keras.saving.register_keras_serializable(package="zoo")
@@ -273,11 +285,13 @@ class DBoFBlock(keras.layers.Layer):
     Each frame goes through the *shared* up-projection ``relu(x W + b)`` (M units, M > N gives a sparse
     code), then batch normalisation "before pooling to improve stability", then max pooling over the k
     frames. Order ReLU -> BN -> max pool follows the paper's text; the official starter code applies BN
-    before its activation (relu6, later sigmoid) and has no projection bias when BN is on.
+    before its activation (relu6, sigmoid since 2019) and has no projection bias when BN is on
+    (``batch_norm_first=True``).
 
     Initializers: ``W`` glorot-uniform, ``b`` zeros (Keras defaults; the paper gives none). The official
     starter code differs beyond the activation: ``W ~ N(0, 1/sqrt(feature_size))``, a batch norm on the
-    input frames, and a hidden layer of batch norm + relu6 without bias (ours: ``Dense(relu)`` with bias).
+    input frames, and a hidden layer of batch norm + activation without bias (ours: ``Dense(relu)`` with
+    bias); ``yt8m_dbof_official`` (``zoo/models/yt8m_official.py``) builds that model.
     BN is synchronized on the TensorFlow backend (``zoo/layers/batch_norm.py``) so that replicas under
     MirroredStrategy share moving statistics; its
     statistics are taken over the batch and the k frames.
@@ -287,6 +301,13 @@ class DBoFBlock(keras.layers.Layer):
       activation: "relu" (paper) or "relu6" / "sigmoid" (official starter code).
       batch_norm: apply BN before pooling (paper: yes).
       weight_decay: L2 coefficient on ``W`` as ``weight_decay * sum(W**2) / 2`` (``tf.nn.l2_loss``).
+      batch_norm_first: the official order, ``act(BN(x W))``: BN before the activation and no projection
+        bias (BN's offset takes its place), as the starter code's ``DbofModel`` with BN on. Default
+        ``False``: the paper's ``BN(act(x W + b))``. Without ``batch_norm`` it changes nothing.
+      momentum: BN moving-average momentum (Keras semantics, ``moving = momentum * moving + (1 -
+        momentum) * batch``, the same as TF1's ``decay``; Keras default 0.99, slim's 0.999).
+      kernel_initializer: initializer of ``W`` (default glorot-uniform; the starter code's
+        ``N(0, 1/sqrt(N))`` is ``VarianceScaling(1.0, "fan_in", "untruncated_normal")``).
       **kwargs: base layer keyword arguments (``name``, ``dtype``).
 
     Call arguments:
@@ -311,6 +332,9 @@ class DBoFBlock(keras.layers.Layer):
         activation: str = "relu",
         batch_norm: bool = True,
         weight_decay: float = 0.0,
+        batch_norm_first: bool = False,
+        momentum: float = 0.99,
+        kernel_initializer: Any = "glorot_uniform",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -320,21 +344,29 @@ class DBoFBlock(keras.layers.Layer):
         self.activation = activation
         self.batch_norm = bool(batch_norm)
         self.weight_decay = float(weight_decay)
-        self.bn = sync_batch_norm(name="batch_norm") if self.batch_norm else None
+        self.batch_norm_first = bool(batch_norm_first) and self.batch_norm
+        self.momentum = float(momentum)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bn = sync_batch_norm(momentum=self.momentum, name="batch_norm") if self.batch_norm else None
 
     def build(self, input_shape: Any) -> None:
         n = int(input_shape[-1])
         reg = keras.regularizers.L2(self.weight_decay / 2.0) if self.weight_decay else None
         self.kernel = self.add_weight(
-            name="kernel", shape=(n, self.cluster_size), initializer="glorot_uniform", regularizer=reg
+            name="kernel", shape=(n, self.cluster_size), initializer=self.kernel_initializer, regularizer=reg
         )
-        self.bias = self.add_weight(name="bias", shape=(self.cluster_size,), initializer="zeros")
+        self.bias = None
+        if not self.batch_norm_first:
+            self.bias = self.add_weight(name="bias", shape=(self.cluster_size,), initializer="zeros")
         if self.bn is not None:
             self.bn.build((input_shape[0], input_shape[1], self.cluster_size))
 
     def call(self, frames: Any, training: bool | None = None) -> Any:
-        h = ops.matmul(frames, self.kernel) + self.bias
-        h = {"relu": ops.relu, "relu6": ops.relu6, "sigmoid": ops.sigmoid}[self.activation](h)
+        h = ops.matmul(frames, self.kernel)
+        activation = {"relu": ops.relu, "relu6": ops.relu6, "sigmoid": ops.sigmoid}[self.activation]
+        if self.batch_norm_first:  # starter code: act(BN(x W))
+            return ops.max(activation(self.bn(h, training=training)), axis=1)
+        h = activation(h + self.bias)
         if self.bn is not None:
             h = self.bn(h, training=training)
         return ops.max(h, axis=1)
@@ -349,4 +381,7 @@ class DBoFBlock(keras.layers.Layer):
             "activation": self.activation,
             "batch_norm": self.batch_norm,
             "weight_decay": self.weight_decay,
+            "batch_norm_first": self.batch_norm_first,
+            "momentum": self.momentum,
+            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
         }

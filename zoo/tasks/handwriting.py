@@ -60,13 +60,20 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from zoo import run_dir
 from zoo.data import hershey as hershey_data
 from zoo.data import iam_ondb
 from zoo.data.errors import MissingDataError
-from zoo.data.strokes import MAX_OFFSET, MAX_SCALE, MIN_LENGTH, STROKE_FEATURES, StrokeSplits
+from zoo.data.strokes import MAX_OFFSET, MAX_SCALE, MIN_LENGTH, STROKE_FEATURES, StrokeSplits, StrokeStats
+from zoo.layers.hyper_rnn import HyperLSTMCell
 from zoo.layers.mdn import mixture_nll, mixture_params, sample_mixture
+from zoo.layers.rnn_base import GATES
+from zoo.models.char_lm import recurrent_cells
 from zoo.models.handwriting import normalizer, set_stroke_stats
+from zoo.registry import get_spec
 from zoo.tasks.base import ForwardOutput, Task, TaskData, named_function
+from zoo.viz import handwriting as viz
+from zoo.viz.dynamics import scale_change_norms
 
 __all__ = [
     "HandwritingTask",
@@ -550,14 +557,6 @@ def sample_run(
     The run's ``stroke_stats.json`` (when present) sets the statistics the rows are denormalised with.
     Returns ``{"strokes" [length, 3] raw, "files": name -> path, "run": run info}``.
     """
-    from zoo import run_dir
-    from zoo.data.strokes import StrokeStats
-    from zoo.layers.hyper_rnn import HyperLSTMCell
-    from zoo.layers.rnn_base import GATES
-    from zoo.models.char_lm import recurrent_cells
-    from zoo.registry import get_spec
-    from zoo.viz import handwriting as viz
-    from zoo.viz.dynamics import scale_change_norms
 
     if length < 1:
         raise ValueError(f"--length={length} must be >= 1 (points to generate)")

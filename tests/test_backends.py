@@ -4,8 +4,10 @@ The library half (``zoo.layers``, ``zoo.models``, ``zoo.losses``) is pure ``kera
 the normal (TensorFlow) pass and again under ``KERAS_BACKEND=jax`` in ``.ci/run``; by hand also under
 ``KERAS_BACKEND=torch`` (``pip install 'zoo[torch]'``). Every registered model is built small through
 ``zoo.get`` overrides; registered names that build the same architecture at those sizes are grouped, and
-one of each group runs forward and is fitted for two steps with ``model.fit`` on random data (XLA through
-``jit_compile=True`` on TensorFlow and JAX; PyTorch runs eagerly, see README "Other backends").
+one of each group runs forward and, on JAX and PyTorch, is fitted for two steps with ``model.fit`` on random
+data (XLA through ``jit_compile=True`` on JAX; PyTorch runs eagerly, see README "Other backends"). On
+TensorFlow, where the trainer, distribution and family tests train models, that pass only builds and runs
+them (the suite's time budget).
 """
 
 import json
@@ -141,7 +143,10 @@ def test_models_build_run_and_train(name):
         assert weight_shapes(zoo.get(other, **tiny_overrides(other))) == weight_shapes(model), other
     outputs = keras.tree.flatten(model(random_inputs(model, np.random.default_rng(0)), training=False))
     assert outputs and all(np.isfinite(keras.ops.convert_to_numpy(o)).all() for o in outputs), name
-    fit_two_steps(name, model)
+    if BACKEND != "tensorflow":
+        # Fitting is what the other backends must show; on TensorFlow (the trainer's XLA loop, the
+        # distribution and family tests train models there) this pass only builds and runs each model.
+        fit_two_steps(name, model)
 
 
 def test_batch_norm_is_synchronized_only_on_tensorflow():

@@ -345,7 +345,8 @@ _ROWS: dict[str, tuple[str, dict[str, Any], dict[str, Any], int]] = {
 }
 
 
-def _description(config: dict[str, Any]) -> str:
+def stack_description(config: Mapping[str, Any]) -> str:
+    """The recurrent stack in the paper's words, e.g. ``"2 x Layer Norm HyperLSTM 1000, H 128, E 16"``."""
     cell = {"lstm": "LSTM", "hyper_lstm": "HyperLSTM"}[config["cell"]]
     if config["use_layer_norm"]:
         cell = "Layer Norm " + cell
@@ -353,7 +354,11 @@ def _description(config: dict[str, Any]) -> str:
     extra = (
         f", H {config['hyper_units']}, E {config['embedding_size']}" if config["cell"] == "hyper_lstm" else ""
     )
-    return f"char LM: {layers}{cell} {config['units']}{extra}, vocabulary {config['vocab_size']}"
+    return f"{layers}{cell} {config['units']}{extra}"
+
+
+def _description(config: dict[str, Any]) -> str:
+    return f"char LM: {stack_description(config)}, vocabulary {config['vocab_size']}"
 
 
 def state_sizes(config: Mapping[str, Any]) -> list[int]:

@@ -31,7 +31,7 @@ from keras import ops
 from zoo.data.strokes import STROKE_FEATURES, StrokeStats
 from zoo.layers.mdn import NUM_MIXTURES, MixtureDensityHead
 from zoo.layers.rnn_base import check_drop_rate, check_positive
-from zoo.models.char_lm import CELLS, state_sizes, stateful_stack
+from zoo.models.char_lm import CELLS, stack_description, state_sizes, stateful_stack
 from zoo.registry import ModelSpec, register_model
 
 __all__ = [
@@ -186,14 +186,7 @@ _ROWS: dict[str, tuple[str, dict[str, Any], int]] = {
 
 
 def _description(config: dict[str, Any]) -> str:
-    cell = {"lstm": "LSTM", "hyper_lstm": "HyperLSTM"}[config["cell"]]
-    if config["use_layer_norm"]:
-        cell = "Layer Norm " + cell
-    layers = f"{config['num_layers']} x " if config["num_layers"] > 1 else ""
-    extra = (
-        f", H {config['hyper_units']}, E {config['embedding_size']}" if config["cell"] == "hyper_lstm" else ""
-    )
-    return f"handwriting: {layers}{cell} {config['units']}{extra}, {config['num_mixtures']} mixtures"
+    return f"handwriting: {stack_description(config)}, {config['num_mixtures']} mixtures"
 
 
 def _input_spec(config: dict[str, Any]) -> dict[str, tuple[tuple[int | None, ...], str]]:

@@ -343,27 +343,8 @@ def test_arguments_are_validated():
         HyperRNNCell(8, hyper_units=0)
 
 
-class _AlwaysTraining(keras.Model):
-    """Runs ``layer(x, training=True)`` (output ``index`` of it, if given) inside a compiled predict step."""
-
-    def __init__(self, layer, index=None):
-        super().__init__(name="always_training")
-        self.inner, self.index = layer, index
-
-    def call(self, x):
-        out = self.inner(x, training=True)
-        return out if self.index is None else out[self.index]
-
-
-def _compiled_training_call(layer, index=None):
-    """``x -> layer(x, training=True)`` compiled with XLA (``jit_compile=True``) on any Keras backend."""
-    model = _AlwaysTraining(layer, index)
-    model.compile(jit_compile=True)
-    return lambda x: np.asarray(model.predict_on_batch(x))
-
-
 @pytest.mark.parametrize("rates", [(0.5, 0.0), (0.0, 0.5)])
-def test_dropout_only_in_training(rates):
+def test_dropout_only_in_training(rates, compiled_training_call):
     rng = np.random.default_rng(4)
     x = rng.normal(size=(2, 6, NX)).astype("float32")
     dropped = HyperLSTMCell(N, H, E, recurrent_dropout=rates[0], hyper_recurrent_dropout=rates[1], seed=1)
@@ -373,7 +354,7 @@ def test_dropout_only_in_training(rates):
     for a, b in zip(dropped.trainable_weights, plain.trainable_weights, strict=True):
         b.assign(np.array(a))  # a copy: JAX's compiled predict may donate (delete) the buffers of rnn_d
     np.testing.assert_array_equal(np.asarray(rnn_d(x, training=False)[0]), np.asarray(rnn_p(x)[0]))
-    jitted = _compiled_training_call(rnn_d, index=0)
+    jitted = compiled_training_call(rnn_d, index=0)
     first, second = jitted(x), jitted(x)
     assert not np.allclose(first, np.asarray(rnn_p(x)[0]), atol=1e-3)
     assert not np.array_equal(first, second)  # new masks on every call

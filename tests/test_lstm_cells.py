@@ -184,25 +184,6 @@ def test_docstring_examples_run():
         assert result.attempted > 0 and result.failed == 0, module.__name__
 
 
-class _AlwaysTraining(keras.Model):
-    """Runs ``layer(x, training=True)`` (output ``index`` of it, if given) inside a compiled predict step."""
-
-    def __init__(self, layer, index=None):
-        super().__init__(name="always_training")
-        self.inner, self.index = layer, index
-
-    def call(self, x):
-        out = self.inner(x, training=True)
-        return out if self.index is None else out[self.index]
-
-
-def _compiled_training_call(layer, index=None):
-    """``x -> layer(x, training=True)`` compiled with XLA (``jit_compile=True``) on any Keras backend."""
-    model = _AlwaysTraining(layer, index)
-    model.compile(jit_compile=True)
-    return lambda x: np.asarray(model.predict_on_batch(x))
-
-
 def _mask_probe(cls, rate, rnn_cls=RNN):
     """A cell with c_t = mask_t * tanh(1) / (1 - rate): h_t is zero (LN: negative) exactly where tanh(g)
     was dropped."""
@@ -231,12 +212,12 @@ _ON_TF = pytest.mark.skipif(
 
 @pytest.mark.parametrize("rnn_cls", [RNN, pytest.param(keras.layers.RNN, marks=_ON_TF)])
 @pytest.mark.parametrize("cls", [BasicLSTMCell, LayerNormLSTMCell])
-def test_recurrent_dropout_only_in_training_fresh_mask_each_step(cls, rnn_cls):
+def test_recurrent_dropout_only_in_training_fresh_mask_each_step(cls, rnn_cls, compiled_training_call):
     rnn, x = _mask_probe(cls, 0.5, rnn_cls)
     inference = np.asarray(rnn(x, training=False))
     # no dropout at inference: the same value everywhere (LN of a constant c is 0)
     np.testing.assert_allclose(inference, np.tanh(np.tanh(1.0)) if cls is BasicLSTMCell else 0.0, atol=1e-5)
-    jitted = _compiled_training_call(rnn)
+    jitted = compiled_training_call(rnn)
     for out in (np.asarray(rnn(x, training=True)), jitted(x)):
         dropped = out < 0.0 if cls is LayerNormLSTMCell else out == 0.0  # LN(c) < 0 where c was dropped
         assert 0.3 < dropped.mean() < 0.7

@@ -22,6 +22,12 @@ setup(
         "tensorflow-serving-api>=2.21,<2.22",
         # Single-stroke vector fonts: the embedded handwriting dataset (--dataset=hershey).
         "hershey-fonts>=2.1,<3",
+        # Translation (HyperNetworks §4.6): subword model learned from the training text, the same
+        # tokenizer as graph ops inside the exported SavedModel, BLEU, and the embedded number-names corpus.
+        "sentencepiece>=0.2,<0.3",
+        "tensorflow-text>=2.21,<2.22",
+        "sacrebleu>=2.4,<3",
+        "num2words==0.5.14",  # pinned: the embedded corpus is generated from its output
     ],
     extras_require={
         # The quickstart's embedded data: the 1,797 handwritten digits that ship inside scikit-learn.
@@ -51,6 +57,7 @@ setup(
             "zoo-yt8m-synthetic=trainers.yt8m_synthetic:run",
             "zoo-yt8m-preprocess=trainers.yt8m_preprocess:run",
             "zoo-yt8m-extract=trainers.yt8m_extract:run",
+            "zoo-translate=trainers.translate:run",
         ]
     },
 )

@@ -230,9 +230,11 @@ def _warmup_inputs(task: Any, model: Any, config: Mapping[str, Any], concrete: M
     return inputs
 
 
-def _write_saved_model(model: Any, functions: Mapping[str, Any], path: str) -> None:
+def _write_saved_model(model: Any, functions: Mapping[str, Any], path: str, resources: Any = ()) -> None:
     archive = keras.export.ExportArchive()
     archive.track(model)
+    for resource in resources:  # e.g. a tokenizer the serving functions call (Task.serving_resources)
+        archive.track(resource)
     for name, fn in functions.items():
         archive.add_endpoint(name, fn)
     archive.write_out(path, verbose=False)
@@ -311,6 +313,8 @@ def export_model(
             f"version {version} of {model_name!r} already exists at {os.path.join(model_dir, str(version))}; "
             f"pass another version or omit it for the next free one ({next_version(model_dir)})"
         )
+    if hasattr(task, "bind_assets"):  # Task's hooks; a duck-typed task without them binds nothing
+        task.bind_assets(model, assets)
     functions = dict(task.serving_functions(model, config))
     concrete = _signature_functions(task, functions)
     requests = _warmup_inputs(task, model, config, concrete)
@@ -323,7 +327,7 @@ def export_model(
     remove_stale_temps(model_dir)
     tmp = tempfile.mkdtemp(prefix=_temp_prefix(), dir=model_dir)
     try:
-        _write_saved_model(model, functions, tmp)
+        _write_saved_model(model, functions, tmp, getattr(task, "serving_resources", lambda m: [])(model))
         extra = os.path.join(tmp, warmup.ASSETS_EXTRA)
         os.makedirs(extra, exist_ok=True)
         warmup_path = os.path.join(extra, warmup.WARMUP_FILE)

@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 # Tasks a spec may name; each has a zoo.tasks module that the trainer and exporter dispatch on.
-TASKS = ("image_classification", "char_lm", "video_classification", "handwriting")
+TASKS = ("image_classification", "char_lm", "video_classification", "handwriting", "translation")
 
 
 class UnknownModelError(KeyError):

@@ -103,3 +103,15 @@ def split_bits_per_character(
     if count == 0:
         raise ValueError("the split yielded no characters to evaluate")
     return {"bpc": bits_per_character(total, count), "nats_per_char": total / count, "chars": float(count)}
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class LogPerplexity(BitsPerCharacter):
+    """Streaming log perplexity: Σ nats / Σ real positions (nats per token; GNMT's and HyperNetworks Table 6's
+    "log perplexity"). Same updates as :class:`BitsPerCharacter`, without the ``/ ln 2``."""
+
+    def __init__(self, name: str = "log_perplexity", **kwargs: Any) -> None:
+        super().__init__(name=name, **kwargs)
+
+    def result(self) -> Any:
+        return keras.ops.cast(keras.ops.divide_no_nan(self.total_nats, self.count), "float32")

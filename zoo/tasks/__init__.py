@@ -14,6 +14,7 @@ _MODULES = {
     "char_lm": "zoo.tasks.char_lm",
     "video_classification": "zoo.tasks.video",
     "handwriting": "zoo.tasks.handwriting",
+    "translation": "zoo.tasks.translation",
 }
 
 

@@ -149,6 +149,18 @@ class Task(abc.ABC):
         return {}
 
     # -------------------------------------------------------------- serving
+    def bind_assets(self, model: Any, assets: Mapping[str, bytes]) -> None:
+        """Gives the task the run's ``assets`` (``TaskData.assets``, or the files a ``model_dir`` lists) for
+        ``model`` before :meth:`serving_functions` or :meth:`evaluate` use them: the translation task's
+        subword model becomes its tokenizer. The exporter and the tools call it with what the run wrote;
+        the trainer with ``TaskData.assets``. Default: nothing."""
+        return None
+
+    def serving_resources(self, model: Any) -> list[Any]:
+        """TensorFlow resources the serving functions of ``model`` use besides the model's own variables
+        (e.g. a tokenizer's op state); the exporter tracks them so the SavedModel holds them. Default: none."""
+        return []
+
     @abc.abstractmethod
     def serving_functions(self, model: Any, config: Mapping[str, Any]) -> dict[str, Any]:
         """``{signature_name: tf.function with a full input_signature}``; must include

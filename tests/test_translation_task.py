@@ -45,11 +45,13 @@ class _Chars:
 @pytest.fixture(scope="module")
 def corpus():
     """A small real num2words corpus and its learned subword model (shared by the tests below)."""
-    train = num2words_corpus.number_pairs("train", "en", "fr", size=300)
+    def split(name, size):
+        pairs = num2words_corpus.number_pairs(name, "en", "fr", size=size)
+        return [p[0] for p in pairs], [p[1] for p in pairs]
+
+    train, valid = split("train", 300), split("valid", 40)
     model_bytes = subword.train_subword_model([*train[0], *train[1]], vocab_size=TINY["vocab_size"])
-    tokenizer = subword.SubwordTokenizer.from_bytes(model_bytes)
-    valid = num2words_corpus.number_pairs("valid", "en", "fr", size=None)
-    return train, valid, model_bytes, tokenizer
+    return train, valid, model_bytes, subword.SubwordTokenizer.from_bytes(model_bytes)
 
 
 def test_task_is_registered_and_checks_its_data(tmp_path):
@@ -80,8 +82,8 @@ def test_train_batches_are_bucketed_with_specials_and_masks():
             assert ti[0] == BOS and to[n_tgt - 1] == EOS and np.all(to[n_tgt:] == -1)
             np.testing.assert_array_equal(ti[1:n_tgt], to[: n_tgt - 1])  # shifted by one
             seen.add(tuple(s[:n_src]))
-        # every pair fits the bucket, and the bucket is the smallest that fits
-        assert max(int(np.sum(src[r] != PAD)), int(np.sum(t_out[r] >= 0))) <= src.shape[1]
+            # each pair's bucket is the smallest that fits its longer side
+            assert (4 if max(n_src, n_tgt) <= 4 else 8) == src.shape[1]
     assert len(seen) == 3  # the kept source sentences all appear
 
 

@@ -74,8 +74,10 @@ def test_build_data_batches(data_dirs):
     model, config, data = _setup("frame", data_dirs)
     assert data.sizes == {"train": 40, "eval": 20}
     inputs, labels = next(iter(data.train))
-    assert set(inputs) == {"features", "num_frames"}  # no string id in the XLA training step
+    # no string id in the XLA training step; uint8 codes (dequantised by the step) and their mask
+    assert set(inputs) == {"features", "num_frames", "feature_mask"}
     assert inputs["features"].shape == (8, 6, 8) and labels.shape == (8, C) and labels.dtype == tf.float32
+    assert inputs["features"].dtype == tf.uint8 and inputs["feature_mask"].shape == (8, 6, 2)
     assert int(tf.reduce_max(inputs["num_frames"])) <= 6
     ev_inputs, _ = next(iter(data.eval))
     assert ev_inputs["id"].dtype == tf.string and ev_inputs["features"].shape[0] == 7
@@ -83,6 +85,69 @@ def test_build_data_batches(data_dirs):
         ValueError, match="--dataset='yt8m_video' does not fit a frame-level model; use 'yt8m_frame'"
     ):
         TASK.build_data("yt8m_video", data_dirs["video"], 8, config, {}, 0)
+
+
+EQUIVALENCE_MODELS = {
+    "yt8m_frame_logistic": {},
+    "yt8m_dbof": {"sample_frames": 4, "cluster_size": 16, "hidden_size": 8, "seed": 3},
+    "yt8m_lstm": {"lstm_units": 4, "lstm_layers": 1},
+    "yt8m_moe_stats": {"top_k": 2},
+}
+
+
+def test_uint8_training_batches_give_the_float_pipelines_outputs_and_losses(tmp_path):
+    # The training split carries uint8 codes that the step dequantises: every frame-level model gives the
+    # outputs and losses of the float pipeline (same batches), eagerly and in XLA, with the same sampling
+    # seed in training mode. Records with lists of unequal length, no frames and too many frames included.
+    write_splits(str(tmp_path), frame_level=True, num_videos=30, seed=1)
+    layout = yt8m.FRAME_LEVEL.replace(num_classes=C, feature_sizes=(6, 2), max_frames=6)
+    rng = np.random.default_rng(0)
+
+    def codes(t, d):
+        return rng.integers(0, 256, (t, d), dtype=np.uint8)
+
+    odd = [("unequal", codes(4, 6), codes(2, 2)), ("empty", codes(0, 6), codes(0, 2))]
+    odd += [("long", codes(9, 6), codes(9, 2)), ("audio_longer", codes(1, 6), codes(5, 2))]
+    yt8m.write_records(
+        str(tmp_path / "train-9.tfrecord"),
+        [yt8m.frame_example(i, [1], {"rgb": r, "audio": a}, layout) for i, r, a in odd],
+    )
+    for name, over in EQUIVALENCE_MODELS.items():
+        over = {**LAYOUT, "max_frames": 6, **over}
+        config = {**zoo.get_spec(name).default_config(), **over}
+        data = TASK.build_data("yt8m_frame", str(tmp_path), 8, config, {}, seed=0)
+        floats = yt8m.dataset(
+            split_files(str(tmp_path))["train"],
+            8,
+            layout,
+            shuffle=True,
+            repeat=True,
+            drop_remainder=True,
+            seed=0,
+        )
+        models = []
+        for _ in range(2):  # the same weights and sampling seed
+            keras.utils.set_random_seed(0)
+            models.append(zoo.get(name, **over))
+        xla_forward = tf.function(
+            lambda m, b, t: TASK.forward(m, b, (), training=t).per_example_loss, jit_compile=True
+        )
+        for (codes_in, labels), (float_in, float_labels) in zip(
+            data.train.take(5), floats.take(5), strict=True
+        ):
+            np.testing.assert_array_equal(labels, float_labels)
+            assert codes_in["features"].dtype == tf.uint8
+            for training in (False, True):
+                out = TASK.forward(models[0], (codes_in, labels), (), training=training)
+                want = models[1]({k: float_in[k] for k in ("features", "num_frames")}, training=training)
+                np.testing.assert_allclose(out.outputs["predictions"], want, atol=1e-6, err_msg=name)
+                want_loss = TASK._loss_fn()(labels, tf.cast(want, tf.float32))
+                np.testing.assert_allclose(
+                    out.per_example_loss, want_loss, rtol=1e-6, atol=1e-6, err_msg=name
+                )
+                if not training:  # the trainer's XLA step
+                    xla = xla_forward(models[0], (codes_in, labels), False)
+                    np.testing.assert_allclose(xla, want_loss, rtol=1e-6, atol=1e-6, err_msg=name)
 
 
 def test_forward_losses_and_training_metric(data_dirs):

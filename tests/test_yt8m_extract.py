@@ -1,8 +1,11 @@
 """Video decoding at 1 fps, InceptionV3 features, PCA + quantisation into frame-level records (§3.3)."""
 
+import dataclasses
+import multiprocessing
 import pathlib
 import subprocess
 import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -154,6 +157,7 @@ def test_extract_command_line(clips, tmp_path):
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "x.mp4").write_bytes(b"junk")
     args[3] = f"--videos={tmp_path}/bad"
+    args.append("--num_workers=2")  # the error comes back from a worker process, still naming the file
     result = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=cwd)
     assert result.returncode == 2 and f"yt8m_extract: error: video file {tmp_path}/bad/x.mp4" in result.stderr
     assert "Traceback" not in result.stderr
@@ -166,3 +170,80 @@ def test_random_weight_networks_are_the_same_for_the_same_seed(network):
     first = network.get_weights()[0]
     np.testing.assert_array_equal(keras_seeded.get_weights()[0], first)
     assert not np.array_equal(other.get_weights()[0], first)
+
+
+def _record_bytes(out) -> list[bytes]:
+    return [pathlib.Path(f).read_bytes() for f in out["files"]]
+
+
+@pytest.mark.slow
+def test_worker_pool_writes_the_same_records_in_input_order(clips, network, tmp_path):
+    # Decoding in 2 spawned processes: byte-identical files, bad videos skipped and counted in input order.
+    (tmp_path / "c_garbage.mp4").write_bytes(b"not a video" * 10)
+    a, b = yt8m_extract.items_from_directory(str(clips), "1", 5)
+    bad = yt8m_extract.VideoItem(str(tmp_path / "c_garbage.mp4"), "bad")
+    items = [dataclasses.replace(a, video_id="first"), bad, b, dataclasses.replace(a, video_id="last")]
+    options = yt8m_extract.ExtractOptions(
+        weights=None, image_size=SIZE, pca_dim=3, num_classes=5, skip_bad_videos=True
+    )
+    pooled = yt8m_extract.ExtractOptions(**{**options.__dict__, "num_workers": 2})
+    one = yt8m_extract.extract(items, str(tmp_path / "one"), options, network=network, num_shards=2)
+    two = yt8m_extract.extract(items, str(tmp_path / "two"), pooled, network=network, num_shards=2)
+    assert one["num_videos"] == two["num_videos"] == 3 and one["num_frames"] == two["num_frames"] == 10
+    assert two["skipped"] == one["skipped"] and "c_garbage.mp4" in two["skipped"][0]
+    assert _record_bytes(two) == _record_bytes(one)
+    ids = [
+        tf.train.SequenceExample.FromString(r.numpy()).context.feature["id"].bytes_list.value[0]
+        for f in two["files"]
+        for r in tf.data.TFRecordDataset(f)
+    ]
+    assert ids == [b"first", b"last", b"b"]  # input order, round robin: first, last to shard 0; b to 1
+    zero = yt8m_extract.ExtractOptions(**{**options.__dict__, "num_workers": 0})
+    with pytest.raises(ValueError, match="--num_workers must be >= 1.*got 0"):
+        yt8m_extract.extract(items, str(tmp_path / "x"), zero, network=network)
+
+
+@pytest.mark.slow
+def test_worker_crash_or_interrupt_leaves_no_output_files(clips, network, tmp_path, monkeypatch):
+    # A worker that dies: an error naming the video file, no output (not even a temporary file).
+    (tmp_path / "mods").mkdir()
+    (tmp_path / "mods" / "crashing_decoder.py").write_text(
+        textwrap.dedent("""
+        import os
+        from zoo.data import video_decode
+
+        _decode = video_decode.decode_frames
+
+        def decode_frames(path, *args):
+            if path.endswith("crash.mp4"):
+                os._exit(3)  # the worker process dies, as when FFmpeg crashes or the OOM killer strikes
+            return _decode(path, *args)
+    """)
+    )
+    monkeypatch.syspath_prepend(str(tmp_path / "mods"))  # spawned workers get this sys.path
+    import crashing_decoder
+
+    monkeypatch.setattr(video_decode, "decode_frames", crashing_decoder.decode_frames)
+    items = yt8m_extract.items_from_directory(str(clips), "", 5)
+    items = [yt8m_extract.VideoItem(str(tmp_path / "crash.mp4"), "crash"), *items]
+    options = yt8m_extract.ExtractOptions(
+        weights=None, image_size=SIZE, pca_dim=3, num_classes=5, skip_bad_videos=True, num_workers=2
+    )
+    pca = yt8m_extract.extract(items[1:], str(tmp_path / "fit"), options, network=network)["pca"]
+    with pytest.raises(
+        yt8m_extract.DecodeWorkerError, match=f"video file {tmp_path}/crash.mp4: a decoding worker"
+    ):
+        yt8m_extract.extract(items, str(tmp_path / "out"), options, network=network, pca=pca)
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+    # Ctrl-C after the first video is written: the staged files are removed and the workers are gone.
+
+    def interrupt(message: str) -> None:
+        if message.startswith("wrote "):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        yt8m_extract.extract(
+            items[1:], str(tmp_path / "out"), options, network=network, pca=pca, log=interrupt
+        )
+    assert not list((tmp_path / "out").iterdir())
+    assert not multiprocessing.active_children()

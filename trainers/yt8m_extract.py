@@ -14,7 +14,8 @@ fitted on these videos (saved to ``--pca_save``), quantised to bytes. The output
 --config num_classes=N``.
 
 An unreadable or empty video stops the job with one line naming the file; ``--skip_bad_videos`` skips and
-counts them instead.
+counts them instead. ``--num_workers=N`` decodes videos in N spawned processes (the network stays in this
+process, batched; the output is the same as with one worker; see ``zoo.data.yt8m_extract``).
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ def _define_flags() -> None:
     flags.DEFINE_string("pca_save", None, "Where to save the PCA fitted on these videos (.npz).")
     flags.DEFINE_integer("num_classes", yt8m.DEFAULT_NUM_CLASSES, "Label ids must be < num_classes.")
     flags.DEFINE_bool("skip_bad_videos", False, "Skip and count unreadable or empty videos.")
+    flags.DEFINE_integer(
+        "num_workers", 1, "Processes decoding videos (1: in this process); the network stays here."
+    )
 
 
 def main(argv: Sequence[str]) -> None:
@@ -72,6 +76,7 @@ def main(argv: Sequence[str]) -> None:
             pca_dim=f.pca_dim,
             num_classes=f.num_classes,
             skip_bad_videos=f.skip_bad_videos,
+            num_workers=f.num_workers,
         )
         summary = yt8m_extract.extract(
             items,
@@ -83,7 +88,12 @@ def main(argv: Sequence[str]) -> None:
             prefix=f.prefix,
             log=logging.info,
         )
-    except (ValueError, FileNotFoundError, video_decode.VideoDecodeError) as e:
+    except (
+        ValueError,
+        FileNotFoundError,
+        video_decode.VideoDecodeError,
+        yt8m_extract.DecodeWorkerError,
+    ) as e:
         print(f"yt8m_extract: error: {e}", file=sys.stderr)
         sys.exit(2)
     for message in summary["skipped"]:

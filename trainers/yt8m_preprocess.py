@@ -33,11 +33,28 @@ naming the file and record index; ``--skip_bad_records`` drops and counts such r
 
 Output files are ``<output_dir>/<prefix>-0000i-of-0000N.tfrecord``, each written to a temporary file and
 renamed into place.
+
+Apache Beam (``--runner``; needs the ``beam`` extra): the same job as a Beam pipeline
+(:mod:`zoo.data.yt8m_beam`), equal to the single-process output (same statistics, same PCA up to the sign
+of each component): one file per unit of work, the PCA fitted by a combiner of streaming float64 sums, the
+projection in a second pass with the fitted PCA as a side input, the shards written by Beam's file sink
+(temporary files renamed into place at the end). ``--runner=DirectRunner`` runs it in this process; any
+other runner takes the standard Beam pipeline options, passed on the same command line: every argument
+that is not a flag of this job goes to Beam's ``PipelineOptions`` (write them as ``--name=value``; an
+argument neither side knows is an error)::
+
+    python -m trainers.yt8m_preprocess --input='frames/train*.tfrecord' --output_dir=video_stats \\
+        --num_shards=4 --pca_dim=1024 --runner=DirectRunner --direct_num_workers=2
+    zoo-yt8m-preprocess --input='gs://bucket/frames/train*.tfrecord' --output_dir=gs://bucket/video \\
+        --num_shards=256 --pca_dim=1024 --pca_path=gs://bucket/video/pca.npz --runner=DataflowRunner \\
+        --project=my-project --region=us-central1 --temp_location=gs://bucket/tmp --setup_file=./setup.py
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
@@ -52,6 +69,8 @@ __all__ = ["preprocess", "stats_layout", "run", "main"]
 
 _PCA_INPUTS = ("mean", "stats")
 STATISTICS_SPACES = ("pca", "relu")
+# What Beam appends to an error raised inside a transform.
+_BEAM_CONTEXT = re.compile(r"\s*\[while running '[^']*'\]")
 
 
 def stats_layout(
@@ -91,6 +110,9 @@ def preprocess(
     statistics_space: str = "pca",
     inverse_pca: str | yt8m_features.StreamingPCA | None = None,
     relu_features: Sequence[str] | None = None,
+    runner: str | None = None,
+    beam_args: Sequence[str] = (),
+    files_per_task: int = 4,
 ) -> dict[str, Any]:
     """Runs the job on frame-level records of ``layout``; returns ``{"files", "num_videos", "layout",
     "bad_records"}`` (``layout``: the video-level layout of the output, ``pca`` last when written).
@@ -101,9 +123,36 @@ def preprocess(
     ``statistics_space="relu"`` (paper §4.2.1) inverts ``inverse_pca`` (a path for
     :func:`zoo.data.yt8m_features.load_pca`, or a fitted ``StreamingPCA``; whitened as released) on the
     dequantised frames of ``relu_features`` (default: the layout's first feature) before the statistics.
+
+    ``runner`` (e.g. ``"DirectRunner"``, ``"DataflowRunner"``) runs the job as an Apache Beam pipeline with
+    the Beam pipeline options ``beam_args`` (``["--project=...", ...]``); same arguments, same output.
+    Each unit of its work reads ``files_per_task`` whole input files.
     """
     _check_args(num_shards, top_k, pca_dim, pca_input)
     relu = _relu_inversions(layout, statistics_space, inverse_pca, relu_features)
+    out_layout = stats_layout(layout, top_k, {n: p.dim for n, p in relu.items()})
+    pca_names = _pca_names(out_layout, pca_input)
+    fitted, streaming = _pca_to_use(out_layout, pca_names, pca_dim, pca_path)
+    if runner:
+        return _preprocess_beam(
+            input_pattern,
+            output_dir,
+            layout=layout,
+            out_layout=out_layout,
+            statistics=functools.partial(_statistics_fn, layout, relu, top_k),
+            pca_columns=_columns(out_layout, pca_names),
+            fitted=fitted,
+            num_shards=num_shards,
+            prefix=prefix,
+            batch_size=batch_size,
+            pca_dim=pca_dim,
+            pca_path=pca_path,
+            pca_whiten=pca_whiten,
+            skip_bad_records=skip_bad_records,
+            runner=runner,
+            beam_args=beam_args,
+            files_per_task=files_per_task,
+        )
     tf.io.gfile.makedirs(output_dir)
     counter = yt8m.make_bad_record_counter() if skip_bad_records else None
     ds = yt8m.frame_dataset(
@@ -114,12 +163,7 @@ def preprocess(
         skip_bad_records=skip_bad_records,
         bad_record_counter=counter,
     )
-    out_layout = stats_layout(layout, top_k, {n: p.dim for n, p in relu.items()})
-    pca_names = _pca_names(out_layout, pca_input)
-    fitted, streaming = _pca_to_use(out_layout, pca_names, pca_dim, pca_path)
-    paths = [
-        os.path.join(output_dir, f"{prefix}-{i:05d}-of-{num_shards:05d}.tfrecord") for i in range(num_shards)
-    ]
+    paths = _shard_paths(output_dir, prefix, num_shards)
     stage = [f"{p}.stats-{os.getpid()}" for p in paths]
     videos = _video_statistics(ds, _statistics_fn(layout, relu, top_k), layout, relu, top_k)
     num_videos = _write_staged(videos, stage, out_layout, streaming, pca_names)
@@ -130,14 +174,119 @@ def preprocess(
         if pca_path:
             fitted.save(pca_path)
     if fitted is not None:
-        names, sizes = out_layout.feature_names, out_layout.feature_sizes
-        out_layout = out_layout.replace(feature_names=(*names, "pca"), feature_sizes=(*sizes, pca_dim))
+        out_layout = _with_pca_feature(out_layout, pca_dim)
     _publish(stage, paths, fitted, pca_names, pca_whiten)
     bad = int(counter.numpy()) if counter is not None else 0
     logging.info(
         "wrote %d videos to %d files in %s (bad records skipped: %d)", num_videos, num_shards, output_dir, bad
     )
     return {"files": paths, "num_videos": num_videos, "layout": out_layout, "bad_records": bad}
+
+
+def _preprocess_beam(
+    input_pattern: str,
+    output_dir: str,
+    *,
+    layout: yt8m.RecordLayout,
+    out_layout: yt8m.RecordLayout,
+    statistics: Callable[[], Callable[[tf.Tensor, tf.Tensor], tf.Tensor]],
+    pca_columns: np.ndarray,
+    fitted: yt8m_features.StreamingPCA | None,
+    num_shards: int,
+    prefix: str,
+    batch_size: int,
+    pca_dim: int,
+    pca_path: str | None,
+    pca_whiten: bool,
+    skip_bad_records: bool,
+    runner: str,
+    beam_args: Sequence[str],
+    files_per_task: int,
+) -> dict[str, Any]:
+    """:func:`preprocess` as an Apache Beam pipeline on ``runner`` (see :mod:`zoo.data.yt8m_beam`)."""
+    try:
+        import apache_beam as beam
+
+        from zoo.data import yt8m_beam
+    except ImportError as e:
+        raise ValueError(
+            f"--runner={runner} needs Apache Beam ({e}); install the extra: pip install -e '.[beam]'"
+        ) from None
+    if files_per_task < 1:
+        raise ValueError(f"--files_per_task must be >= 1, got {files_per_task}")
+    options = yt8m_beam.pipeline_options(beam_args, runner)
+    files = yt8m.list_files(input_pattern)
+    groups = [files[i : i + files_per_task] for i in range(0, len(files), files_per_task)]
+    pipeline = beam.Pipeline(runner=yt8m_beam.pipeline_runner(runner), options=options)
+    videos = (
+        pipeline
+        | "Files" >> beam.Create(groups)
+        | "Distribute" >> beam.Reshuffle()
+        | "Statistics"
+        >> beam.ParDo(yt8m_beam.VideoStatistics(layout, statistics, batch_size, skip_bad_records))
+    )
+    if pca_dim:
+        if fitted is None:
+            pca = (
+                videos
+                | "PCAInput" >> beam.Map(yt8m_beam.pca_input, pca_columns)
+                | "PCA"
+                >> yt8m_beam.FitPCA(len(pca_columns), pca_dim, save_path=pca_path, source=input_pattern)
+            )
+        else:
+            pca = pipeline | "LoadedPCA" >> beam.Create([fitted])
+        whitened = dict(pca=beam.pvalue.AsSingleton(pca), pca_columns=pca_columns, whiten=pca_whiten)
+        records = videos | "Records" >> beam.Map(yt8m_beam.video_record, out_layout, **whitened)
+        out_layout = _with_pca_feature(out_layout, pca_dim)
+    else:
+        records = videos | "Records" >> beam.Map(yt8m_beam.video_record, out_layout)
+    _ = records | "Write" >> yt8m_beam.WriteShards(output_dir, prefix, num_shards)
+    temporary = os.path.join(output_dir, f"beam-temp-{prefix}-*")
+    before = set(tf.io.gfile.glob(temporary)) if tf.io.gfile.isdir(output_dir) else set()
+    try:
+        result = pipeline.run()
+        result.wait_until_finish()
+    except Exception as e:
+        for leftover in set(tf.io.gfile.glob(temporary)) - before:  # the sink's, when the job failed
+            tf.io.gfile.rmtree(leftover)
+        if isinstance(e, ValueError):
+            raise ValueError(_BEAM_CONTEXT.sub("", str(e)).strip()) from None
+        raise
+    paths = _shard_paths(output_dir, prefix, num_shards)
+    num_videos = yt8m_beam.run_count(result, "videos")
+    if num_videos == 0:
+        for path in paths:
+            if tf.io.gfile.exists(path):
+                tf.io.gfile.remove(path)
+        raise ValueError(f"no videos read from {input_pattern!r}")
+    bad = yt8m_beam.run_count(result, "bad_records")
+    logging.info(
+        "Beam (%s): wrote %d videos to %d files in %s (bad records skipped: %d)",
+        runner,
+        num_videos,
+        num_shards,
+        output_dir,
+        bad,
+    )
+    return {"files": paths, "num_videos": num_videos, "layout": out_layout, "bad_records": bad}
+
+
+def _with_pca_feature(out_layout: yt8m.RecordLayout, pca_dim: int) -> yt8m.RecordLayout:
+    names, sizes = out_layout.feature_names, out_layout.feature_sizes
+    return out_layout.replace(feature_names=(*names, "pca"), feature_sizes=(*sizes, pca_dim))
+
+
+def _columns(out_layout: yt8m.RecordLayout, names: Sequence[str]) -> np.ndarray:
+    """Indices of the features ``names`` (in that order) in a statistics row of ``out_layout``."""
+    starts = np.cumsum([0, *out_layout.feature_sizes])
+    where = {n: (int(starts[i]), int(starts[i + 1])) for i, n in enumerate(out_layout.feature_names)}
+    return np.concatenate([np.arange(*where[n]) for n in names]).astype(np.int64)
+
+
+def _shard_paths(output_dir: str, prefix: str, num_shards: int) -> list[str]:
+    return [
+        os.path.join(output_dir, f"{prefix}-{i:05d}-of-{num_shards:05d}.tfrecord") for i in range(num_shards)
+    ]
 
 
 def _check_args(num_shards: int, top_k: int, pca_dim: int, pca_input: str) -> None:
@@ -355,10 +504,35 @@ def _define_flags() -> None:
         "inverse_pca", None, "For relu: release PCA directory (mean/eigenvals/eigenvecs.npy) or an .npz."
     )
     flags.DEFINE_list("relu_features", ["rgb"], "For relu: features whose PCA is inverted.")
+    flags.DEFINE_string(
+        "runner",
+        None,
+        "Run as an Apache Beam pipeline on this runner (DirectRunner: in this process; DataflowRunner, "
+        "FlinkRunner, SparkRunner, PortableRunner). Every other argument that is not a flag of this job goes "
+        "to Beam's PipelineOptions (--name=value). Unset: the single-process job.",
+    )
+    flags.DEFINE_integer(
+        "files_per_task",
+        4,
+        "With --runner: input files read by one unit of Beam work (a TFRecord file cannot be split; a few "
+        "per unit amortise the reader's start-up).",
+    )
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+    """This job's flags; with ``--runner`` the arguments it does not know are returned for Beam (after
+    ``argv[0]``), without it they are absl's usual error."""
+    try:
+        rest = flags.FLAGS(argv, known_only=True)
+    except flags.Error as e:
+        sys.stderr.write(
+            f"FATAL Flags parsing error: {e}\nPass --helpshort or --helpfull to see help on flags.\n"
+        )
+        sys.exit(1)
+    return rest if flags.FLAGS.runner else app.parse_flags_with_usage(argv)
 
 
 def main(argv: Sequence[str]) -> None:
-    del argv
     f = flags.FLAGS
     if not f.input or not f.output_dir:
         raise app.UsageError("--input and --output_dir are required")
@@ -391,6 +565,9 @@ def main(argv: Sequence[str]) -> None:
             statistics_space=f.statistics_space,
             inverse_pca=f.inverse_pca,
             relu_features=f.relu_features,
+            runner=f.runner,
+            beam_args=list(argv[1:]) if f.runner else [],
+            files_per_task=f.files_per_task,
         )
     except (ValueError, FileNotFoundError) as e:
         print(f"yt8m_preprocess: error: {e}", file=sys.stderr)
@@ -405,7 +582,7 @@ def main(argv: Sequence[str]) -> None:
 
 def run() -> None:
     _define_flags()
-    app.run(main)
+    app.run(main, flags_parser=_parse_flags)
 
 
 if __name__ == "__main__":

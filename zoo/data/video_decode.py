@@ -13,11 +13,19 @@ cannot be opened, has no video stream or yields no frame raises :class:`VideoDec
 from __future__ import annotations
 
 import os
+import signal
 from typing import Any
 
 import numpy as np
 
-__all__ = ["VideoDecodeError", "VIDEO_EXTENSIONS", "decode_frames", "resize_and_crop", "list_videos"]
+__all__ = [
+    "VideoDecodeError",
+    "VIDEO_EXTENSIONS",
+    "decode_frames",
+    "resize_and_crop",
+    "list_videos",
+    "ignore_interrupts",
+]
 
 #: File name endings :func:`list_videos` treats as videos.
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".ogv")
@@ -82,6 +90,12 @@ def decode_frames(path: str, fps: float = 1.0, max_frames: int = 300, size: int 
     if not frames:
         raise VideoDecodeError(f"video file {path}: no frames decoded (empty video)")
     return np.stack(frames)
+
+
+def ignore_interrupts() -> None:
+    """Initializer of decoding worker processes: Ctrl-C (SIGINT, sent to the whole process group) is left
+    to the parent, which cancels the pending videos and shuts the workers down."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def list_videos(directory: str) -> list[str]:

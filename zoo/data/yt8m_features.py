@@ -163,6 +163,16 @@ class StreamingPCA:
         self._sum += x.sum(axis=0)
         self._outer += x.T @ x
 
+    def merge(self, other: StreamingPCA) -> StreamingPCA:
+        """Adds ``other``'s sums (n, sum of x, sum of x x^T) to this one's and returns ``self``: fitting
+        the merged sums fits both inputs together, to float round-off (a Beam combiner's merge step)."""
+        if other.dim != self.dim:
+            raise ValueError(f"cannot merge a StreamingPCA of dim {other.dim} into one of dim {self.dim}")
+        self.count += other.count
+        self._sum += other._sum
+        self._outer += other._outer
+        return self
+
     def fit(self, num_components: int) -> StreamingPCA:
         if not 1 <= num_components <= self.dim:
             raise ValueError(f"num_components must be in [1, {self.dim}], got {num_components}")

@@ -84,7 +84,9 @@ class HyperLSTMCell(RecurrentCell):
 
     Fused weights (the paper's footnote: the weight matrices concatenated for efficiency), so a step
     costs two large matmuls on ``x_t`` and ``h_{t-1}``, one on ``ĥ_{t-1}``, one on ``ĥ_t`` and two
-    batched ``E x N`` products:
+    batched ``E x N`` products; the one on ``x_t`` (:meth:`project_inputs`, main and hyper columns
+    together) does not depend on the recurrence, and ``zoo.layers.RNN`` computes it for the whole window
+    in one product before the loop:
 
     - ``kernel [N_x, 4N + 4H]``: columns ``[W_x^i, W_x^g, W_x^f, W_x^o | hyper W_x̂^{i,g,f,o}]``; the
       main block Glorot-uniform over ``[N_x, 4N]``, the hyper block uniform with the Glorot bound of the
@@ -225,21 +227,27 @@ class HyperLSTMCell(RecurrentCell):
     def dropout_sites(self) -> list[tuple[float, int]]:
         return [(self.hyper_recurrent_dropout, self.hyper_units), (self.recurrent_dropout, self.units)]
 
-    def step(self, inputs: Any, states: Sequence[Any], training: bool | None = None) -> dict[str, Any]:
-        """One step with every intermediate: ``h``, ``c``, ``tanh_c`` (what ``σ(o)`` scales, Figure 5),
-        ``hyper_h``, ``hyper_c`` and the fused ``d_x``, ``d_h``, ``b`` ``[B, 4N]`` (gate order i, g, f, o)."""
+    def project_inputs(self, inputs: Any) -> Any:
+        """``[W_x x_t | W_x̂ x_t + b̂]`` ``[..., 4N + 4H]`` for inputs ``[..., N_x]``: one product with the
+        fused ``kernel``. Eq. 12 scales ``W_x x_t`` elementwise by ``d_x(z_t)`` *after* the product, so the
+        main block is precomputable too (``zoo.layers.RNN`` does it for the whole window); the hyper
+        block also carries the hyper cell's bias."""
+        zeros = ops.zeros((4 * self.units,), dtype=self.hyper_bias.dtype)
+        return ops.matmul(inputs, self.kernel) + ops.concatenate([zeros, self.hyper_bias], axis=0)
+
+    def step_projected(
+        self, projected: Any, states: Sequence[Any], training: bool | None = None
+    ) -> dict[str, Any]:
+        """One step from ``project_inputs(x_t)`` with every intermediate: ``h``, ``c``, ``tanh_c`` (what
+        ``σ(o)`` scales, Figure 5), ``hyper_h``, ``hyper_c`` and the fused ``d_x``, ``d_h``, ``b``
+        ``[B, 4N]`` (gate order i, g, f, o)."""
         h_prev, c_prev, hh_prev, hc_prev = states[0], states[1], states[2], states[3]
         n4 = 4 * self.units
-        x_proj = ops.matmul(inputs, self.kernel)  # [B, 4N + 4H]
+        x_proj = projected  # [B, 4N + 4H]
         h_proj = ops.matmul(h_prev, self.recurrent_kernel)  # [B, 4N + 4H]
 
-        # 1. the hyper cell over [x_t, h_{t-1}], with its own forget bias
-        hyper_pre = (
-            x_proj[:, n4:]
-            + h_proj[:, n4:]
-            + ops.matmul(hh_prev, self.hyper_recurrent_kernel)
-            + self.hyper_bias
-        )
+        # 1. the hyper cell over [x_t, h_{t-1}], with its own forget bias (b̂ is in x_proj)
+        hyper_pre = x_proj[:, n4:] + h_proj[:, n4:] + ops.matmul(hh_prev, self.hyper_recurrent_kernel)
         ln = self.use_layer_norm
         hyper_h, hyper_c, _ = lstm_update(
             hyper_pre,
@@ -385,15 +393,22 @@ class HyperRNNCell(RecurrentCell):
         b = ops.matmul(ops.matmul(hyper_output, self.z_b_kernel), self.d_b_kernel) + self.bias
         return {"d_x": d_x, "d_h": d_h, "b": b}
 
-    def step(self, inputs: Any, states: Sequence[Any], training: bool | None = None) -> dict[str, Any]:
-        """One step with its intermediates: ``h``, ``hyper_h``, ``d_x``, ``d_h``, ``b``."""
+    def project_inputs(self, inputs: Any) -> Any:
+        """``[W_x x_t | W_x̂ x_t + b̂]`` ``[..., N + H]`` for inputs ``[..., N_x]`` (one product; Eq. 8
+        scales ``W_x x_t`` by ``d_x`` after it, so ``zoo.layers.RNN`` computes it for the whole window)."""
+        zeros = ops.zeros((self.units,), dtype=self.hyper_bias.dtype)
+        return ops.matmul(inputs, self.kernel) + ops.concatenate([zeros, self.hyper_bias], axis=0)
+
+    def step_projected(
+        self, projected: Any, states: Sequence[Any], training: bool | None = None
+    ) -> dict[str, Any]:
+        """One step from ``project_inputs(x_t)`` with its intermediates: ``h``, ``hyper_h``, ``d_x``,
+        ``d_h``, ``b``."""
         h_prev, hh_prev = states[0], states[1]
         n = self.units
-        x_proj = ops.matmul(inputs, self.kernel)
+        x_proj = projected
         h_proj = ops.matmul(h_prev, self.recurrent_kernel)
-        hyper_h = ops.tanh(
-            x_proj[:, n:] + h_proj[:, n:] + ops.matmul(hh_prev, self.hyper_recurrent_kernel) + self.hyper_bias
-        )
+        hyper_h = ops.tanh(x_proj[:, n:] + h_proj[:, n:] + ops.matmul(hh_prev, self.hyper_recurrent_kernel))
         s = self.compute_scales(hyper_h)
         h = ops.tanh(s["d_h"] * h_proj[:, :n] + s["d_x"] * x_proj[:, :n] + s["b"])
         return {"h": h, "hyper_h": hyper_h, **s}

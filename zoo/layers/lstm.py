@@ -111,7 +111,9 @@ class BasicLSTMCell(RecurrentCell):
 
     Returns:
       ``(h_t, [h_t, c_t])``. :meth:`step` returns ``{"h", "c", "tanh_c"}`` (``tanh_c`` is what
-      ``sigmoid(o)`` scales: Figure 5's histograms).
+      ``sigmoid(o)`` scales: Figure 5's histograms); it is :meth:`step_projected` of
+      :meth:`project_inputs` (``W_x x_t + b``, which ``zoo.layers.RNN`` computes for the whole window
+      before the loop).
 
     Example:
 
@@ -161,12 +163,19 @@ class BasicLSTMCell(RecurrentCell):
     def dropout_sites(self) -> list[tuple[float, int]]:
         return [(self.recurrent_dropout, self.units)]  # tanh(g)
 
-    def step(self, inputs: Any, states: Sequence[Any], training: bool | None = None) -> dict[str, Any]:
-        """One step with everything it computes: ``h``, ``c``, ``tanh_c`` (what ``sigmoid(o)`` scales)."""
+    def project_inputs(self, inputs: Any) -> Any:
+        """``W_x x_t + b`` ``[..., 4N]`` for inputs ``[..., N_x]``: everything of the gates that does not
+        depend on ``h_{t-1}`` (``zoo.layers.RNN`` computes it for the whole window in one product)."""
+        projected = ops.matmul(inputs, self.kernel)
+        return projected if self.bias is None else projected + self.bias
+
+    def step_projected(
+        self, projected: Any, states: Sequence[Any], training: bool | None = None
+    ) -> dict[str, Any]:
+        """One step from ``project_inputs(x_t)`` with everything it computes: ``h``, ``c``, ``tanh_c``
+        (what ``sigmoid(o)`` scales)."""
         h_prev, c_prev = states[0], states[1]
-        pre = ops.matmul(inputs, self.kernel) + ops.matmul(h_prev, self.recurrent_kernel)
-        if self.bias is not None:
-            pre = pre + self.bias
+        pre = projected + ops.matmul(h_prev, self.recurrent_kernel)
         ln = self.use_layer_norm
         h, c, tanh_c = lstm_update(
             pre,

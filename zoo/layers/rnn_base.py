@@ -11,9 +11,18 @@
 - the step contract: :meth:`RecurrentCell.step` returns a dict of everything a step computes, with ``"h"``
   and one key per entry of ``state_keys``; ``call`` returns ``(h, [step[k] for k in state_keys])``, so
   figures and samplers read intermediates from the same code that trains;
+- the split of a step into what depends on ``x_t`` alone and what depends on the recurrence:
+  :meth:`RecurrentCell.project_inputs` maps inputs of any leading shape ``[..., N_x]`` to their projection
+  ``[..., P]`` and :meth:`RecurrentCell.step_projected` is the rest of the step, so that
+  ``step(x, s) == step_projected(project_inputs(x), s)``. In an LSTM the input projection ``W_x x_t + b``
+  does not depend on ``h_{t-1}``, so it can be computed for a whole window in one large product before the
+  loop (what cuDNN does); only ``W_h h_{t-1}`` stays inside. A cell that implements only :meth:`step` gets
+  the identity projection;
 - ``get_initial_state`` (zeros of ``state_size``) and the ``units``/``seed`` part of ``get_config``.
 
-:class:`RNN` is ``keras.layers.RNN`` that draws the uniform noise of every step's dropout *before* the loop
+:class:`RNN` is ``keras.layers.RNN`` that projects the inputs of the whole window before the loop (one
+:meth:`RecurrentCell.project_inputs` call on ``[batch, time, N_x]``; the loop runs
+:meth:`RecurrentCell.step_projected`) and draws the uniform noise of every step's dropout *before* the loop
 (one draw of ``[batch, time, width]``) and hands each step its slice, so the loop itself is stateless.
 That is what makes per-step masks work on every backend: JAX runs the loop as ``lax.scan``, where a
 ``SeedGenerator`` advanced inside the step is not carried from one step to the next (the same mask at
@@ -171,8 +180,10 @@ class RecurrentCell(keras.layers.Layer):
     """Base of the zoo's recurrent cells: seed, per-step dropout, zero state, ``call`` from ``step``.
 
     A subclass sets ``state_keys`` (names of its state tensors, in ``state_size`` order), sets
-    ``self.state_size`` in ``__init__``, makes its weights in ``build``, implements :meth:`step` (calling
-    :meth:`dropout` for each dropout of the step) and lists those dropouts in :meth:`dropout_sites`.
+    ``self.state_size`` in ``__init__``, makes its weights in ``build``, implements either :meth:`step` or
+    (to have its input projection computed once per window by :class:`RNN`) :meth:`project_inputs` and
+    :meth:`step_projected`, calling :meth:`dropout` for each dropout of the step, and lists those dropouts
+    in :meth:`dropout_sites`.
 
     Args:
       units: N, the number of units (``output_size``).
@@ -190,6 +201,7 @@ class RecurrentCell(keras.layers.Layer):
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.output_size = self.units
         self._noise_split: int | None = None  # set by RNN while it feeds pre-drawn noise
+        self._inputs_projected = False  # set by RNN while it feeds project_inputs() of the window
         self._step_noise: Any = None
         self._noise_used = 0
 
@@ -224,18 +236,37 @@ class RecurrentCell(keras.layers.Layer):
 
         return drop
 
+    def project_inputs(self, inputs: Any) -> Any:
+        """The part of a step that depends on the input alone, for inputs ``[..., N_x]`` of any leading shape
+        (one step ``[B, N_x]`` or a window ``[B, T, N_x]``, one product for all of it). Identity here."""
+        return inputs
+
+    def step_projected(
+        self, projected: Any, states: Sequence[Any], training: bool | None = None
+    ) -> dict[str, Any]:
+        """:meth:`step` from ``projected = project_inputs(inputs)`` (``[B, P]``); the same dict."""
+        if type(self).step is RecurrentCell.step:
+            raise NotImplementedError(
+                f"{type(self).__name__} must implement step() or project_inputs() and step_projected()"
+            )
+        return self.step(projected, states, training=training)  # the identity projection
+
     def step(self, inputs: Any, states: Sequence[Any], training: bool | None = None) -> dict[str, Any]:
-        """One step: a dict with ``"h"``, every key of ``state_keys`` and any intermediate worth reading."""
-        raise NotImplementedError(f"{type(self).__name__} must implement step()")
+        """One step: a dict with ``"h"``, every key of ``state_keys`` and any intermediate worth reading.
+
+        ``step_projected(project_inputs(inputs), states)``; a cell may implement this instead of the two.
+        """
+        return self.step_projected(self.project_inputs(inputs), states, training=training)
 
     def call(self, inputs: Any, states: Sequence[Any], training: bool | None = None) -> tuple[Any, list]:
+        step = self.step_projected if self._inputs_projected else self.step
         if self._noise_split is None:
-            out = self.step(inputs, states, training=training)
+            out = step(inputs, states, training=training)
         else:  # inside RNN: the last features of the input are this step's dropout noise
             split = self._noise_split
             self._step_noise, self._noise_used = inputs[..., split:], 0
             try:
-                out = self.step(inputs[..., :split], states, training=training)
+                out = step(inputs[..., :split], states, training=training)
                 if self._noise_used != int(self._step_noise.shape[-1]):
                     raise ValueError(
                         f"{type(self).__name__}: step() used {self._noise_used} dropout numbers but "
@@ -257,13 +288,18 @@ class RecurrentCell(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="zoo")
 class RNN(keras.layers.RNN):
-    """``keras.layers.RNN`` that draws the per-step dropout noise of a :class:`RecurrentCell` before the loop.
+    """``keras.layers.RNN`` that hoists the input projection of a :class:`RecurrentCell` out of the loop and
+    draws its per-step dropout noise before the loop.
 
-    In training, when the cell has active dropout sites, one ``keras.random.uniform`` draw of
-    ``[batch, time, width]`` (from the cell's seed generator) is appended to the input features and each
-    step's cell call takes its slice off again; the cell's weights never see it. The loop is then
-    stateless, so per-step masks are fresh at every step on every backend (JAX included) and compile
-    with XLA. Otherwise, and for other cells, this is ``keras.layers.RNN``.
+    The cell's :meth:`RecurrentCell.project_inputs` runs once on the whole ``[batch, time, N_x]`` window
+    (one large product instead of one small one per step, and one for its gradient) and the loop runs
+    :meth:`RecurrentCell.step_projected` on each step's slice; masking and ``go_backwards`` act on the
+    projected sequence exactly as on the inputs (the projection is per step). In training, when the cell
+    has active dropout sites, one ``keras.random.uniform`` draw of ``[batch, time, width]`` (from the
+    cell's seed generator) is appended to the projected features and each step's cell call takes its slice
+    off again; the cell's weights never see it. The loop is then stateless, so per-step masks are fresh at
+    every step on every backend (JAX included) and compile with XLA. For other cells this is
+    ``keras.layers.RNN``.
 
     Args:
       cell: the recurrent cell (any cell ``keras.layers.RNN`` takes).
@@ -281,17 +317,19 @@ class RNN(keras.layers.RNN):
 
     def inner_loop(self, sequences: Any, initial_state: Any, mask: Any, training: bool | None = False) -> Any:
         cell = self.cell
-        width = cell.dropout_noise_width(training) if isinstance(cell, RecurrentCell) else 0
-        if not width:
+        if not isinstance(cell, RecurrentCell):
             return super().inner_loop(sequences, initial_state, mask, training=training)
-        shape = ops.shape(sequences)
-        noise = keras.random.uniform(
-            (shape[0], shape[1], width), dtype=sequences.dtype, seed=cell.seed_generator
-        )
-        cell._noise_split = int(sequences.shape[-1])
-        try:
-            return super().inner_loop(
-                ops.concatenate([sequences, noise], axis=-1), initial_state, mask, training=training
+        sequences = cell.project_inputs(sequences)
+        width = cell.dropout_noise_width(training)
+        if width:
+            shape = ops.shape(sequences)
+            noise = keras.random.uniform(
+                (shape[0], shape[1], width), dtype=sequences.dtype, seed=cell.seed_generator
             )
+            cell._noise_split = int(sequences.shape[-1])
+            sequences = ops.concatenate([sequences, noise], axis=-1)
+        cell._inputs_projected = True
+        try:
+            return super().inner_loop(sequences, initial_state, mask, training=training)
         finally:
-            cell._noise_split = None
+            cell._noise_split, cell._inputs_projected = None, False

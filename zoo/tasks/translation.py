@@ -65,7 +65,6 @@ __all__ = [
     "Pairs",
     "translate_ids",
     "source_ids",
-    "detokenize",
 ]
 
 PAD, UNK, BOS, EOS = subword.PAD_ID, subword.UNK_ID, subword.BOS_ID, subword.EOS_ID
@@ -202,15 +201,18 @@ def _read_text(dataset: str, data_dir: str | None, recipe: Mapping[str, Any]) ->
     src, tgt = _languages(recipe)
     if dataset == "num2words":
         size = recipe.get("corpus_size")
-        return {
-            split: num2words_corpus.number_pairs(split, src, tgt, size=size if split == "train" else None)
-            for split in SPLITS
-        }
+        out = {}
+        for split in SPLITS:
+            pairs = num2words_corpus.number_pairs(split, src, tgt, size=size if split == "train" else None)
+            out[split] = ([p[0] for p in pairs], [p[1] for p in pairs])
+        return out
     assert data_dir is not None
     out = {}
     for split in SPLITS:
         prefix = str(recipe.get(f"{split}_prefix", split))
-        out[split] = parallel.read_parallel(data_dir, prefix, src, tgt)
+        out[split] = parallel.read_parallel(
+            data_dir, prefix, src, tgt, prefix_flag=f"--config {split}_prefix"
+        )
     return out
 
 
@@ -280,13 +282,6 @@ def source_ids(tokenizer: Any, sentences: Any) -> Any:
     return tf.concat([ids, eos], axis=1).to_tensor(default_value=PAD)
 
 
-def detokenize(tokenizer: Any, tokens: Any) -> Any:
-    """Ids ``[N, L]`` (EOS then PAD at the end) -> strings ``[N]``; PAD, BOS and EOS are dropped."""
-    ragged = tf.RaggedTensor.from_tensor(tokens)
-    keep = (ragged != PAD) & (ragged != BOS) & (ragged != EOS)
-    return tokenizer.detokenize(tf.ragged.boolean_mask(ragged, keep))
-
-
 def _sentence_nats(model: Any, inputs: Mapping[str, Any], target_out: Any) -> tuple[Any, Any]:
     logits = model(inputs, training=False)["logits"]
     nats, mask = masked_cross_entropy(target_out, logits)
@@ -317,6 +312,7 @@ class TranslationTask(Task):
     def __init__(self) -> None:
         self._tokenizers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._steps: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._graph_tokenizers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     # ----------------------------------------------------------------- data
     def check_data(self, dataset: str, data_dir: str | None) -> None:
@@ -383,16 +379,16 @@ class TranslationTask(Task):
                 f"got {sorted(assets)}"
             )
         data = assets[subword.SUBWORD_ASSET]
-        self._tokenizers[model] = (subword.SubwordTokenizer.from_bytes(data), subword.tf_tokenizer(data))
+        self._tokenizers[model] = (subword.SubwordTokenizer.from_bytes(data), data)
 
-    def _tokenizer(self, model: Any, graph: bool) -> Any:
+    def _tokenizer(self, model: Any) -> Any:
         found = self._tokenizers.get(model)
         if found is None:
             raise ValueError(
                 f"model {getattr(model, 'name', model)!r} has no subword model bound: call "
                 "TASK.bind_assets(model, assets) with the run's assets first"
             )
-        return found[1] if graph else found[0]
+        return found
 
     # ----------------------------------------------------------------- step
     def forward(self, model: Any, batch: Any, carry: Any, training: bool) -> ForwardOutput:
@@ -424,7 +420,7 @@ class TranslationTask(Task):
         """``log_perplexity`` (nats per target token, teacher forcing) and ``bleu`` (beam search, detokenised,
         sacrebleu) over the whole split."""
         nats_step, best_step = self._eval_steps(model)
-        tokenizer = self._tokenizer(model, graph=False)
+        tokenizer = self._tokenizer(model)[0]
         total, count, hypotheses, references = 0.0, 0.0, [], []
         for inputs, target_out, text in dataset:
             nats, tokens = nats_step(inputs, target_out)
@@ -441,16 +437,20 @@ class TranslationTask(Task):
 
     # -------------------------------------------------------------- serving
     def serving_resources(self, model: Any) -> list[Any]:
-        return [self._tokenizer(model, graph=True)]
+        """The TF Text tokenizer of the last :meth:`serving_functions` of ``model`` (its op state)."""
+        return [self._graph_tokenizers[model]]
 
     def serving_functions(self, model: Any, config: Mapping[str, Any]) -> dict[str, Any]:
-        tokenizer = self._tokenizer(model, graph=True)
+        """The two signatures of the module docstring. Each call makes its own TF Text tokenizer (a resource
+        shared with a SavedModel loaded in the same process could be freed with it)."""
+        tokenizer = subword.tf_tokenizer(self._tokenizer(model)[1])
+        self._graph_tokenizers[model] = tokenizer
 
         def translate(source: Any) -> dict[str, Any]:
             result = translate_ids(model, source_ids(tokenizer, source))
             tokens = result.tokens[:, 0, :]
             return {
-                "translation": detokenize(tokenizer, tokens),
+                "translation": subword.tf_decode(tokenizer, tokens),
                 "score": result.scores[:, 0],
                 "tokens": tokens,
                 "length": result.lengths[:, 0],

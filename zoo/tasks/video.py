@@ -12,6 +12,13 @@ Data (``--dataset`` / ``--data_dir``):
   report); a directory without ``train*`` files trains on all its ``*.tfrecord``. A pattern (glob, or
   comma-separated globs) is the training split only, without evaluation.
 - Training batches drop the string ``id`` (the training step runs in XLA); evaluation batches keep it.
+- Frame-level training batches carry the records' uint8 codes (``features`` ``[B, max_frames, D]`` and
+  the ``feature_mask`` of ``frame_dataset(dequantize=False)``), not float features: the float block is
+  ~4x larger and writing it cost the input pipeline more than parsing (README, Benchmarks). The step
+  dequantises and L2-normalises them as its first op (:func:`model_inputs`, inside the XLA cluster, where
+  it fuses with the model's first layer), giving the same float features the default pipeline gives
+  (tests/test_video_task.py checks model outputs and losses of both). Models keep their float input,
+  so exported models and both serving signatures are unchanged; evaluation batches stay float.
 - Recipe keys (``--config key=value``): ``eval_batch_size``; ``skip_bad_records`` (default false): drop
   and count records that are corrupt or do not fit the layout instead of stopping with an error that
   names the file and record index (a truncated file loses its unreadable tail).
@@ -50,7 +57,7 @@ from zoo.metrics.yt8m import Evaluator
 from zoo.models.yt8m import LOSSES, record_layout
 from zoo.tasks.base import ForwardOutput, Task, TaskData
 
-__all__ = ["VideoClassificationTask", "TASK", "TOP_K", "split_files", "model_input_names"]
+__all__ = ["VideoClassificationTask", "TASK", "TOP_K", "split_files", "model_input_names", "model_inputs"]
 
 #: Classes per video in the serving outputs, the Kaggle CSV and GAP (official top_k = 20).
 TOP_K = 20
@@ -85,6 +92,27 @@ def model_input_names(model: Any) -> list[str]:
     """The model's input names (``features`` and, for frame-level models, ``num_frames``)."""
     inputs = model.input
     return sorted(inputs) if isinstance(inputs, Mapping) else [t.name for t in tf.nest.flatten(inputs)]
+
+
+def _float_features(inputs: Mapping[str, Any], layout: yt8m.RecordLayout | None) -> Any:
+    features = inputs["features"]
+    if features.dtype != tf.uint8:
+        return features
+    mask = inputs.get("feature_mask")
+    if mask is not None and layout is None:
+        raise ValueError("video_classification: uint8 features with a feature_mask need the record layout")
+    return yt8m.dequantize_frames(features, inputs["num_frames"], feature_mask=mask, layout=layout)
+
+
+def model_inputs(
+    model: Any, inputs: Mapping[str, Any], layout: yt8m.RecordLayout | None = None
+) -> dict[str, Any]:
+    """The model's inputs taken from a batch's ``inputs``. uint8 frame codes (frame-level training
+    batches, with their ``feature_mask``; ``layout`` gives the feature sizes) are dequantised and
+    L2-normalised first, with :func:`zoo.data.yt8m.dequantize_frames`: the features the default float
+    pipeline yields, to float round-off."""
+    features = _float_features(inputs, layout)
+    return {k: features if k == "features" else inputs[k] for k in model_input_names(model)}
 
 
 def _layout(config: Mapping[str, Any], model: Any = None) -> yt8m.RecordLayout:
@@ -132,6 +160,7 @@ class VideoClassificationTask(Task):
     def __init__(self) -> None:
         self._eval_steps: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._loss: str | None = None  # the model config's loss, from build_data / dataset_for
+        self._layout: yt8m.RecordLayout | None = None  # feature sizes of uint8 training batches
 
     # ----------------------------------------------------------------- data
     def check_data(self, dataset: str, data_dir: str | None) -> None:
@@ -158,6 +187,7 @@ class VideoClassificationTask(Task):
             want = f"yt8m_{layout.level}"
             raise ValueError(f"--dataset={dataset!r} does not fit a {layout.level}-level model; use {want!r}")
         self._loss = _loss_name(config)
+        self._layout = layout
         skip = _skip_bad_records(recipe)
         counter = yt8m.make_bad_record_counter() if skip else None
         options = {"skip_bad_records": skip, "bad_record_counter": counter}
@@ -171,6 +201,7 @@ class VideoClassificationTask(Task):
             drop_remainder=True,
             seed=seed,
             **options,
+            **({"dequantize": False} if layout.frame_level else {}),  # uint8 codes: see the docstring
         )
         train = train.map(lambda inputs, labels: ({k: v for k, v in inputs.items() if k != "id"}, labels))
         eval_batch = int(recipe.get("eval_batch_size") or global_batch_size)
@@ -231,9 +262,7 @@ class VideoClassificationTask(Task):
 
     def forward(self, model: Any, batch: Any, carry: Any, training: bool) -> ForwardOutput:
         inputs, labels = batch
-        preds = keras.ops.cast(
-            model({k: inputs[k] for k in model_input_names(model)}, training=training), "float32"
-        )
+        preds = keras.ops.cast(model(model_inputs(model, inputs, self._layout), training=training), "float32")
         loss = self._loss_fn()(keras.ops.cast(labels, "float32"), preds)
         return ForwardOutput(per_example_loss=loss, carry=carry, outputs={"predictions": preds})
 
@@ -249,11 +278,11 @@ class VideoClassificationTask(Task):
         loss_fn = self._loss_fn()
         cached = self._eval_steps.get(model)
         if cached is None or cached[0] is not loss_fn:
-            names = model_input_names(model)
+            layout = self._layout
 
             @tf.function
             def step(inputs: Any, labels: Any) -> Any:
-                preds = tf.cast(model({k: inputs[k] for k in names}, training=False), tf.float32)
+                preds = tf.cast(model(model_inputs(model, inputs, layout), training=False), tf.float32)
                 return preds, tf.reduce_sum(loss_fn(tf.cast(labels, tf.float32), preds))
 
             cached = self._eval_steps[model] = (loss_fn, step)
@@ -376,6 +405,8 @@ class VideoClassificationTask(Task):
         wanted = set(serve.structured_input_signature[1])
         evaluator = None
         for inputs, labels in dataset:
+            if inputs["features"].dtype == tf.uint8:  # a training split: codes, dequantised for the signature
+                inputs = {**inputs, "features": _float_features(inputs, self._layout)}
             out = serve(**{k: v for k, v in inputs.items() if k in wanted})["all_predictions"].numpy()
             if evaluator is None:
                 evaluator = Evaluator(out.shape[1], top_k=TOP_K)

@@ -38,6 +38,9 @@ setup(
         "torch": ["torch>=2.13,<2.14"],
         # Decoding video files for zoo-yt8m-extract (PyAV bundles FFmpeg).
         "video": ["av>=14"],
+        # Preprocessing at dataset scale on Apache Beam (zoo-yt8m-preprocess --runner=...). Beside TF 2.21 it
+        # resolves protobuf to 6.33 (Beam needs <7); google-crc32c: checksums for Beam's TFRecord sink.
+        "beam": ["apache-beam>=2.77,<2.78", "google-crc32c>=1.5,<2"],
         "test": [
             "pytest>=8,<10",
             "pytest-xdist>=3.5,<4",
@@ -45,6 +48,8 @@ setup(
             "scikit-learn>=1.3,<2",
             "ruff>=0.6",
             "av>=14",
+            "apache-beam>=2.77,<2.78",
+            "google-crc32c>=1.5,<2",
         ],
     },
     entry_points={

@@ -5,15 +5,19 @@
 Writes a synthetic frame-level data set (``zoo.data.yt8m.write_synthetic``; real-size features 1024 + 128,
 frames uniform in [--min_frames, --max_frames]), then times (a) reading the raw serialized records with the
 same file interleave (cycle length 8), batching and repetition, (b) ``zoo.data.yt8m.frame_dataset``
-producing ``[B, 300, 1152]`` float features, and (c) the same with ``dequantize=False`` (uint8 codes;
-``dequantize_frames`` then runs on the accelerator).
+producing ``[B, 300, 1152]`` float features, (c) the same with ``dequantize=False`` (uint8 codes;
+``dequantize_frames`` then runs on the accelerator): what the trainer consumes for frame-level models
+(``zoo.tasks.video`` dequantises inside the compiled step), and (d) uint8 codes of 30 frames sampled per
+video in the parse (``num_samples=30``, DBoF's k; the trainer samples in the model instead, and this
+parse still pads every video to 300 frames before sampling).
 
 All pipelines repeat the files, so a timed window is steady-state throughput (as in training), not the
 start-up and drain of a parallel pipeline over a handful of batches. Each round builds a fresh iterator
 per pipeline (nothing runs in the background while another pipeline is timed), discards
 ``--warmup_batches`` and times the next ``--timed_batches``; rounds alternate the pipelines, and the
 reported rate is the median over rounds and the ratio is the median of the per-round ratios (a pipeline
-and the raw reading timed seconds apart see the same machine load). The issue's target is (b)/(a) >= 0.6.
+and the raw reading timed seconds apart see the same machine load). The issue's target is >= 0.6 for what
+the trainer consumes, (c)/(a).
 """
 
 from __future__ import annotations
@@ -116,7 +120,12 @@ def main(argv):
         )
 
     rates, ratios = _median_rates(
-        {"raw": raw, "parsed": parsed(), "uint8": parsed(dequantize=False)},
+        {
+            "raw": raw,
+            "parsed": parsed(),
+            "uint8": parsed(dequantize=False),
+            "sampled": parsed(dequantize=False, num_samples=30),
+        },
         FLAGS.rounds,
         FLAGS.warmup_batches,
         FLAGS.timed_batches,
@@ -127,11 +136,14 @@ def main(argv):
         f"cpus {os.cpu_count()}"
     )
     print(f"raw TFRecord reading:          {rates['raw']:9.0f} videos/s")
-    print(f"frame_dataset (parse+dequant): {rates['parsed']:9.0f} videos/s")
-    print(f"ratio: {ratios['parsed']:.2f} (target >= 0.6)")
+    print(f"frame_dataset (parse+dequant): {rates['parsed']:9.0f} videos/s, ratio {ratios['parsed']:.2f}")
     print(
-        f"frame_dataset(dequantize=False), uint8 codes: {rates['uint8']:9.0f} videos/s, "
-        f"ratio {ratios['uint8']:.2f} (dequantise + normalise then run in the model)"
+        f"frame_dataset(dequantize=False), uint8 codes (the trainer's input): {rates['uint8']:9.0f} "
+        f"videos/s, ratio {ratios['uint8']:.2f} (target >= 0.6; dequantise + normalise then run in the step)"
+    )
+    print(
+        f"frame_dataset(dequantize=False, num_samples=30): {rates['sampled']:9.0f} videos/s, "
+        f"ratio {ratios['sampled']:.2f}"
     )
 
 

@@ -86,6 +86,8 @@ def random_inputs(model: keras.Model, rng: np.random.Generator) -> dict[str, np.
         elif name == "num_frames":
             frames = int(model.get_layer(name="features").output.shape[1])
             out[name] = rng.integers(1, frames + 1, size=shape).astype("int32")
+        elif str(tensor.dtype).startswith("int"):  # other token ids (translation: source, target_in)
+            out[name] = rng.integers(0, TINY["vocab_size"], size=shape).astype(str(tensor.dtype))
         else:
             out[name] = rng.uniform(size=shape).astype(str(tensor.dtype))
     return out

@@ -2,7 +2,8 @@
 exhaustive search, greedy decoding, the penalty formulas, batches with different source masks, and (on
 TensorFlow) a traced ``tf.function`` with a dynamic batch and a tensor ``max_length``, exported and reloaded.
 
-Backend-neutral except the tests marked TensorFlow-only: ``KERAS_BACKEND=jax`` runs the rest.
+Backend-neutral except the tests marked TensorFlow-only: ``KERAS_BACKEND=jax`` runs the rest, under
+``jax.jit`` except the greedy-versus-beam test, which runs eagerly.
 """
 
 import math
@@ -74,19 +75,29 @@ class TableModel:
         history = ops.where(written, tokens[:, None], history)
         return log_probs, (example, counter + 1, history), attention
 
-    def search(self, beam_width, alpha=0.0, beta=0.0, examples=None, max_length=None, masked=True):
+    def search(self, beam_width, alpha=0.0, beta=0.0, examples=None, max_length=None, masked=True, jit=True):
+        """Beam search of ``examples``; on JAX compiled with ``jax.jit`` unless ``jit=False`` (eager JAX
+        compiles every op and the loop separately, several seconds a search on CI's CPUs)."""
         examples = list(range(self.batch)) if examples is None else examples
         mask = ops.convert_to_tensor(self.mask[examples]) if masked else None
-        out = beam_search(
-            self.step_fn,
-            self.initial_state(examples),
-            batch_size=len(examples),
-            beam_width=beam_width,
-            max_length=self.steps if max_length is None else max_length,
-            length_penalty_alpha=alpha,
-            coverage_penalty_beta=beta,
-            source_mask=mask,
-        )
+
+        def run(state, mask):
+            return beam_search(
+                self.step_fn,
+                state,
+                batch_size=len(examples),
+                beam_width=beam_width,
+                max_length=self.steps if max_length is None else max_length,
+                length_penalty_alpha=alpha,
+                coverage_penalty_beta=beta,
+                source_mask=mask,
+            )
+
+        if jit and BACKEND == "jax":
+            import jax
+
+            run = jax.jit(run)
+        out = run(self.initial_state(examples), mask)
         return [np.asarray(ops.convert_to_numpy(t)) for t in out]
 
     # ---- the NumPy reference ------------------------------------------------------------------------
@@ -298,9 +309,9 @@ def test_beam_of_two_finds_what_greedy_misses():
         model = TableModel(np.log(p), np.zeros((1, steps, vocab, vocab, 2)), np.ones((1, 2), bool))
     greedy = model.greedy(0, 0.0, 0.0)
     assert greedy[2] == (4, EOS_ID)
-    one = model.search(beam_width=1)
+    one = model.search(beam_width=1, jit=False)  # eager on every backend
     assert_matches(one, 0, [greedy], steps=steps)
-    two = model.search(beam_width=2)
+    two = model.search(beam_width=2, jit=False)
     assert two[0][0, 0].tolist() == [5, EOS_ID, PAD_ID]
     np.testing.assert_allclose(two[3][0, 0], math.log(0.45 * 0.96), rtol=1e-6)
     assert two[2][0, 0] > two[2][0, 1] and two[0][0, 1].tolist() == [4, EOS_ID, PAD_ID]

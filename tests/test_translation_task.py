@@ -206,7 +206,7 @@ def test_zoo_train_on_num2words_exports_and_zoo_translate_agrees(tmp_path):
     run, exp = str(tmp_path / "run"), str(tmp_path / "exp")
     flags = [f"--config={k}={v}" for k, v in {**TINY, "hyper_units": 8}.items()]
     cmd = [sys.executable, "-m", "trainers.train", "--model=gnmt_ln_hyper_lstm_small", "--dataset=num2words",
-           "--config=corpus_size=200", "--config=eval_batch_size=200", "--batch_size=8", "--train_steps=3",
+           "--config=corpus_size=200", "--config=eval_corpus_size=24", "--batch_size=8", "--train_steps=3",
            "--log_every=1", *flags, f"--model_dir={run}", f"--export_dir={exp}"]  # fmt: skip
     done = subprocess.run(cmd, capture_output=True, text=True, env=_env(), cwd=REPO, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -227,3 +227,17 @@ def test_zoo_train_on_num2words_exports_and_zoo_translate_agrees(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "trainers.translate", f"--model_dir={run}", "--beam_width=0"],
                          capture_output=True, text=True, env=_env(), cwd=REPO, timeout=300)  # fmt: skip
     assert bad.returncode != 0 and "beam_width" in bad.stderr
+
+
+def test_a_checkpoint_restores_every_weight_of_a_deep_model(tmp_path):
+    """Resuming, zoo-translate and zoo-export rebuild the model and restore tf.train.Checkpoint(model=...):
+    every layer of a 3 + 3 layer GNMT (the upper layers included) must be in the checkpoint."""
+    deep = {"encoder_layers": 3, "decoder_layers": 3}
+    trained = _model(**deep)
+    keras.utils.set_random_seed(1)
+    fresh = zoo.get("gnmt_ln_hyper_lstm_small", **{**TINY, "hyper_units": 8, **deep})
+    path = tf.train.Checkpoint(model=trained).save(str(tmp_path / "ckpt"))
+    tf.train.Checkpoint(model=fresh).restore(path).assert_existing_objects_matched()
+    assert len(fresh.weights) == len(trained.weights)
+    for a, b in zip(trained.weights, fresh.weights, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=a.path)

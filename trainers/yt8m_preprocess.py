@@ -36,15 +36,16 @@ renamed into place.
 
 Apache Beam (``--runner``; needs the ``beam`` extra): the same job as a Beam pipeline
 (:mod:`zoo.data.yt8m_beam`), equal to the single-process output (same statistics, same PCA up to the sign
-of each component): one file per unit of work, the PCA fitted by a combiner of streaming float64 sums, the
-projection in a second pass with the fitted PCA as a side input, the shards written by Beam's file sink
-(temporary files renamed into place at the end). ``--runner=DirectRunner`` runs it in this process; any
+of each component): ``--files_per_task`` whole files per unit of work, the PCA fitted by a combiner of
+streaming float64 sums, the projection in a second pass with the fitted PCA as a side input, the shards
+written by Beam's file sink (temporary files renamed into place at the end). ``--runner=DirectRunner``
+runs it in this process (Beam's FnApiRunner, never a download of Beam's Prism binary); any
 other runner takes the standard Beam pipeline options, passed on the same command line: every argument
 that is not a flag of this job goes to Beam's ``PipelineOptions`` (write them as ``--name=value``; an
 argument neither side knows is an error)::
 
     python -m trainers.yt8m_preprocess --input='frames/train*.tfrecord' --output_dir=video_stats \\
-        --num_shards=4 --pca_dim=1024 --runner=DirectRunner --direct_num_workers=2
+        --num_shards=4 --pca_dim=1024 --runner=DirectRunner
     zoo-yt8m-preprocess --input='gs://bucket/frames/train*.tfrecord' --output_dir=gs://bucket/video \\
         --num_shards=256 --pca_dim=1024 --pca_path=gs://bucket/video/pca.npz --runner=DataflowRunner \\
         --project=my-project --region=us-central1 --temp_location=gs://bucket/tmp --setup_file=./setup.py
@@ -53,6 +54,7 @@ argument neither side knows is an error)::
 from __future__ import annotations
 
 import functools
+import io
 import os
 import re
 import sys
@@ -314,7 +316,8 @@ def _pca_to_use(
     pca_width = sum(sizes[n] for n in pca_names)
     fitted = None
     if pca_dim and pca_path and tf.io.gfile.exists(pca_path):
-        fitted = yt8m_features.StreamingPCA.load(pca_path)
+        with tf.io.gfile.GFile(pca_path, "rb") as f:  # also gs:// (a Beam job's --pca_path)
+            fitted = yt8m_features.StreamingPCA.load(io.BytesIO(f.read()))
         if fitted.dim != pca_width or fitted.components.shape[1] != pca_dim:
             raise ValueError(
                 f"--pca_path {pca_path} holds a PCA {fitted.dim} -> {fitted.components.shape[1]}, "

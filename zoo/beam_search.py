@@ -13,7 +13,10 @@ the source positions where ``source_mask`` is True (padding is excluded; its att
 ``log 0``). Attention sums are floored at :data:`COVERAGE_FLOOR` before the log so that a real position that
 received no attention costs a large finite penalty instead of ``-inf`` (and ``β = 0`` never gives NaN).
 
-The search (one ``while_loop``; every shape is static except batch and, on TensorFlow, ``max_length``):
+The search is one ``while_loop`` over ``[B * K, max_length]`` token buffers; every shape is static except
+the batch and, on TensorFlow, ``max_length`` (a scalar tensor there, e.g. computed from the source length
+in a serving signature; JAX needs a Python int). With ``source_mask=None`` step 0 runs before the loop, to
+learn the source length from ``step_fn``'s attention.
 
 - Step 0 expands the BOS hypothesis of each example; the other ``K - 1`` beams start at ``-inf`` so the
   ``K`` beams never duplicate one another.
@@ -31,7 +34,8 @@ The search (one ``while_loop``; every shape is static except batch and, on Tenso
 - Early stop, per example, only when it cannot change the result: with α, β >= 0 and log-probabilities
   <= 0, no extension of a live hypothesis can score above ``log P / lp(max_length)`` (``log P`` only falls,
   ``lp`` only grows, ``cp <= 0``). Once the example's ``K``-th finished score is at least that bound for its
-  best live hypothesis, its live hypotheses are dropped; the loop ends when no example has any left.
+  best live hypothesis, its live hypotheses are dropped (so an example's result does not depend on the
+  rest of its batch); the loop ends when no example has any left.
 - After each step every tensor of the decoder state (any nested structure, ``[B * K, ...]``) is reordered
   by the chosen parent beams: a gather along axis 0.
 
@@ -210,10 +214,7 @@ def beam_search(
     def cond(step, last, live_logp, *_):
         return ops.logical_and(step < max_length, ops.any(live_logp > _NEG_INF))
 
-    def body(step, last, live_logp, live_tokens, live_sums, state, fin):
-        return advance(step, last, live_logp, live_tokens, live_sums, state, fin)
-
-    _, _, live_logp, live_tokens, live_sums, _, fin = ops.while_loop(cond, body, loop_vars)
+    _, _, live_logp, live_tokens, live_sums, _, fin = ops.while_loop(cond, advance, loop_vars)
     # Hypotheses still live ran to max_length without EOS: finished as they are.
     length = ops.zeros(ops.shape(live_logp), "int32") + ops.cast(max_length, "int32")
     fin = _keep_best(fin, (live_tokens, live_logp, score(live_logp, length, _split(live_sums, k)), length), k)

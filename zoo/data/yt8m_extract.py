@@ -216,7 +216,7 @@ def _decode_in_pool(
             frames = future.result()
         except video_decode.VideoDecodeError as e:
             frames = e
-        except ZeroDivisionError as e:
+        except concurrent.futures.BrokenExecutor as e:  # the pool broke: a worker died
             in_flight = ", ".join([item.path] + [i.path for i, _ in window])
             raise DecodeWorkerError(
                 f"video file {item.path}: a decoding worker process died (killed, out of memory, or a "
@@ -244,8 +244,23 @@ def _decoded(items: Sequence[VideoItem], options: ExtractOptions) -> Iterator[It
     )
     try:
         yield _decode_in_pool(pool, items, options)
+    except BaseException:
+        # A worker still sending a decoded video that nobody reads any more would block shutdown
+        # (and, with a broken pool, the interpreter's exit) forever: stop the workers first.
+        _terminate_workers(pool)
+        raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _terminate_workers(pool: concurrent.futures.ProcessPoolExecutor) -> None:
+    terminate = getattr(pool, "terminate_workers", None)  # public from Python 3.14
+    if terminate is not None:
+        terminate()
+        return
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        if process.is_alive():
+            process.terminate()
 
 
 def _features_of(

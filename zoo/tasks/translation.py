@@ -8,7 +8,8 @@ shared by source and target (GNMT's shared wordpiece model).
 Datasets (``--dataset``):
   - ``num2words`` (embedded, no ``--data_dir``): numbers written as words in two languages by the pinned
     ``num2words`` package, disjoint numbers per split (``zoo/data/num2words_corpus.py``); languages from the
-    recipe keys ``source_language`` / ``target_language`` (default en -> fr), ``corpus_size`` training pairs.
+    recipe keys ``source_language`` / ``target_language`` (default en -> fr), ``corpus_size`` training pairs
+    (default 50,000) and ``eval_corpus_size`` pairs in each of valid and test (default 1,000).
   - ``parallel``: WMT-style file pairs in ``--data_dir``: ``{prefix}.{language}`` for the prefixes
     ``train_prefix``, ``valid_prefix``, ``test_prefix`` (e.g. ``--config train_prefix=train
     valid_prefix=newstest2013 test_prefix=newstest2014``), one sentence a line (``zoo/data/parallel.py``).
@@ -200,10 +201,11 @@ def _read_text(dataset: str, data_dir: str | None, recipe: Mapping[str, Any]) ->
     """``{split: (source lines, target lines)}`` of ``dataset``."""
     src, tgt = _languages(recipe)
     if dataset == "num2words":
-        size = recipe.get("corpus_size")
+        sizes = {"train": recipe.get("corpus_size"), "valid": recipe.get("eval_corpus_size")}
+        sizes["test"] = sizes["valid"]
         out = {}
         for split in SPLITS:
-            pairs = num2words_corpus.number_pairs(split, src, tgt, size=size if split == "train" else None)
+            pairs = num2words_corpus.number_pairs(split, src, tgt, size=sizes[split])
             out[split] = ([p[0] for p in pairs], [p[1] for p in pairs])
         return out
     assert data_dir is not None
@@ -301,6 +303,7 @@ class TranslationTask(Task):
         "valid_prefix",
         "test_prefix",
         "corpus_size",
+        "eval_corpus_size",
         "max_length",
         "bucket_lengths",
         "eval_batch_size",

@@ -12,9 +12,11 @@ One process, one training step = forward + backward + Adam update on a char-LM-s
 
 The zoo cells run in ``zoo.layers.RNN`` (what the char-LM and handwriting models use; it computes the input
 projection of the whole window before the loop), or in plain ``keras.layers.RNN`` with ``--wrapper=keras``
-(the step-by-step form). GFLOP/s counts the matrix products only (``2 M K N`` each; a training step is 3x
-the forward products: forward, input gradient, weight gradient); "of matmul" divides it by the rate of one
-``--matmul_size``^3 fp32 product compiled by the same backend and measured in the same rounds.
+(the step-by-step form, each step projecting its own input), or both side by side with ``--wrapper=both``
+(the second copy named ``<cell>@keras.layers.RNN``). GFLOP/s counts the matrix products only
+(``2 M K N`` each; a training step is 3x the forward products: forward, input gradient, weight gradient);
+"of matmul" divides it by the rate of one ``--matmul_size``^3 fp32 product compiled by the same backend
+and measured in the same rounds.
 
 Measurement rounds are interleaved across the models and the matmul (so load changes hit all of them) and
 the median per model is reported. Target (issue 12): >= 50% of the matmul rate for LSTM, LN-LSTM and
@@ -42,6 +44,7 @@ from zoo.layers import RNN, BasicLSTMCell, HyperLSTMCell, LayerNormLSTMCell  # n
 
 MODELS = ("keras.layers.LSTM", "BasicLSTMCell", "LayerNormLSTMCell", "HyperLSTMCell", "LN-HyperLSTMCell")
 MATMUL = "matmul"
+KERAS_RNN = "keras.layers.RNN"
 
 
 def forward_matmul_flops(kind: str, args: argparse.Namespace) -> int:
@@ -57,7 +60,7 @@ def forward_matmul_flops(kind: str, args: argparse.Namespace) -> int:
     return 2 * rows * (cell + head)
 
 
-def _model(kind: str, args: argparse.Namespace) -> keras.Model:
+def _model(kind: str, args: argparse.Namespace, wrapper: type[keras.layers.RNN]) -> keras.Model:
     inp = keras.Input((args.sequence_length, args.input_size))
     if kind == "keras.layers.LSTM":
         h = keras.layers.LSTM(args.units, return_sequences=True)(inp)
@@ -75,7 +78,6 @@ def _model(kind: str, args: argparse.Namespace) -> keras.Model:
                 use_layer_norm=kind.startswith("LN-"),
                 recurrent_dropout=drop,
             )
-        wrapper = RNN if args.wrapper == "zoo" else keras.layers.RNN
         h = wrapper(cell, return_sequences=True)(inp)
     model = keras.Model(inp, keras.layers.Dense(args.input_size)(h), name=kind.replace(".", "_"))
     model.compile(
@@ -118,7 +120,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         "--recurrent_dropout", type=float, default=0.0, help="drop rate in our cells (Keras LSTM: none)"
     )
     parser.add_argument(
-        "--wrapper", default="zoo", choices=("zoo", "keras"), help="zoo.layers.RNN or keras.layers.RNN"
+        "--wrapper",
+        default="zoo",
+        choices=("zoo", "keras", "both"),
+        help="run the cells in zoo.layers.RNN, keras.layers.RNN or both",
     )
     parser.add_argument("--matmul_size", type=int, default=2048, help="side of the reference product")
     parser.add_argument("--steps", type=int, default=3, help="timed steps per model per round")
@@ -140,17 +145,24 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     matmul = compiled_matmul(args.matmul_size)
     matmul()  # compile
     steps[MATMUL] = matmul
-    for kind in kinds:
+    wrappers = {"zoo": [("", RNN)], "keras": [("", keras.layers.RNN)]}
+    wrappers["both"] = [("", RNN), (f"@{KERAS_RNN}", keras.layers.RNN)]
+    variants = [
+        (kind + suffix, kind, wrapper)
+        for kind in kinds
+        for suffix, wrapper in (wrappers[args.wrapper] if kind != kinds[0] else [("", None)])
+    ]
+    for name, kind, wrapper in variants:
         keras.utils.set_random_seed(0)
-        model = _model(kind, args)
+        model = _model(kind, args, wrapper)
         start = time.perf_counter()
         model.train_on_batch(x, y)  # trace + XLA compile
         print(
-            f"{kind:>20}: {model.count_params():,} params, compile+first step "
+            f"{name:>36}: {model.count_params():,} params, compile+first step "
             f"{time.perf_counter() - start:.1f} s",
             flush=True,
         )
-        steps[kind] = lambda model=model: float(np.asarray(model.train_on_batch(x, y)))
+        steps[name] = lambda model=model: float(np.asarray(model.train_on_batch(x, y)))
 
     times: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(args.rounds):
@@ -162,22 +174,23 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     matmul_rate = 2 * args.matmul_size**3 / statistics.median(times[MATMUL]) / 1e9
     ref = statistics.median(times[kinds[0]])
+    wrapper_names = {"zoo": "zoo.layers.RNN", "keras": KERAS_RNN, "both": f"zoo.layers.RNN and {KERAS_RNN}"}
     print(
         f"\nbatch {args.batch_size}, sequence {args.sequence_length}, units {args.units}, "
         f"input {args.input_size}, H {args.hyper_units}, E {args.embedding_size}, "
-        f"cells in {args.wrapper}.layers.RNN, XLA on, {keras.backend.backend()} backend, "
+        f"cells in {wrapper_names[args.wrapper]}, XLA on, {keras.backend.backend()} backend, "
         f"median of {args.rounds} interleaved rounds x {args.steps} steps"
     )
-    print(f"{'fp32 matmul ' + str(args.matmul_size) + '^3':>20}: {matmul_rate:7.1f} GFLOP/s")
+    print(f"{'fp32 matmul ' + str(args.matmul_size) + '^3':>36}: {matmul_rate:7.1f} GFLOP/s")
     result = {"matmul_gflops": matmul_rate}
-    for kind in kinds:
-        med = statistics.median(times[kind])
+    for name, kind, _ in variants:
+        med = statistics.median(times[name])
         gflops = 3 * forward_matmul_flops(kind, args) / med / 1e9
         print(
-            f"{kind:>20}: {1000 * med:8.1f} ms/step  {med / ref:5.2f}x  {gflops:6.1f} GFLOP/s  "
+            f"{name:>36}: {1000 * med:8.1f} ms/step  {med / ref:5.2f}x  {gflops:6.1f} GFLOP/s  "
             f"{gflops / matmul_rate:5.1%} of matmul"
         )
-        result[kind] = gflops / matmul_rate
+        result[name] = gflops / matmul_rate
     return result
 
 

@@ -7,6 +7,11 @@ appendix A.1.2: the score of source position ``t`` for a query ``y`` is a one-hi
 decoder layer and the top encoder layer. The scoring vector is weight-normalised (Salimans & Kingma 2016):
 ``v = g · v̂ / ||v̂||`` with a scalar gain ``g`` (initial value ``sqrt(1 / A)``) and a bias ``b`` inside the
 tanh (initial 0), as in the TensorFlow NMT tutorial's ``normed_bahdanau`` attention that reproduces GNMT.
+
+- :func:`masked_softmax`: the softmax over valid positions only (exact zeros at padding);
+- :class:`NormalizedBahdanauAttention`: the attention function (keys precomputed once per sentence);
+- :class:`AttentiveCell`: a recurrent cell whose input at every step is extended by the attention context
+  of its own previous output (GNMT's bottom decoder layer), to run in :class:`zoo.layers.RNN`.
 """
 
 from __future__ import annotations

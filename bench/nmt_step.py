@@ -1,8 +1,8 @@
 """GNMT training step and beam search: LN HyperLSTM cells against LSTM cells (HyperNetworks §4.6, Table 6).
 
 One process. A training step is the translation task's forward (teacher forcing, summed cross-entropy,
-``zoo/tasks/translation.py``) + backward (XLA, ``jit_compile=True``) + the registered recipe's optimizer update
-with its ``clip_norm``, on random subword batches of ``--batch_size`` pairs of ``--length`` tokens. Beam
+``zoo/tasks/translation.py``) + backward (XLA, ``jit_compile=True``) + the registered recipe's optimizer
+update with its ``clip_norm``, on random subword batches of ``--batch_size`` pairs of ``--length`` tokens. Beam
 search runs the task's ``translate_ids`` (GNMT §7 scoring, the model's beam width) on ``--beam_batch``
 random sources of ``--length`` tokens; an untrained model rarely stops before the length cap
 (``2 * length + 10``), so sentences per second here are a lower bound for trained models. Measurement
@@ -60,13 +60,17 @@ def _timed(fn, *args, repeats: int) -> float:  # noqa: ANN001
 
 
 def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--length", type=int, default=24, help="subword tokens per source and target")
     parser.add_argument("--beam_batch", type=int, default=32, help="sentences per beam search call")
     parser.add_argument("--steps", type=int, default=3, help="timed calls per model per round")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved measurement rounds")
-    parser.add_argument("--models", default="gnmt_lstm_small,gnmt_ln_hyper_lstm_small", help="first: reference")
+    parser.add_argument(
+        "--models", default="gnmt_lstm_small,gnmt_ln_hyper_lstm_small", help="first: reference"
+    )
     args = parser.parse_args(argv)
     names = args.models.split(",")
     valid = zoo.list_models("gnmt_*")
@@ -80,9 +84,9 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         keras.utils.set_random_seed(0)
         model = zoo.get(name)
         vocab = int(model.config["vocab_size"]) if hasattr(model, "config") else 1000
-        ids = lambda: tf.constant(rng.integers(4, vocab, (args.batch_size, args.length)), tf.int32)  # noqa: E731
-        inputs = {"source": ids(), "target_in": ids()}
-        target_out = ids()
+        shape = (args.batch_size, args.length)
+        inputs = {k: tf.constant(rng.integers(4, vocab, shape), tf.int32) for k in ("source", "target_in")}
+        target_out = tf.constant(rng.integers(4, vocab, shape), tf.int32)
         source = tf.constant(rng.integers(4, vocab, (args.beam_batch, args.length)), tf.int32)
         train = _train_step(model, zoo.describe(name)["recipe"])
         search = tf.function(lambda s, m=model: translate_ids(m, s).tokens)
@@ -90,7 +94,10 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         float(train(inputs, target_out))
         search(source).numpy()
         params = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-        print(f"{name:>26}: {params:,} params, compile + first calls {time.perf_counter() - start:.1f} s", flush=True)
+        print(
+            f"{name:>26}: {params:,} params, compile + first calls {time.perf_counter() - start:.1f} s",
+            flush=True,
+        )
         runs[name] = (train, (inputs, target_out), search, (source,))
 
     step_times: dict[str, list[float]] = {n: [] for n in names}
@@ -110,7 +117,11 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     results = {}
     for name in names:
         step, search = statistics.median(step_times[name]), statistics.median(search_times[name])
-        results[name] = {"step_ms": 1000 * step, "step_ratio": step / ref_step, "sentences_per_s": args.beam_batch / search}
+        results[name] = {
+            "step_ms": 1000 * step,
+            "step_ratio": step / ref_step,
+            "sentences_per_s": args.beam_batch / search,
+        }
         print(
             f"{name:>26}: train step {1000 * step:8.1f} ms ({step / ref_step:.2f}x)   "
             f"beam search {args.beam_batch / search:7.1f} sentences/s ({search / ref_search:.2f}x time)"

@@ -1,4 +1,4 @@
-"""The translation task: data checks, bucketed batches, loss, training, text-in/text-out serving, end to end."""
+"""The translation task: data checks, bucketed batches, loss, training, text-in/text-out serving, e2e."""
 
 import json
 import os
@@ -45,6 +45,7 @@ class _Chars:
 @pytest.fixture(scope="module")
 def corpus():
     """A small real num2words corpus and its learned subword model (shared by the tests below)."""
+
     def split(name, size):
         pairs = num2words_corpus.number_pairs(name, "en", "fr", size=size)
         return [p[0] for p in pairs], [p[1] for p in pairs]
@@ -103,7 +104,10 @@ def _model(name="gnmt_ln_hyper_lstm_small", **overrides):
 
 def test_loss_is_the_summed_cross_entropy_of_real_target_tokens():
     model = _model("gnmt_lstm_small")
-    inputs = {"source": tf.constant([[5, 6, EOS, 0], [7, EOS, 0, 0]]), "target_in": tf.constant([[BOS, 9, 0], [BOS, 8, 9]])}
+    inputs = {
+        "source": tf.constant([[5, 6, EOS, 0], [7, EOS, 0, 0]]),
+        "target_in": tf.constant([[BOS, 9, 0], [BOS, 8, 9]]),
+    }
     target_out = tf.constant([[9, EOS, -1], [8, 9, EOS]])
     out = TASK.forward(model, (inputs, target_out), (), training=False)
     logits = model(inputs, training=False)["logits"].numpy()
@@ -139,7 +143,12 @@ def exported(corpus, tmp_path_factory):
     model = _model()
     base = str(tmp_path_factory.mktemp("exported"))
     path = export_model(
-        model, model_name="nmt", task=TASK, config={}, base_dir=base, assets={subword.SUBWORD_ASSET: model_bytes}
+        model,
+        model_name="nmt",
+        task=TASK,
+        config={},
+        base_dir=base,
+        assets={subword.SUBWORD_ASSET: model_bytes},
     )
     return model, path
 
@@ -174,7 +183,8 @@ def test_exported_model_translates_in_a_process_without_zoo(exported, tmp_path):
         assert sorted(m.signatures) == ["score", "serving_default"], sorted(m.signatures)
         out = m.signatures["serving_default"](source=tf.constant(["one", "forty-two"]))
         assert out["translation"].dtype == tf.string and out["translation"].shape == (2,)
-        np.testing.assert_array_equal(out["translation"].numpy(), np.load({str(tmp_path / "want.npy")!r}, allow_pickle=True))
+        want = np.load({str(tmp_path / "want.npy")!r}, allow_pickle=True)
+        np.testing.assert_array_equal(out["translation"].numpy(), want)
         s = m.signatures["score"](source=tf.constant(["one"]), target=tf.constant(["un"]))
         assert s["nats"].shape == (1,) and float(s["nats"][0]) > 0 and int(s["tokens"][0]) >= 2
         assert not any(k == "zoo" or k.startswith("zoo.") for k in sys.modules), "zoo was imported"
@@ -184,7 +194,12 @@ def test_exported_model_translates_in_a_process_without_zoo(exported, tmp_path):
     env = _env()
     env["PYTHONPATH"] = ""
     done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=str(tmp_path), timeout=300
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=str(tmp_path),
+        timeout=300,
     )
     assert done.returncode == 0 and "ok" in done.stdout, done.stderr[-3000:]
 

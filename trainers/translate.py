@@ -43,7 +43,9 @@ def _define_flags() -> None:
     flags.DEFINE_string("output", None, "Output file (written atomically); default stdout.")
     flags.DEFINE_integer("batch_size", 32, "Sentences per beam search call.", lower_bound=1)
     flags.DEFINE_integer("beam_width", None, "Beam width; default the model's beam_width.", lower_bound=1)
-    flags.DEFINE_float("alpha", None, "GNMT length-normalisation alpha; default the model's.", lower_bound=0.0)
+    flags.DEFINE_float(
+        "alpha", None, "GNMT length-normalisation alpha; default the model's.", lower_bound=0.0
+    )
     flags.DEFINE_float("beta", None, "GNMT coverage-penalty beta; default the model's.", lower_bound=0.0)
     flags.DEFINE_float(
         "max_decode_length_factor", None, "Output length cap: factor * source tokens + 10.", lower_bound=0.1
@@ -84,7 +86,9 @@ def translator(
 
     def translate(lines: list[str]) -> tuple[list[str], list[float]]:
         out = fn(source=tf.constant(lines, tf.string))
-        return [t.decode("utf-8") for t in out["translation"].numpy()], [float(s) for s in out["score"].numpy()]
+        return [t.decode("utf-8") for t in out["translation"].numpy()], [
+            float(s) for s in out["score"].numpy()
+        ]
 
     return translate
 
@@ -117,7 +121,9 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     f = flags.FLAGS
-    settings = {key: getattr(f, flag) for flag, key in _DECODING_FLAGS.items() if getattr(f, flag) is not None}
+    settings = {
+        key: getattr(f, flag) for flag, key in _DECODING_FLAGS.items() if getattr(f, flag) is not None
+    }
     try:
         fn = translator(f.model_dir, f.saved_model, f.checkpoint, settings)
     except (ValueError, OSError) as e:

@@ -158,7 +158,8 @@ class Task(abc.ABC):
 
     def serving_resources(self, model: Any) -> list[Any]:
         """TensorFlow resources the serving functions of ``model`` use besides the model's own variables
-        (e.g. a tokenizer's op state); the exporter tracks them so the SavedModel holds them. Default: none."""
+        (e.g. a tokenizer's op state); the exporter tracks them so the SavedModel holds them. Default: none.
+        """
         return []
 
     @abc.abstractmethod

@@ -1,8 +1,8 @@
 """The ``translation`` task: GNMT with (LayerNorm Hyper)LSTM cells (HyperNetworks §4.6, A.3.6, Table 6).
 
-Model contract (``zoo/models/nmt.py``): ``model({"source": [B, S], "target_in": [B, T]}) -> {"logits": [B, T, V],
-"attention": [B, T, S]}`` for teacher forcing, and ``encode`` / ``initial_decoder_state`` / ``decode_step`` for
-beam search. Special ids: ``PAD=0, UNK=1, BOS=2, EOS=3`` (``zoo/data/subword.py``); one subword vocabulary is
+Model contract (``zoo/models/nmt.py``): ``model({"source": [B, S], "target_in": [B, T]})`` returns
+``{"logits": [B, T, V], "attention": [B, T, S]}`` for teacher forcing, and ``encode`` /
+``initial_decoder_state`` / ``decode_step`` for beam search. Special ids: ``PAD=0, UNK=1, BOS=2, EOS=3`` (``zoo/data/subword.py``); one subword vocabulary is
 shared by source and target (GNMT's shared wordpiece model).
 
 Datasets (``--dataset``):
@@ -99,9 +99,12 @@ class Pairs:
         return len(self.source)
 
     def keep(self, max_length: int) -> int:
-        """Drops the pairs whose source + EOS or BOS + target exceed ``max_length`` tokens; returns how many."""
+        """Drops the pairs whose source + EOS or BOS + target exceed ``max_length`` tokens; returns how
+        many."""
         kept = [
-            i for i in range(len(self)) if len(self.source[i]) + 1 <= max_length and len(self.target[i]) + 1 <= max_length
+            i
+            for i in range(len(self))
+            if len(self.source[i]) + 1 <= max_length and len(self.target[i]) + 1 <= max_length
         ]
         dropped = len(self) - len(kept)
         for name in ("source_text", "target_text", "source", "target"):
@@ -218,9 +221,7 @@ def _read_text(dataset: str, data_dir: str | None, recipe: Mapping[str, Any]) ->
     return out
 
 
-def _subword_model(
-    recipe: Mapping[str, Any], train: tuple[list, list], vocab_size: int
-) -> tuple[bytes, str]:
+def _subword_model(recipe: Mapping[str, Any], train: tuple[list, list], vocab_size: int) -> tuple[bytes, str]:
     path = recipe.get("subword_model")
     if path:
         if not os.path.isfile(str(path)):
@@ -257,10 +258,15 @@ def translate_ids(model: Any, source: Any, settings: Mapping[str, Any] | None = 
         logits, new_state, attention = model.decode_step(tokens, state, tiled)
         return tf.nn.log_softmax(tf.cast(logits, tf.float32), axis=-1), new_state, attention
 
-    max_length = tf.cast(
-        tf.math.ceil(float(settings["max_decode_length_factor"]) * tf.cast(tf.shape(source)[1], tf.float32)),
-        tf.int32,
-    ) + DECODE_LENGTH_SLACK
+    max_length = (
+        tf.cast(
+            tf.math.ceil(
+                float(settings["max_decode_length_factor"]) * tf.cast(tf.shape(source)[1], tf.float32)
+            ),
+            tf.int32,
+        )
+        + DECODE_LENGTH_SLACK
+    )
     return beam_search(
         step,
         model.initial_decoder_state(encoded),
@@ -348,7 +354,8 @@ class TranslationTask(Task):
         tokenizer = subword.SubwordTokenizer.from_bytes(model_bytes)
         if tokenizer.vocab_size > vocab_size:
             raise ValueError(
-                f"the subword model has {tokenizer.vocab_size} pieces but the model's vocab_size is {vocab_size}; "
+                f"the subword model has {tokenizer.vocab_size} pieces but the model's vocab_size is "
+                f"{vocab_size}; "
                 f"pass --config vocab_size={tokenizer.vocab_size} or a smaller subword model"
             )
         max_length = _recipe_int(recipe, "max_length", DEFAULT_MAX_LENGTH, low=2)
@@ -378,7 +385,8 @@ class TranslationTask(Task):
     def bind_assets(self, model: Any, assets: Mapping[str, bytes]) -> None:
         if subword.SUBWORD_ASSET not in assets:
             raise ValueError(
-                f"a translation model needs its subword model {subword.SUBWORD_ASSET!r} among the run's assets; "
+                f"a translation model needs its subword model {subword.SUBWORD_ASSET!r} among the run's "
+                "assets; "
                 f"got {sorted(assets)}"
             )
         data = assets[subword.SUBWORD_ASSET]

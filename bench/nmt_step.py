@@ -2,8 +2,8 @@
 
 One process. A training step is the translation task's forward (teacher forcing, summed cross-entropy,
 ``zoo/tasks/translation.py``) + backward (XLA, ``jit_compile=True``) + the registered recipe's optimizer
-update with its ``clip_norm``, on random subword batches of ``--batch_size`` pairs of ``--length`` tokens. Beam
-search runs the task's ``translate_ids`` (GNMT §7 scoring, the model's beam width) on ``--beam_batch``
+update with its ``clip_norm``, on random subword batches of ``--batch_size`` pairs of ``--length`` tokens.
+Beam search runs the task's ``translate_ids`` (GNMT §7 scoring, the model's beam width) on ``--beam_batch``
 random sources of ``--length`` tokens; an untrained model rarely stops before the length cap
 (``2 * length + 10``), so sentences per second here are a lower bound for trained models. Measurement
 rounds are interleaved across the models and medians reported, with ratios to the first model.

@@ -2,8 +2,9 @@
 
 Model contract (``zoo/models/nmt.py``): ``model({"source": [B, S], "target_in": [B, T]})`` returns
 ``{"logits": [B, T, V], "attention": [B, T, S]}`` for teacher forcing, and ``encode`` /
-``initial_decoder_state`` / ``decode_step`` for beam search. Special ids: ``PAD=0, UNK=1, BOS=2, EOS=3`` (``zoo/data/subword.py``); one subword vocabulary is
-shared by source and target (GNMT's shared wordpiece model).
+``initial_decoder_state`` / ``decode_step`` for beam search. Special ids: ``PAD=0, UNK=1, BOS=2, EOS=3``
+(``zoo/data/subword.py``); one subword vocabulary is shared by source and target (GNMT's shared wordpiece
+model).
 
 Datasets (``--dataset``):
   - ``num2words`` (embedded, no ``--data_dir``): numbers written as words in two languages by the pinned

@@ -193,8 +193,8 @@ def test_failed_export_leaves_nothing_visible(model, tmp_path, monkeypatch):
         before = f.read()
     real = export._write_saved_model
 
-    def write_then_fail(m, functions, path):
-        real(m, functions, path)  # a complete SavedModel in the temporary folder ...
+    def write_then_fail(m, functions, path, *resources):
+        real(m, functions, path, *resources)  # a complete SavedModel in the temporary folder ...
         raise OSError("disk full")  # ... and then the export fails
 
     monkeypatch.setattr(export, "_write_saved_model", write_then_fail)

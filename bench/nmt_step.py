@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     for name in names:
         keras.utils.set_random_seed(0)
         model = zoo.get(name)
-        vocab = int(model.config["vocab_size"]) if hasattr(model, "config") else 1000
+        vocab = int(model.config["vocab_size"])
         shape = (args.batch_size, args.length)
         inputs = {k: tf.constant(rng.integers(4, vocab, shape), tf.int32) for k in ("source", "target_in")}
         target_out = tf.constant(rng.integers(4, vocab, shape), tf.int32)

@@ -66,6 +66,7 @@ from zoo.models.char_lm import CELLS, make_cell, stack_description
 from zoo.registry import ModelSpec, register_model
 
 __all__ = [
+    "DECODING_KEYS",
     "DEFAULT_CONFIG",
     "GNMT",
     "GNMTDecoder",
@@ -103,7 +104,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "max_decode_length_factor": 2.0,  # output at most factor * |source| + 10 tokens (tf-nmt's factor 2)
 }
 
-_DECODING_KEYS = ("beam_width", "length_penalty_alpha", "coverage_penalty_beta", "max_decode_length_factor")
+#: the decoding settings among the config keys (GNMT §7; read by the translation task's beam search).
+DECODING_KEYS = ("beam_width", "length_penalty_alpha", "coverage_penalty_beta", "max_decode_length_factor")
 
 # U(-0.04, 0.04) for every non-recurrent parameter (GNMT §8 "uniformly between [-0.04, 0.04]").
 _INIT_SCALE = 0.04

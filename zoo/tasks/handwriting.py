@@ -72,6 +72,7 @@ from zoo.models.char_lm import recurrent_cells
 from zoo.models.handwriting import normalizer, set_stroke_stats
 from zoo.registry import get_spec
 from zoo.tasks.base import ForwardOutput, Task, TaskData, named_function
+from zoo.tasks.buckets import bucket_index, check_buckets
 from zoo.viz import handwriting as viz
 from zoo.viz.dynamics import scale_change_norms
 
@@ -140,13 +141,6 @@ def bucket_length(length: int, buckets: Sequence[int]) -> int:
     return int(math.ceil(length / _LONG_PAD) * _LONG_PAD)
 
 
-def _check_buckets(buckets: Any, max_length: int) -> tuple[int, ...]:
-    if not isinstance(buckets, list | tuple) or not all(isinstance(b, int) and b >= 2 for b in buckets):
-        raise ValueError(f"recipe key bucket_lengths={buckets!r} must be a list of whole numbers >= 2")
-    kept = sorted({int(b) for b in buckets if b < max_length} | {int(max_length)})
-    return tuple(kept)
-
-
 def train_dataset(
     lines: Sequence[np.ndarray],
     batch_size: int,
@@ -168,7 +162,7 @@ def train_dataset(
         raise ValueError(f"recipe key max_scale={max_scale!r} must be in [0, 1) (A.3.5 uses 0.1)")
     if int(max_length) < 2:
         raise ValueError(f"recipe key max_length={max_length!r} must be a whole number >= 2")
-    boundaries = _check_buckets(list(buckets), int(max_length))
+    boundaries = check_buckets(list(buckets), int(max_length), low=2)
     lengths = np.array([len(x) for x in lines], np.int64)
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
     flat = tf.constant(np.concatenate(lines).astype(np.float32))
@@ -188,7 +182,7 @@ def train_dataset(
         return rows, tf.ones([window], tf.float32)
 
     def key(rows: Any, mask: Any) -> Any:
-        return tf.argmax(tf.cast(tf.shape(rows, tf.int64)[0] <= bounds, tf.int64))
+        return bucket_index(bounds, tf.shape(rows)[0])
 
     def reduce(k: Any, window: tf.data.Dataset) -> tf.data.Dataset:
         length = bounds[k]

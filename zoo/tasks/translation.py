@@ -56,27 +56,21 @@ import tensorflow as tf
 from zoo.beam_search import beam_search, tile_beams
 from zoo.data import num2words_corpus, parallel, subword
 from zoo.data.errors import MissingDataError
-from zoo.metrics.bleu import corpus_bleu
+from zoo.metrics.bleu import corpus_bleu, log_perplexity
 from zoo.metrics.lm import LogPerplexity, masked_cross_entropy
+from zoo.models.nmt import DECODING_KEYS
 from zoo.tasks.base import ForwardOutput, Task, TaskData, named_function
+from zoo.tasks.buckets import bucket_index, check_buckets
 
 __all__ = [
     "TranslationTask",
     "TASK",
-    "DECODING_DEFAULTS",
     "Pairs",
     "translate_ids",
     "source_ids",
 ]
 
 PAD, UNK, BOS, EOS = subword.PAD_ID, subword.UNK_ID, subword.BOS_ID, subword.EOS_ID
-#: decoding settings (model config keys) and their defaults when a model's config lacks them.
-DECODING_DEFAULTS: dict[str, Any] = {
-    "beam_width": 4,
-    "length_penalty_alpha": 0.2,
-    "coverage_penalty_beta": 0.2,
-    "max_decode_length_factor": 2.0,
-}
 #: extra output tokens beyond ``max_decode_length_factor * |source|``.
 DECODE_LENGTH_SLACK = 10
 DEFAULT_MAX_LENGTH = 50
@@ -121,9 +115,13 @@ def _flat(rows: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray, np.nda
     return flat, starts, lengths
 
 
-def _bucket(bounds: Any, length: Any) -> Any:
-    """Index of the smallest bucket >= ``length`` (``bounds`` sorted, the last one >= every length)."""
-    return tf.argmax(tf.cast(length <= bounds, tf.int64))
+def _affix(ids: Any, token: int, at_end: bool) -> Any:
+    """Ragged ids ``[N, None]`` with ``token`` appended (``at_end``) or prepended to every row."""
+    n = ids.nrows()
+    one = tf.RaggedTensor.from_row_lengths(
+        tf.fill([n], tf.constant(token, ids.dtype)), tf.ones([n], tf.int64)
+    )
+    return tf.concat([ids, one] if at_end else [one, ids], axis=1)
 
 
 def _pair_tensors(pairs: Pairs) -> Any:
@@ -140,13 +138,6 @@ def _pair_tensors(pairs: Pairs) -> Any:
     return take
 
 
-def _buckets(recipe: Mapping[str, Any], max_length: int) -> tuple[int, ...]:
-    buckets = recipe.get("bucket_lengths", DEFAULT_BUCKETS)
-    if not isinstance(buckets, list | tuple) or not all(isinstance(b, int) and b >= 1 for b in buckets):
-        raise ValueError(f"recipe key bucket_lengths={buckets!r} must be a list of whole numbers >= 1")
-    return tuple(sorted({int(b) for b in buckets if b < max_length} | {int(max_length)}))
-
-
 def train_dataset(pairs: Pairs, batch_size: int, buckets: Sequence[int], seed: int) -> tf.data.Dataset:
     """Infinite shuffled ``({"source": [B, L], "target_in": [B, L]}, target_out [B, L])`` batches, ``L`` the
     bucket of the longer side (source and target padded to the same bucket: one XLA program per bucket).
@@ -158,7 +149,7 @@ def train_dataset(pairs: Pairs, batch_size: int, buckets: Sequence[int], seed: i
     n = len(pairs)
 
     def key(src: Any, t_in: Any, t_out: Any) -> Any:
-        return _bucket(bounds, tf.cast(tf.maximum(tf.shape(src)[0], tf.shape(t_in)[0]), tf.int64))
+        return bucket_index(bounds, tf.maximum(tf.shape(src)[0], tf.shape(t_in)[0]))
 
     def reduce(k: Any, window: tf.data.Dataset) -> tf.data.Dataset:
         length = tf.reshape(bounds[k], [1])
@@ -240,9 +231,8 @@ def _subword_model(recipe: Mapping[str, Any], train: tuple[list, list], vocab_si
 
 # ---------------------------------------------------------------------------------------------- decoding
 def decoding(model: Any) -> dict[str, Any]:
-    """The model's decoding settings (:data:`DECODING_DEFAULTS` keys) from its config."""
-    config = getattr(model, "config", None) or {}
-    return {k: config.get(k, v) for k, v in DECODING_DEFAULTS.items()}
+    """The model's decoding settings (``zoo.models.nmt.DECODING_KEYS``) from its config."""
+    return {k: model.config[k] for k in DECODING_KEYS}
 
 
 def translate_ids(model: Any, source: Any, settings: Mapping[str, Any] | None = None) -> Any:
@@ -284,17 +274,31 @@ def translate_ids(model: Any, source: Any, settings: Mapping[str, Any] | None = 
 
 def source_ids(tokenizer: Any, sentences: Any) -> Any:
     """String ``[N]`` -> padded ids ``[N, S]`` with EOS after each sentence (TF Text ops, in the graph)."""
-    ids = tf.cast(tokenizer.tokenize(sentences), tf.int32)
-    eos = tf.RaggedTensor.from_row_lengths(
-        tf.fill([tf.shape(sentences)[0]], EOS), tf.ones([tf.shape(sentences)[0]], tf.int64)
-    )
-    return tf.concat([ids, eos], axis=1).to_tensor(default_value=PAD)
+    return _affix(tf.cast(tokenizer.tokenize(sentences), tf.int32), EOS, at_end=True).to_tensor(PAD)
 
 
 def _sentence_nats(model: Any, inputs: Mapping[str, Any], target_out: Any) -> tuple[Any, Any]:
     logits = model(inputs, training=False)["logits"]
     nats, mask = masked_cross_entropy(target_out, logits)
     return tf.reduce_sum(nats, -1), tf.reduce_sum(mask, -1)
+
+
+def _split_scores(dataset: Any, batch_scores: Any) -> dict[str, float]:
+    """``log_perplexity`` and ``bleu`` of a split. ``batch_scores(inputs, target_out, text)`` gives a batch's
+    translations and the nats and token counts of its references (in process or through a SavedModel: the
+    same accounting)."""
+    total, count, hypotheses, references = 0.0, 0.0, [], []
+    for inputs, target_out, text in dataset:
+        translations, nats, tokens = batch_scores(inputs, target_out, text)
+        hypotheses += translations
+        references += [r.decode("utf-8") for r in text["reference"].numpy()]
+        total += float(tf.reduce_sum(nats))
+        count += float(tf.reduce_sum(tokens))
+    return {
+        "log_perplexity": log_perplexity(total, count),
+        "bleu": corpus_bleu(hypotheses, references),
+        "sentences": float(len(references)),
+    }
 
 
 # ---------------------------------------------------------------------------------------------- task
@@ -363,7 +367,8 @@ class TranslationTask(Task):
         eval_batch = _recipe_int(recipe, "eval_batch_size", DEFAULT_EVAL_BATCH_SIZE)
         pairs = {split: Pairs(*text[split], tokenizer) for split in SPLITS}
         dropped = pairs["train"].keep(max_length)
-        train = train_dataset(pairs["train"], global_batch_size, _buckets(recipe, max_length), seed)
+        buckets = check_buckets(recipe.get("bucket_lengths", DEFAULT_BUCKETS), max_length)
+        train = train_dataset(pairs["train"], global_batch_size, buckets, seed)
         splits = {s: eval_dataset(pairs[s], eval_batch) if len(pairs[s]) else None for s in ("valid", "test")}
         src, tgt = _languages(recipe)
         return TaskData(
@@ -376,7 +381,7 @@ class TranslationTask(Task):
                 f"{dropped} training pairs over {max_length} tokens dropped)"
             ),
             assets={subword.SUBWORD_ASSET: model_bytes},
-            info={"vocab_size": tokenizer.vocab_size, "dropped": dropped, "tokenizer": tokenizer},
+            info={"vocab_size": tokenizer.vocab_size, "dropped": dropped},
         )
 
     def prepare_model(self, model: Any, data: TaskData) -> None:
@@ -433,19 +438,13 @@ class TranslationTask(Task):
         sacrebleu) over the whole split."""
         nats_step, best_step = self._eval_steps(model)
         tokenizer = self._tokenizer(model)[0]
-        total, count, hypotheses, references = 0.0, 0.0, [], []
-        for inputs, target_out, text in dataset:
+
+        def batch_scores(inputs: Any, target_out: Any, text: Any) -> tuple[list[str], Any, Any]:
             nats, tokens = nats_step(inputs, target_out)
-            total += float(tf.reduce_sum(nats))
-            count += float(tf.reduce_sum(tokens))
             best, _ = best_step(inputs["source"])
-            hypotheses += tokenizer.decode(best.numpy().tolist())
-            references += [r.decode("utf-8") for r in text["reference"].numpy()]
-        return {
-            "log_perplexity": total / max(count, 1.0),
-            "bleu": corpus_bleu(hypotheses, references),
-            "sentences": float(len(references)),
-        }
+            return tokenizer.decode(best.numpy().tolist()), nats, tokens
+
+        return _split_scores(dataset, batch_scores)
 
     # -------------------------------------------------------------- serving
     def serving_resources(self, model: Any) -> list[Any]:
@@ -470,14 +469,11 @@ class TranslationTask(Task):
 
         def score(source: Any, target: Any) -> dict[str, Any]:
             ids = tf.cast(tokenizer.tokenize(target), tf.int32)
-            n = tf.shape(target)[0]
-            bos = tf.RaggedTensor.from_row_lengths(tf.fill([n], BOS), tf.ones([n], tf.int64))
-            eos = tf.RaggedTensor.from_row_lengths(tf.fill([n], EOS), tf.ones([n], tf.int64))
             inputs = {
                 "source": source_ids(tokenizer, source),
-                "target_in": tf.concat([bos, ids], 1).to_tensor(default_value=PAD),
+                "target_in": _affix(ids, BOS, at_end=False).to_tensor(PAD),
             }
-            nats, count = _sentence_nats(model, inputs, tf.concat([ids, eos], 1).to_tensor(default_value=-1))
+            nats, count = _sentence_nats(model, inputs, _affix(ids, EOS, at_end=True).to_tensor(-1))
             return {"nats": nats, "tokens": tf.cast(count, tf.int32)}
 
         text = tf.TensorSpec([None], tf.string, name="source")
@@ -493,19 +489,13 @@ class TranslationTask(Task):
     def evaluate_serving(self, loaded: Any, dataset: Any) -> dict[str, float]:
         """BLEU and log perplexity through the SavedModel's signatures, from raw text only."""
         translate, score = loaded.signatures["serving_default"], loaded.signatures["score"]
-        total, count, hypotheses, references = 0.0, 0.0, [], []
-        for _, _, text in dataset:
+
+        def batch_scores(inputs: Any, target_out: Any, text: Any) -> tuple[list[str], Any, Any]:
             out = translate(source=text["source_text"])
-            hypotheses += [t.decode("utf-8") for t in out["translation"].numpy()]
-            references += [r.decode("utf-8") for r in text["reference"].numpy()]
             scored = score(source=text["source_text"], target=text["reference"])
-            total += float(tf.reduce_sum(scored["nats"]))
-            count += float(tf.reduce_sum(scored["tokens"]))
-        return {
-            "log_perplexity": total / max(count, 1.0),
-            "bleu": corpus_bleu(hypotheses, references),
-            "sentences": float(len(references)),
-        }
+            return [t.decode("utf-8") for t in out["translation"].numpy()], scored["nats"], scored["tokens"]
+
+        return _split_scores(dataset, batch_scores)
 
 
 TASK = TranslationTask()

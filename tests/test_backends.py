@@ -51,6 +51,15 @@ TINY = {
     "lstm_layers": 1,
     "top_k": 2,
     "num_mixtures": 2,
+    "feature_size": 12,  # YouTube-8M: 8 "rgb" + 4 "audio" values per frame (not 1024 + 128)
+    "feature_sizes": (8, 4),
+    "groups": 2,  # NeXtVLAD
+    "encoder_layers": 3,  # GNMT: 3 + 3 layers still has a bidirectional bottom layer and a residual layer 3
+    "decoder_layers": 3,
+    "embedding_dim": 8,
+    "attention_units": 8,
+    "dropout": 0.1,
+    "beam_width": 2,
 }
 BATCH = 4
 SEQUENCE = 5

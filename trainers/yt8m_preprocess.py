@@ -1,4 +1,5 @@
-"""Frame-level YouTube-8M TFRecords -> video-level TFRecords with [mean; std; top-K] and optional PCA.
+"""Frame-level YouTube-8M TFRecords -> video-level TFRecords with [mean; std; top-K] and optional PCA, or
+-> packed frame-level TFRecords (``--output_format=packed``).
 
 Paper §4.2 (Abu-El-Haija et al. 2016): video-level features are statistics of the frame features over the
 real frames (mean µ, standard deviation σ and the top-K ordinal statistics per dimension, K = 5), and
@@ -22,6 +23,17 @@ Statistics space (``--statistics_space``):
   ``zoo-yt8m-extract`` fitted) before mean, std and top-K are taken, so ``mean_rgb`` etc. are 2,048 wide.
   Other features keep the ``pca`` space (no PCA matrix of the audio features is released). As the paper
   does next, ``--pca_dim`` with ``--pca_input=stats`` PCA-whitens the resulting video-level vector.
+
+Packed frame level (``--output_format=packed``): instead of statistics, every video is rewritten as one
+packed frame-level record (``zoo.data.yt8m.packed_example``: id, labels, ``num_frames``,
+``feature_frames`` and ONE bytes value holding its uint8 codes ``[num_frames, D]``, at most
+``--max_frames`` frames, not padded). The readers give the same batches from it
+(``layout.replace(packed=True)``, the video task's ``--dataset=yt8m_packed``) at several times the parse
+speed of the release's SequenceExamples (README, Benchmarks); it is the same size on disk. The job returns
+the packed layout.
+
+    python -m trainers.yt8m_preprocess --input='frames/train*.tfrecord' --output_dir=packed \\
+        --output_format=packed --num_shards=16 --prefix=train
 
 A truncated or corrupt input file, or a record that does not fit the layout, stops the job with one line
 naming the file and record index; ``--skip_bad_records`` drops and counts such records instead.
@@ -67,9 +79,10 @@ from absl import app, flags, logging
 
 from zoo.data import yt8m, yt8m_features
 
-__all__ = ["preprocess", "stats_layout", "run", "main"]
+__all__ = ["preprocess", "stats_layout", "run", "main", "OUTPUT_FORMATS"]
 
 _PCA_INPUTS = ("mean", "stats")
+OUTPUT_FORMATS = ("stats", "packed")
 STATISTICS_SPACES = ("pca", "relu")
 # What Beam appends to an error raised inside a transform.
 _BEAM_CONTEXT = re.compile(r"\s*\[while running '[^']*'\]")
@@ -115,6 +128,7 @@ def preprocess(
     runner: str | None = None,
     beam_args: Sequence[str] = (),
     files_per_task: int = 4,
+    output_format: str = "stats",
 ) -> dict[str, Any]:
     """Runs the job on frame-level records of ``layout``; returns ``{"files", "num_videos", "layout",
     "bad_records"}`` (``layout``: the video-level layout of the output, ``pca`` last when written).
@@ -129,8 +143,41 @@ def preprocess(
     ``runner`` (e.g. ``"DirectRunner"``, ``"DataflowRunner"``) runs the job as an Apache Beam pipeline with
     the Beam pipeline options ``beam_args`` (``["--project=...", ...]``); same arguments, same output.
     Each unit of its work reads ``files_per_task`` whole input files.
+
+    ``output_format="packed"`` writes packed frame-level records instead of statistics (module docstring);
+    the returned ``layout`` is then ``layout.replace(packed=True)``.
     """
     _check_args(num_shards, top_k, pca_dim, pca_input)
+    if output_format not in OUTPUT_FORMATS:
+        raise ValueError(f"--output_format must be one of {OUTPUT_FORMATS}, got {output_format!r}")
+    if output_format == "packed":
+        if pca_dim or statistics_space != "pca":
+            raise ValueError(
+                f"--output_format=packed writes frames, not statistics: --pca_dim={pca_dim} and "
+                f"--statistics_space={statistics_space} apply to --output_format=stats only"
+            )
+        options = dict(num_shards=num_shards, prefix=prefix, batch_size=batch_size)
+        if runner:
+            return _preprocess_beam(
+                input_pattern,
+                output_dir,
+                layout=layout,
+                out_layout=layout.replace(packed=True),
+                statistics=None,
+                pca_columns=np.zeros(0, np.int64),
+                fitted=None,
+                pca_dim=0,
+                pca_path=None,
+                pca_whiten=False,
+                skip_bad_records=skip_bad_records,
+                runner=runner,
+                beam_args=beam_args,
+                files_per_task=files_per_task,
+                **options,
+            )
+        return _preprocess_packed(
+            input_pattern, output_dir, layout, skip_bad_records=skip_bad_records, **options
+        )
     relu = _relu_inversions(layout, statistics_space, inverse_pca, relu_features)
     out_layout = stats_layout(layout, top_k, {n: p.dim for n, p in relu.items()})
     pca_names = _pca_names(out_layout, pca_input)
@@ -185,13 +232,59 @@ def preprocess(
     return {"files": paths, "num_videos": num_videos, "layout": out_layout, "bad_records": bad}
 
 
+def _preprocess_packed(
+    input_pattern: str,
+    output_dir: str,
+    layout: yt8m.RecordLayout,
+    *,
+    num_shards: int,
+    prefix: str,
+    batch_size: int,
+    skip_bad_records: bool,
+) -> dict[str, Any]:
+    """The single-process ``--output_format=packed`` job: uint8 batches of the zoo's reader, re-encoded by
+    :func:`zoo.data.yt8m.packed_records` and dealt round-robin to staged shards renamed into place."""
+    tf.io.gfile.makedirs(output_dir)
+    counter = yt8m.make_bad_record_counter() if skip_bad_records else None
+    ds = yt8m.frame_dataset(
+        input_pattern,
+        batch_size,
+        layout,
+        dequantize=False,
+        skip_bad_records=skip_bad_records,
+        bad_record_counter=counter,
+    )
+    paths = _shard_paths(output_dir, prefix, num_shards)
+    stage = [f"{p}.packed-{os.getpid()}" for p in paths]
+    records = (r for inputs, labels in _batches(ds) for r in yt8m.packed_records(inputs, labels, layout))
+    num_videos = _write_round_robin(records, stage)
+    if num_videos == 0:
+        raise ValueError(f"no videos read from {input_pattern!r}")
+    for src, dst in zip(stage, paths, strict=True):
+        tf.io.gfile.rename(src, dst, overwrite=True)
+    bad = int(counter.numpy()) if counter is not None else 0
+    logging.info(
+        "wrote %d packed videos to %d files in %s (bad records skipped: %d)",
+        num_videos,
+        num_shards,
+        output_dir,
+        bad,
+    )
+    return {
+        "files": paths,
+        "num_videos": num_videos,
+        "layout": layout.replace(packed=True),
+        "bad_records": bad,
+    }
+
+
 def _preprocess_beam(
     input_pattern: str,
     output_dir: str,
     *,
     layout: yt8m.RecordLayout,
     out_layout: yt8m.RecordLayout,
-    statistics: Callable[[], Callable[[tf.Tensor, tf.Tensor], tf.Tensor]],
+    statistics: Callable[[], Callable[[tf.Tensor, tf.Tensor], tf.Tensor]] | None,
     pca_columns: np.ndarray,
     fitted: yt8m_features.StreamingPCA | None,
     num_shards: int,
@@ -205,7 +298,8 @@ def _preprocess_beam(
     beam_args: Sequence[str],
     files_per_task: int,
 ) -> dict[str, Any]:
-    """:func:`preprocess` as an Apache Beam pipeline on ``runner`` (see :mod:`zoo.data.yt8m_beam`)."""
+    """:func:`preprocess` as an Apache Beam pipeline on ``runner`` (see :mod:`zoo.data.yt8m_beam`);
+    ``out_layout.packed``: packed frame-level records (``statistics`` unused)."""
     try:
         import apache_beam as beam
 
@@ -220,28 +314,28 @@ def _preprocess_beam(
     files = yt8m.list_files(input_pattern)
     groups = [files[i : i + files_per_task] for i in range(0, len(files), files_per_task)]
     pipeline = beam.Pipeline(runner=yt8m_beam.pipeline_runner(runner), options=options)
-    videos = (
-        pipeline
-        | "Files" >> beam.Create(groups)
-        | "Distribute" >> beam.Reshuffle()
-        | "Statistics"
-        >> beam.ParDo(yt8m_beam.VideoStatistics(layout, statistics, batch_size, skip_bad_records))
-    )
-    if pca_dim:
-        if fitted is None:
-            pca = (
-                videos
-                | "PCAInput" >> beam.Map(yt8m_beam.pca_input, pca_columns)
-                | "PCA"
-                >> yt8m_beam.FitPCA(len(pca_columns), pca_dim, save_path=pca_path, source=input_pattern)
-            )
-        else:
-            pca = pipeline | "LoadedPCA" >> beam.Create([fitted])
-        whitened = dict(pca=beam.pvalue.AsSingleton(pca), pca_columns=pca_columns, whiten=pca_whiten)
-        records = videos | "Records" >> beam.Map(yt8m_beam.video_record, out_layout, **whitened)
-        out_layout = _with_pca_feature(out_layout, pca_dim)
+    work = pipeline | "Files" >> beam.Create(groups) | "Distribute" >> beam.Reshuffle()
+    if out_layout.packed:
+        records = work | "Pack" >> beam.ParDo(yt8m_beam.PackedRecords(layout, batch_size, skip_bad_records))
     else:
-        records = videos | "Records" >> beam.Map(yt8m_beam.video_record, out_layout)
+        videos = work | "Statistics" >> beam.ParDo(
+            yt8m_beam.VideoStatistics(layout, statistics, batch_size, skip_bad_records)
+        )
+        if pca_dim:
+            if fitted is None:
+                pca = (
+                    videos
+                    | "PCAInput" >> beam.Map(yt8m_beam.pca_input, pca_columns)
+                    | "PCA"
+                    >> yt8m_beam.FitPCA(len(pca_columns), pca_dim, save_path=pca_path, source=input_pattern)
+                )
+            else:
+                pca = pipeline | "LoadedPCA" >> beam.Create([fitted])
+            whitened = dict(pca=beam.pvalue.AsSingleton(pca), pca_columns=pca_columns, whiten=pca_whiten)
+            records = videos | "Records" >> beam.Map(yt8m_beam.video_record, out_layout, **whitened)
+            out_layout = _with_pca_feature(out_layout, pca_dim)
+        else:
+            records = videos | "Records" >> beam.Map(yt8m_beam.video_record, out_layout)
     _ = records | "Write" >> yt8m_beam.WriteShards(output_dir, prefix, num_shards)
     temporary = os.path.join(output_dir, f"beam-temp-{prefix}-*")
     before = set(tf.io.gfile.glob(temporary)) if tf.io.gfile.isdir(output_dir) else set()
@@ -382,18 +476,28 @@ def _write_staged(
     """Writes the videos round-robin to the ``stage`` files (updating ``streaming`` with the PCA input);
     returns how many. If that fails or reads no video, the staged files are removed: nothing half-written
     stays behind."""
-    writers = [tf.io.TFRecordWriter(p) for p in stage]
     names = out_layout.feature_names
-    num_videos, failed = 0, True
-    try:
+
+    def records() -> Iterator[bytes]:
         for ids, label_lists, per_video in videos:
             if streaming is not None:
                 streaming.update(np.concatenate([per_video[n] for n in pca_names], axis=1))
             for b in range(ids.shape[0]):
                 feats = {n: per_video[n][b] for n in names}
-                record = yt8m.video_example(ids[b], label_lists[b], feats, out_layout)
-                writers[num_videos % len(writers)].write(record)
-                num_videos += 1
+                yield yt8m.video_example(ids[b], label_lists[b], feats, out_layout)
+
+    return _write_round_robin(records(), stage)
+
+
+def _write_round_robin(records: Iterable[bytes], stage: Sequence[str]) -> int:
+    """Writes ``records`` round-robin to the ``stage`` files; returns how many. If that fails or there is
+    no record, the staged files are removed: nothing half-written stays behind."""
+    writers = [tf.io.TFRecordWriter(p) for p in stage]
+    num_videos, failed = 0, True
+    try:
+        for record in records:
+            writers[num_videos % len(writers)].write(record)
+            num_videos += 1
         failed = num_videos == 0
     finally:
         for w in writers:
@@ -514,6 +618,13 @@ def _define_flags() -> None:
         "FlinkRunner, SparkRunner, PortableRunner). Every other argument that is not a flag of this job goes "
         "to Beam's PipelineOptions (--name=value). Unset: the single-process job.",
     )
+    flags.DEFINE_enum(
+        "output_format",
+        "stats",
+        list(OUTPUT_FORMATS),
+        "stats: video-level [mean; std; top-K] (and --pca_dim) records; packed: one packed frame-level "
+        "record per video (uint8 codes [num_frames, D] in one bytes value; read with --dataset=yt8m_packed).",
+    )
     flags.DEFINE_integer(
         "files_per_task",
         4,
@@ -571,14 +682,15 @@ def main(argv: Sequence[str]) -> None:
             runner=f.runner,
             beam_args=list(argv[1:]) if f.runner else [],
             files_per_task=f.files_per_task,
+            output_format=f.output_format,
         )
     except (ValueError, FileNotFoundError) as e:
         print(f"yt8m_preprocess: error: {e}", file=sys.stderr)
         sys.exit(2)
     out = summary["layout"]
     print(
-        f"wrote {summary['num_videos']} videos to {len(summary['files'])} files in {f.output_dir}; "
-        f"features {list(zip(out.feature_names, out.feature_sizes, strict=True))}; "
+        f"wrote {summary['num_videos']} {'packed ' if out.packed else ''}videos to {len(summary['files'])} "
+        f"files in {f.output_dir}; features {list(zip(out.feature_names, out.feature_sizes, strict=True))}; "
         f"bad records skipped: {summary['bad_records']}"
     )
 

@@ -1,11 +1,18 @@
 """YouTube-8M TFRecord readers and writers (Abu-El-Haija et al. 2016, §3; official starter code formats).
 
-Formats (official releases):
+Formats (the official releases, and a packed frame level of ours):
 
 * video level: ``tf.train.Example`` with ``id`` (bytes), ``labels`` (int64 list), ``mean_rgb`` (1024 floats)
   and ``mean_audio`` (128 floats);
 * frame level: ``tf.train.SequenceExample`` with context ``id`` and ``labels`` and feature lists ``rgb`` and
-  ``audio``: one uint8 byte string per frame (1024 and 128 bytes), 1 frame per second.
+  ``audio``: one uint8 byte string per frame (1024 and 128 bytes), 1 frame per second;
+* packed frame level (optional, ``RecordLayout(packed=True)``, e.g. :data:`PACKED_FRAME_LEVEL`; written by
+  ``zoo-yt8m-preprocess --output_format=packed`` with :func:`packed_records`): a ``tf.train.Example`` per
+  video with the id and labels, ``num_frames`` and ``feature_frames`` (int64) and ``frames``, one bytes
+  value holding the uint8 codes ``[num_frames, D]`` (see :func:`packed_example`). Parsing a
+  SequenceExample costs about as much CPU as reading it (one string per frame and feature list); the
+  packed record is one string, decoded and padded in one op, so the reader keeps up with the disk. The
+  readers yield the same batches from both (tests/test_yt8m_packed.py).
 
 What a record holds (feature names and sizes, id and labels keys, number of classes, frames kept, frame or
 video level) is one :class:`RecordLayout`; readers, writers, the models' input spec and the video task all
@@ -43,8 +50,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 import tensorflow as tf
@@ -54,6 +61,7 @@ from zoo.data.yt8m_layout import (
     DEFAULT_MAX_FRAMES,
     DEFAULT_NUM_CLASSES,
     FRAME_LEVEL,
+    PACKED_FRAME_LEVEL,
     PAPER_FRAME_LEVEL,
     PAPER_VIDEO_LEVEL,
     PRESETS,
@@ -67,9 +75,13 @@ __all__ = [
     "VIDEO_LEVEL",
     "PAPER_FRAME_LEVEL",
     "PAPER_VIDEO_LEVEL",
+    "PACKED_FRAME_LEVEL",
     "PRESETS",
     "DEFAULT_NUM_CLASSES",
     "DEFAULT_MAX_FRAMES",
+    "PACKED_FRAMES_KEY",
+    "PACKED_NUM_FRAMES_KEY",
+    "PACKED_FEATURE_FRAMES_KEY",
     "list_files",
     "make_bad_record_counter",
     "count_records",
@@ -82,6 +94,8 @@ __all__ = [
     "parse_video_batch",
     "dequantize_frames",
     "frame_example",
+    "packed_example",
+    "packed_records",
     "video_example",
     "write_records",
     "write_synthetic",
@@ -461,7 +475,9 @@ def parse_frame_batch(
     dequantize: bool = True,
     jit_compile: bool = False,
 ) -> tuple[dict[str, tf.Tensor], tf.Tensor | None]:
-    """Parses a batch of serialized frame-level SequenceExamples (also usable in serving signatures).
+    """Parses a batch of serialized frame-level records (also usable in serving signatures): the release's
+    SequenceExamples, or the packed Examples of ``zoo-yt8m-preprocess --output_format=packed`` when
+    ``layout.packed`` (the same batches from the same videos).
 
     Returns ``({"features": [B, T, D], "num_frames": int32 [B], "id": string [B]}, labels [B, C])`` with
     ``T = layout.max_frames`` (or ``num_samples`` when sampling) and ``D = layout.feature_size``.
@@ -473,7 +489,8 @@ def parse_frame_batch(
       with_labels: parse and check the labels; ``False`` (serving) ignores them and returns ``None``.
       num_samples: if set, each video's frames are replaced by ``num_samples`` frames drawn uniformly with
         replacement from its real frames (official ``SampleRandomFrames``); ``num_frames`` becomes
-        ``num_samples`` (0 stays 0). Needs ``sample_seed`` (an int32 ``[2]`` stateless seed).
+        ``num_samples`` (0 stays 0). Needs ``sample_seed`` (an int32 ``[2]`` stateless seed). The frame
+        indices are drawn first and only the drawn frames are decoded (DBoF's 30 of up to 300).
       normalize: L2-normalise each frame (the concatenated features); ``False`` returns dequantised raw
         features, bit-identical to the official reader's.
       dequantize: ``False`` returns the uint8 codes (padding frames are code 0) and ``"feature_mask"``
@@ -484,9 +501,61 @@ def parse_frame_batch(
         for serving signatures.
     """
     _check_level(layout, True, "parse_frame_batch")
+    if num_samples is not None and sample_seed is None:
+        raise ValueError("parse_frame_batch: num_samples needs a sample_seed (int32 [2])")
     serialized = tf.reshape(tf.convert_to_tensor(serialized, tf.string), [-1])
     names = _default_names(serialized) if names is None else tf.reshape(names, [-1])
     batch = tf.shape(serialized)[0]
+    parse = _packed_frames if layout.packed else _sequence_frames
+    ids, labels, frames = parse(serialized, names, batch, layout, with_labels)
+    num_frames = frames.num_frames
+    if num_samples is None:
+        length_out = layout.max_frames
+        quantized = frames.codes(None)
+        position = tf.range(length_out)[None, :, None]
+    else:
+        length_out = num_samples
+        index = _sample_frames(num_frames, num_samples, sample_seed)
+        quantized = frames.codes(index)
+        position = index[:, :, None]  # an empty video draws frame 0, which is not valid
+        num_frames = tf.where(num_frames > 0, num_samples, 0)
+    valid = position < frames.feature_frames[:, None, :]  # [B, T, F]
+    inputs = {"num_frames": num_frames, "id": ids}
+    if not dequantize:
+        inputs["features"] = tf.ensure_shape(quantized, [None, length_out, layout.feature_size])
+        inputs["feature_mask"] = valid
+    else:
+        dequantize_fn = _dequantize_frames_xla if jit_compile else _dequantize_frames
+        features = dequantize_fn(quantized, valid, layout.feature_sizes, normalize)
+        inputs["features"] = tf.ensure_shape(features, [None, length_out, layout.feature_size])
+    return inputs, labels
+
+
+def _sample_frames(num_frames: tf.Tensor, num_samples: int, seed: tf.Tensor) -> tf.Tensor:
+    """int32 ``[B, num_samples]`` frame indices drawn uniformly with replacement from each video's
+    ``num_frames`` real frames (official ``SampleRandomFrames``: ``floor(U[0, 1) * num_frames)``); 0 for a
+    video without frames."""
+    u = tf.random.stateless_uniform([tf.shape(num_frames)[0], num_samples], seed=seed)
+    index = tf.cast(tf.floor(u * tf.cast(num_frames, tf.float32)[:, None]), tf.int32)
+    return tf.clip_by_value(index, 0, tf.maximum(num_frames[:, None] - 1, 0))
+
+
+class _Frames(NamedTuple):
+    """A parsed batch's frames, not yet materialised.
+
+    ``num_frames`` int32 ``[B]`` (capped at ``max_frames``); ``feature_frames`` int32 ``[B, F]``: frames of
+    each feature list kept, ``min(length of that list, num_frames)``; ``codes(index)``: uint8 ``[B, S, D]``
+    codes of the frames ``index`` int32 ``[B, S]`` (each ``< max(num_frames, 1)``), or of frames
+    ``0 .. max_frames - 1`` for ``None``; code 0 where a feature list has no such frame.
+    """
+
+    num_frames: tf.Tensor
+    feature_frames: tf.Tensor
+    codes: Callable[[tf.Tensor | None], tf.Tensor]
+
+
+def _sequence_frames(serialized, names, batch, layout: RecordLayout, with_labels: bool):
+    """ids, labels and :class:`_Frames` of release SequenceExamples (one byte string per frame)."""
     max_frames = layout.max_frames
     # Ragged string features: one string per real frame (dense string lists would add a padding string
     # per missing frame and a copy of every frame when sliced).
@@ -528,31 +597,15 @@ def parse_frame_batch(
         )
     # Official: num_frames is the first feature list's frame count, capped at max_frames.
     num_frames = tf.minimum(lengths[0], max_frames)
-    with tf.control_dependencies(checks):
-        quantized, feature_frames = _frame_codes(lists, layout, lengths, num_frames)
-    valid = tf.range(max_frames)[None, :, None] < feature_frames[:, None, :]  # [B, T, F]
-    if num_samples is None:
-        length_out = max_frames
-    else:
-        if sample_seed is None:
-            raise ValueError("parse_frame_batch: num_samples needs a sample_seed (int32 [2])")
-        length_out = num_samples
-        # Official SampleRandomFrames: floor(U[0, 1) * num_frames), so only real frames are drawn.
-        u = tf.random.stateless_uniform([batch, num_samples], seed=sample_seed)
-        index = tf.cast(tf.floor(u * tf.cast(num_frames, tf.float32)[:, None]), tf.int32)
-        index = tf.clip_by_value(index, 0, tf.maximum(num_frames[:, None] - 1, 0))
-        quantized = tf.gather(quantized, index, batch_dims=1)
-        valid = tf.gather(valid, index, batch_dims=1)  # an empty video draws frame 0, which is not valid
-        num_frames = tf.where(num_frames > 0, num_samples, 0)
-    inputs = {"num_frames": num_frames, "id": ids}
-    if not dequantize:
-        inputs["features"] = tf.ensure_shape(quantized, [None, length_out, layout.feature_size])
-        inputs["feature_mask"] = valid
-    else:
-        dequantize_fn = _dequantize_frames_xla if jit_compile else _dequantize_frames
-        features = dequantize_fn(quantized, valid, layout.feature_sizes, normalize)
-        inputs["features"] = tf.ensure_shape(features, [None, length_out, layout.feature_size])
-    return inputs, labels
+    feature_frames = tf.stack([tf.minimum(length, num_frames) for length in lengths], axis=1)
+
+    def codes(index: tf.Tensor | None) -> tf.Tensor:
+        with tf.control_dependencies(checks):
+            if index is None:
+                return _padded_codes(lists, layout, lengths, feature_frames)
+            return _codes_at(lists, layout, feature_frames, index)
+
+    return ids, labels, _Frames(num_frames, feature_frames, codes)
 
 
 def _bad_frame_message(name_of_record, row, bad, row_start, feature, size) -> tf.Tensor:
@@ -576,24 +629,24 @@ def _bad_frame_message(name_of_record, row, bad, row_start, feature, size) -> tf
     )
 
 
-def _frame_codes(lists, layout: RecordLayout, lengths, num_frames) -> tuple[tf.Tensor, tf.Tensor]:
-    """uint8 ``[B, max_frames, D]`` codes (code 0 where no frame) and int32 ``[B, F]`` frames per feature
-    list kept, ``min(length of that list, num_frames)``. When every list has ``num_frames`` frames (the
-    official data), one concatenation of the flat frames and one padding pass; otherwise each list is
-    padded or cut to ``num_frames`` on its own, as the official ``resize_axis`` does."""
+def _padded_codes(lists, layout: RecordLayout, lengths, feature_frames) -> tf.Tensor:
+    """uint8 ``[B, max_frames, D]`` codes (code 0 where no frame). When every list has ``num_frames``
+    frames (the official data), one concatenation of the flat frames and one padding pass; otherwise each
+    list is padded or cut to its ``feature_frames`` on its own, as the official ``resize_axis`` does.
+    (Measured alternatives, all slower: padding each list then concatenating, joining the frame strings
+    before decoding, padding the strings and decoding with ``fixed_length``.)"""
     max_frames = layout.max_frames
     decoded = [
         tf.io.decode_raw(lists[name].flat_values, tf.uint8, fixed_length=size)
         for name, size in zip(layout.feature_names, layout.feature_sizes, strict=True)
     ]
-    feature_frames = tf.stack([tf.minimum(length, num_frames) for length in lengths], axis=1)
 
     def padded(codes, length, size):
         ragged = tf.RaggedTensor.from_row_lengths(codes, length, validate=False)
         return ragged.to_tensor(shape=[None, max_frames, size])  # truncates to max_frames, pads code 0
 
     if len(decoded) == 1:
-        return padded(decoded[0], lengths[0], layout.feature_sizes[0]), feature_frames
+        return padded(decoded[0], lengths[0], layout.feature_sizes[0])
 
     def same():
         return padded(tf.concat(decoded, axis=-1), lengths[0], layout.feature_size)
@@ -606,7 +659,128 @@ def _frame_codes(lists, layout: RecordLayout, lengths, num_frames) -> tuple[tf.T
         return tf.concat(parts, axis=-1)
 
     equal = tf.reduce_all([tf.reduce_all(tf.equal(length, lengths[0])) for length in lengths[1:]])
-    return tf.cond(equal, same, each), feature_frames
+    return tf.cond(equal, same, each)
+
+
+def _codes_at(lists, layout: RecordLayout, feature_frames, index) -> tf.Tensor:
+    """uint8 ``[B, S, D]`` codes of frames ``index [B, S]``: only these ``B * S`` frame strings of each list
+    are gathered and decoded (code 0 where the list has no such frame), the values
+    :func:`_padded_codes` has at ``index``."""
+    parts = []
+    for f, (name, size) in enumerate(zip(layout.feature_names, layout.feature_sizes, strict=True)):
+        frames = lists[name]
+        keep = index < feature_frames[:, f : f + 1]
+        flat = frames.row_splits[:-1, None] + tf.cast(index, frames.row_splits.dtype)
+        strings = frames.flat_values
+
+        def taken(strings=strings, flat=flat, keep=keep):
+            return tf.where(keep, tf.gather(strings, tf.where(keep, flat, 0)), "")
+
+        # An empty batch of frames has nothing to gather from; "" decodes to code 0 (fixed_length pads).
+        strings = tf.cond(tf.size(strings) > 0, taken, lambda keep=keep: tf.fill(tf.shape(keep), ""))
+        parts.append(tf.io.decode_raw(strings, tf.uint8, fixed_length=size))
+    return tf.concat(parts, axis=-1) if len(parts) > 1 else parts[0]
+
+
+#: Feature keys of a packed frame-level record (``layout.packed``), beside the layout's id and labels keys.
+PACKED_FRAMES_KEY = "frames"
+PACKED_NUM_FRAMES_KEY = "num_frames"
+PACKED_FEATURE_FRAMES_KEY = "feature_frames"
+_PACKED_HINT = (
+    " (packed frame-level records are written by zoo-yt8m-preprocess --output_format=packed; "
+    "the release's SequenceExamples need a layout with packed=False)"
+)
+
+
+def _packed_frames(serialized, names, batch, layout: RecordLayout, with_labels: bool):
+    """ids, labels and :class:`_Frames` of packed Examples (see :func:`packed_example`): one
+    ``parse_example`` of a few features per video, and the frames decoded with ``decode_raw``
+    (``fixed_length`` pads with code 0 and cuts at ``max_frames`` in the same pass)."""
+    dim, num_lists = layout.feature_size, len(layout.feature_names)
+    spec = _context_spec(layout, with_labels)
+    spec[PACKED_FRAMES_KEY] = tf.io.RaggedFeature(tf.string)
+    spec[PACKED_NUM_FRAMES_KEY] = tf.io.RaggedFeature(tf.int64)
+    spec[PACKED_FEATURE_FRAMES_KEY] = tf.io.RaggedFeature(tf.int64)
+    parsed = tf.io.parse_example(serialized, spec, example_names=names)
+    ids, labels = _ids_and_labels(parsed, serialized, names, batch, layout, False, with_labels)
+    checks = []
+    for key, expected in (
+        (PACKED_FRAMES_KEY, 1),
+        (PACKED_NUM_FRAMES_KEY, 1),
+        (PACKED_FEATURE_FRAMES_KEY, num_lists),
+    ):
+        count = tf.cast(parsed[key].row_lengths(), tf.int32)
+        checks.append(
+            _assert_rows(
+                tf.not_equal(count, expected),
+                lambda i, key=key, expected=expected, count=count: tf.strings.join(
+                    [
+                        names[i],
+                        ": packed feature ",
+                        key,
+                        " is missing or has ",
+                        tf.strings.as_string(count[i]),
+                        f" values (expected {expected}); ",
+                        _keys_of(serialized[i], False),
+                        _PACKED_HINT,
+                    ]
+                ),
+            )
+        )
+    with tf.control_dependencies(checks):  # the flat values are [B] and [B, F] only when the counts are
+        frames = tf.identity(parsed[PACKED_FRAMES_KEY].flat_values)
+        stored = tf.identity(parsed[PACKED_NUM_FRAMES_KEY].flat_values)
+        lists = tf.reshape(parsed[PACKED_FEATURE_FRAMES_KEY].flat_values, [batch, num_lists])
+    nbytes = tf.cast(tf.strings.length(frames), tf.int64)
+    checks.append(
+        _assert_rows(
+            tf.not_equal(nbytes, stored * dim),
+            lambda i: tf.strings.join(
+                [
+                    names[i],
+                    ": packed frames hold ",
+                    tf.strings.as_string(nbytes[i]),
+                    " bytes, but num_frames=",
+                    tf.strings.as_string(stored[i]),
+                    f" frames of {dim} codes (feature_sizes {list(layout.feature_sizes)}) need ",
+                    tf.strings.as_string(stored[i] * dim),
+                ]
+            ),
+        )
+    )
+    bad_lists = tf.logical_or(
+        tf.reduce_any(tf.logical_or(lists < 0, lists > stored[:, None]), axis=1),
+        tf.not_equal(lists[:, 0], stored),
+    )
+    checks.append(
+        _assert_rows(
+            bad_lists,
+            lambda i: tf.strings.join(
+                [
+                    names[i],
+                    ": packed feature_frames [",
+                    tf.strings.reduce_join(tf.strings.as_string(lists[i]), separator=", "),
+                    "] must lie in [0, num_frames] with the first equal to num_frames=",
+                    tf.strings.as_string(stored[i]),
+                    f" (one per feature list {list(layout.feature_names)})",
+                ]
+            ),
+        )
+    )
+    max_frames = layout.max_frames
+    num_frames = tf.cast(tf.minimum(stored, max_frames), tf.int32)
+    feature_frames = tf.cast(tf.minimum(lists, max_frames), tf.int32)
+
+    def codes(index: tf.Tensor | None) -> tf.Tensor:
+        with tf.control_dependencies(checks):
+            if index is None:
+                flat = tf.io.decode_raw(frames, tf.uint8, fixed_length=max_frames * dim)
+                return tf.reshape(flat, [batch, max_frames, dim])
+            # Each drawn frame is a substring (an empty video's "" stays "": code 0 after decoding).
+            strings = tf.strings.substr(frames[:, None], index * dim, tf.fill(tf.shape(index), dim))
+            return tf.io.decode_raw(strings, tf.uint8, fixed_length=dim)
+
+    return ids, labels, _Frames(num_frames, feature_frames, codes)
 
 
 def parse_video_batch(
@@ -925,6 +1099,56 @@ def frame_example(
         feature_lists=tf.train.FeatureLists(feature_list=lists),
     )
     return example.SerializeToString()
+
+
+def packed_example(
+    video_id: str | bytes,
+    labels: Iterable[int] | None,
+    codes: np.ndarray,
+    layout: RecordLayout = FRAME_LEVEL,
+    feature_frames: Sequence[int] | None = None,
+) -> bytes:
+    """A serialized *packed* frame-level record (``layout.packed``): a ``tf.train.Example`` with the
+    layout's id and labels keys, ``num_frames`` (int64, ``T``), ``feature_frames`` (int64, one per feature
+    list: frames of that list, ``<= T``; default all ``T``) and ``frames``: ONE bytes value, the uint8
+    codes ``[T, D]`` (features concatenated in layout order, frame after frame; code 0 where a shorter
+    list has no frame), not padded to ``max_frames``. Contents are not checked against the layout, so
+    tests can write bad records."""
+    codes = np.asarray(codes)
+    if codes.ndim != 2 or codes.dtype != np.uint8:
+        raise ValueError(
+            f"codes of video {video_id!r} must be uint8 [frames, size], got {codes.dtype} {codes.shape}"
+        )
+    frames = codes.shape[0]
+    counts = (
+        [frames] * len(layout.feature_names) if feature_frames is None else [int(n) for n in feature_frames]
+    )
+    feature = _context(video_id, labels, layout)
+    feature[PACKED_NUM_FRAMES_KEY] = tf.train.Feature(int64_list=tf.train.Int64List(value=[frames]))
+    feature[PACKED_FEATURE_FRAMES_KEY] = tf.train.Feature(int64_list=tf.train.Int64List(value=counts))
+    feature[PACKED_FRAMES_KEY] = _bytes_feature([np.ascontiguousarray(codes).tobytes()])
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def packed_records(inputs: Mapping[str, Any], labels: Any, layout: RecordLayout) -> list[bytes]:
+    """The packed records (:func:`packed_example`) of a batch of :func:`frame_dataset` with
+    ``dequantize=False`` (``features`` uint8 ``[B, T, D]``, ``feature_mask``, ``num_frames``, ``id``;
+    ``labels`` multi-hot): the encoder of ``zoo-yt8m-preprocess --output_format=packed``, in one process
+    and on Beam. Reading them back with ``layout.replace(packed=True)`` gives the same batches."""
+    codes = np.asarray(inputs["features"])
+    if codes.dtype != np.uint8:
+        raise ValueError(
+            f"packed_records needs uint8 codes (frame_dataset(dequantize=False)), got {codes.dtype}"
+        )
+    num_frames = np.asarray(inputs["num_frames"])
+    feature_frames = np.asarray(inputs["feature_mask"]).sum(axis=1)  # [B, F]: the masks are prefixes
+    ids, labels = np.asarray(inputs["id"]), np.asarray(labels)
+    return [
+        packed_example(
+            ids[b], np.flatnonzero(labels[b]), codes[b, : num_frames[b]], layout, feature_frames[b]
+        )
+        for b in range(ids.shape[0])
+    ]
 
 
 def video_example(

@@ -15,6 +15,9 @@ runs on the DirectRunner (in-process, nothing to set up) or on Dataflow, Flink o
   stops the job with the single-process job's one line naming the file and record index, and
   ``skip_bad_records`` skips and counts exactly the same records. The statistics are the single-process
   job's function (passed in as a factory, built once per worker).
+* :class:`PackedRecords` (``--output_format=packed``) instead re-encodes each video as one packed
+  frame-level record (:func:`zoo.data.yt8m.packed_records`, the single-process job's encoder), written by
+  :class:`WriteShards` without statistics or PCA.
 * :class:`FitPCA` fits the whitened PCA with a combiner, :class:`PCASums`: each worker accumulates
   ``n``, ``sum x`` and ``sum x x^T`` in float64 (a :class:`zoo.data.yt8m_features.StreamingPCA`), the
   partial sums are merged, and the eigendecomposition runs once. No vector is collected on one worker;
@@ -50,6 +53,7 @@ __all__ = [
     "METRICS_NAMESPACE",
     "Video",
     "VideoStatistics",
+    "PackedRecords",
     "PCASums",
     "FitPCA",
     "WriteShards",
@@ -70,7 +74,44 @@ Video = tuple[bytes, np.ndarray, np.ndarray]
 StatisticsFn = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
 
 
-class VideoStatistics(beam.DoFn):
+class _FrameBatches(beam.DoFn):
+    """Reads a unit of work (a list of frame-level file names) in file order with the zoo's own reader
+    (:func:`zoo.data.yt8m.frame_dataset` with ``reader_options``): a reader error raises ``ValueError``
+    naming the file and record index; ``skip_bad_records`` skips them and counts ``bad_records``."""
+
+    def __init__(self, layout: yt8m.RecordLayout, batch_size: int, skip_bad_records: bool, **reader_options):
+        super().__init__()
+        self._layout = layout
+        self._batch_size = batch_size
+        self._skip = skip_bad_records
+        self._reader_options = reader_options
+        self._videos = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "videos")
+        self._bad = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "bad_records")
+
+    def _batches(self, files: Sequence[str]) -> Iterator[tuple[dict[str, tf.Tensor], tf.Tensor]]:
+        counter = yt8m.make_bad_record_counter() if self._skip else None
+        ds = yt8m.frame_dataset(
+            list(files),
+            self._batch_size,
+            self._layout,
+            skip_bad_records=self._skip,
+            bad_record_counter=counter,
+            **self._reader_options,
+        )
+        iterator = iter(ds)
+        while True:
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                break
+            except tf.errors.OpError as e:
+                raise ValueError(yt8m.error_message(e)) from None
+            yield batch
+        if counter is not None:
+            self._bad.inc(int(counter.numpy()))
+
+
+class VideoStatistics(_FrameBatches):
     """Frame-level file names (a list: one unit of work) -> one :data:`Video` per record, in file order.
 
     ``statistics`` is a picklable factory (e.g. a ``functools.partial``) returning the batched function
@@ -86,43 +127,37 @@ class VideoStatistics(beam.DoFn):
         batch_size: int = 64,
         skip_bad_records: bool = False,
     ) -> None:
-        super().__init__()
-        self._layout = layout
+        super().__init__(layout, batch_size, skip_bad_records, normalize=False)
         self._statistics = statistics
-        self._batch_size = batch_size
-        self._skip = skip_bad_records
-        self._videos = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "videos")
-        self._bad = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "bad_records")
         self._fn: StatisticsFn | None = None
 
     def setup(self) -> None:
         self._fn = self._statistics()
 
     def process(self, files: Sequence[str]) -> Iterator[Video]:
-        counter = yt8m.make_bad_record_counter() if self._skip else None
-        ds = yt8m.frame_dataset(
-            list(files),
-            self._batch_size,
-            self._layout,
-            normalize=False,
-            skip_bad_records=self._skip,
-            bad_record_counter=counter,
-        )
-        iterator = iter(ds)
-        while True:
-            try:
-                inputs, labels = next(iterator)
-            except StopIteration:
-                break
-            except tf.errors.OpError as e:
-                raise ValueError(yt8m.error_message(e)) from None
+        for inputs, labels in self._batches(files):
             stats = self._fn(inputs["features"], inputs["num_frames"]).numpy()
             ids, labels = inputs["id"].numpy(), labels.numpy()
             for b in range(ids.shape[0]):
                 self._videos.inc()
                 yield bytes(ids[b]), np.flatnonzero(labels[b]).astype(np.int64), stats[b]
-        if counter is not None:
-            self._bad.inc(int(counter.numpy()))
+
+
+class PackedRecords(_FrameBatches):
+    """Frame-level file names (a list: one unit of work) -> the serialized packed record of each video
+    (``zoo-yt8m-preprocess --output_format=packed``), encoded by :func:`zoo.data.yt8m.packed_records` as
+    the single-process job does. Counts ``videos`` and ``bad_records``."""
+
+    def __init__(
+        self, layout: yt8m.RecordLayout, batch_size: int = 64, skip_bad_records: bool = False
+    ) -> None:
+        super().__init__(layout, batch_size, skip_bad_records, dequantize=False)
+
+    def process(self, files: Sequence[str]) -> Iterator[bytes]:
+        for inputs, labels in self._batches(files):
+            for record in yt8m.packed_records(inputs, labels, self._layout):
+                self._videos.inc()
+                yield record
 
 
 class PCASums(beam.CombineFn):

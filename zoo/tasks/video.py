@@ -3,10 +3,13 @@
 Data (``--dataset`` / ``--data_dir``):
 
 - ``yt8m_frame``: frame-level SequenceExamples, read by ``zoo.data.yt8m.frame_dataset``;
-  ``yt8m_video``: video-level Examples, read by ``video_dataset``. The record layout (feature names and
-  sizes, id and label keys, ``num_classes``, ``max_frames``) is a ``zoo.data.yt8m.RecordLayout`` made from
-  the *model* config (``zoo.models.yt8m.record_layout``), so the exported signature parses exactly what the
-  model trained on.
+  ``yt8m_packed``: the same videos as packed frame-level records (``zoo-yt8m-preprocess
+  --output_format=packed``; the same batches, parsed several times faster, README Benchmarks) for the same
+  frame-level models; ``yt8m_video``: video-level Examples, read by ``video_dataset``. The record layout
+  (feature names and sizes, id and label keys, ``num_classes``, ``max_frames``) is a
+  ``zoo.data.yt8m.RecordLayout`` made from the *model* config (``zoo.models.yt8m.record_layout``), so the
+  exported signature parses exactly what the model trained on (the release's SequenceExamples, also
+  after training on ``yt8m_packed``).
 - ``--data_dir`` is a directory or a file pattern. A directory uses the official split names:
   ``train*.tfrecord`` for training and ``validate*.tfrecord`` for evaluation (eval and the final test
   report); a directory without ``train*`` files trains on all its ``*.tfrecord``. A pattern (glob, or
@@ -154,7 +157,7 @@ class VideoClassificationTask(Task):
     """YouTube-8M frame- and video-level classification (see the module docstring)."""
 
     name = "video_classification"
-    datasets = ("yt8m_frame", "yt8m_video")
+    datasets = ("yt8m_frame", "yt8m_video", "yt8m_packed")
     recipe_keys = ("eval_batch_size", "skip_bad_records")
 
     def __init__(self) -> None:
@@ -183,9 +186,10 @@ class VideoClassificationTask(Task):
     ) -> TaskData:
         self.check_data(dataset, data_dir)
         layout = _layout(config)
-        if layout.frame_level != (dataset == "yt8m_frame"):
-            want = f"yt8m_{layout.level}"
-            raise ValueError(f"--dataset={dataset!r} does not fit a {layout.level}-level model; use {want!r}")
+        if layout.frame_level != (dataset != "yt8m_video"):
+            want = "'yt8m_frame' or 'yt8m_packed'" if layout.frame_level else "'yt8m_video'"
+            raise ValueError(f"--dataset={dataset!r} does not fit a {layout.level}-level model; use {want}")
+        layout = layout.replace(packed=dataset == "yt8m_packed")
         self._loss = _loss_name(config)
         self._layout = layout
         skip = _skip_bad_records(recipe)

@@ -2,7 +2,8 @@
 
 One process, one training step = forward + backward + Adam update on a char-LM-shaped model
 (one-hot input of ``--input_size`` -> recurrent layer of ``--units`` over ``--sequence_length`` steps
--> dense softmax head), compiled with XLA (``jit_compile=True``). Models:
+-> dense softmax head), compiled as the trainer compiles it on this machine (``--jit_compile=auto``:
+``trainers.strategy.default_jit_compile``, no XLA on CPUs; ``true``/``false`` force it). Models:
 
 - ``keras.layers.LSTM``        the reference (Keras' fused LSTM layer)
 - ``BasicLSTMCell``            the paper's LSTM baseline (Eq. 9)
@@ -15,8 +16,8 @@ projection of the whole window before the loop), or in plain ``keras.layers.RNN`
 (the step-by-step form, each step projecting its own input), or both side by side with ``--wrapper=both``
 (the second copy named ``<cell>@keras.layers.RNN``). GFLOP/s counts the matrix products only
 (``2 M K N`` each; a training step is 3x the forward products: forward, input gradient, weight gradient);
-"of matmul" divides it by the rate of one ``--matmul_size``^3 fp32 product compiled by the same backend
-and measured in the same rounds.
+"of matmul" divides it by the rate of one ``--matmul_size``^3 fp32 product compiled the same way by the same
+backend and measured in the same rounds.
 
 Measurement rounds are interleaved across the models and the matmul (so load changes hit all of them) and
 the median per model is reported. Target (issue 12): >= 50% of the matmul rate for LSTM, LN-LSTM and
@@ -60,6 +61,17 @@ def forward_matmul_flops(kind: str, args: argparse.Namespace) -> int:
     return 2 * rows * (cell + head)
 
 
+def _jit(args: argparse.Namespace) -> bool:
+    """``--jit_compile`` as a bool; ``auto`` is the trainer's choice (XLA on accelerators; JAX: always)."""
+    if args.jit_compile != "auto":
+        return args.jit_compile == "true"
+    if keras.backend.backend() != "tensorflow":
+        return keras.backend.backend() == "jax"
+    from trainers.strategy import default_jit_compile
+
+    return default_jit_compile()
+
+
 def _model(kind: str, args: argparse.Namespace, wrapper: type[keras.layers.RNN]) -> keras.Model:
     inp = keras.Input((args.sequence_length, args.input_size))
     if kind == "keras.layers.LSTM":
@@ -83,20 +95,21 @@ def _model(kind: str, args: argparse.Namespace, wrapper: type[keras.layers.RNN])
     model.compile(
         optimizer=keras.optimizers.Adam(1e-3),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        jit_compile=True,
+        jit_compile=_jit(args),
     )
     return model
 
 
-def compiled_matmul(size: int) -> Callable[[], float]:
-    """A function running one ``size``^3 fp32 product compiled by the Keras backend; returns a checksum."""
+def compiled_matmul(size: int, jit: bool = True) -> Callable[[], float]:
+    """A function running one ``size``^3 fp32 product compiled by the Keras backend (on TensorFlow with XLA
+    if ``jit``, else TensorFlow's own kernel in a ``tf.function``); returns a checksum."""
     rng = np.random.default_rng(0)
     a, b = (keras.ops.convert_to_tensor(rng.normal(size=(size, size)).astype("float32")) for _ in range(2))
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
 
-        fn = tf.function(keras.ops.matmul, jit_compile=True)
+        fn = tf.function(keras.ops.matmul, jit_compile=jit)
     elif backend == "jax":
         import jax
 
@@ -126,6 +139,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         help="run the cells in zoo.layers.RNN, keras.layers.RNN or both",
     )
     parser.add_argument("--matmul_size", type=int, default=2048, help="side of the reference product")
+    parser.add_argument(
+        "--jit_compile",
+        default="auto",
+        choices=("auto", "true", "false"),
+        help="XLA for the models and the matmul; auto: the trainer's default on this machine",
+    )
     parser.add_argument("--steps", type=int, default=3, help="timed steps per model per round")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved measurement rounds")
     parser.add_argument(
@@ -142,7 +161,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     x = np.eye(args.input_size, dtype="float32")[ids[:, :-1]]
     y = ids[:, 1:]
     steps: dict[str, Callable[[], float]] = {}
-    matmul = compiled_matmul(args.matmul_size)
+    matmul = compiled_matmul(args.matmul_size, _jit(args))
     matmul()  # compile
     steps[MATMUL] = matmul
     wrappers = {"zoo": [("", RNN)], "keras": [("", keras.layers.RNN)]}
@@ -156,7 +175,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         keras.utils.set_random_seed(0)
         model = _model(kind, args, wrapper)
         start = time.perf_counter()
-        model.train_on_batch(x, y)  # trace + XLA compile
+        model.train_on_batch(x, y)  # trace (+ XLA compile)
         print(
             f"{name:>36}: {model.count_params():,} params, compile+first step "
             f"{time.perf_counter() - start:.1f} s",
@@ -178,7 +197,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     print(
         f"\nbatch {args.batch_size}, sequence {args.sequence_length}, units {args.units}, "
         f"input {args.input_size}, H {args.hyper_units}, E {args.embedding_size}, "
-        f"cells in {wrapper_names[args.wrapper]}, XLA on, {keras.backend.backend()} backend, "
+        f"cells in {wrapper_names[args.wrapper]}, XLA {'on' if _jit(args) else 'off'}, "
+        f"{keras.backend.backend()} backend, "
         f"median of {args.rounds} interleaved rounds x {args.steps} steps"
     )
     print(f"{'fp32 matmul ' + str(args.matmul_size) + '^3':>36}: {matmul_rate:7.1f} GFLOP/s")

@@ -498,6 +498,22 @@ def test_batch_size_note_only_when_step_counts_change_meaning():
     assert quickstart.notes == []
 
 
+def test_jit_compile_defaults_to_xla_on_accelerators_only(monkeypatch):
+    from trainers import strategy as strategy_lib
+
+    assert _resolve(jit_compile=None).jit_compile is None  # unset: decided from the devices at start-up
+    assert _resolve(jit_compile=False).jit_compile is False
+    assert strategy_lib.default_jit_compile() is False  # this machine: CPUs only
+    lines: list[str] = []
+    train_lib.train(_resolve(jit_compile=None, train_steps=2), task=TinyTask(), say=lines.append)
+    assert "jit_compile=False (the device default)" in lines[0]
+    for kind in ("GPU", "TPU"):
+        fake = {kind: [f"/device:{kind}:0"]}
+        config = strategy_lib.tf.config
+        monkeypatch.setattr(config, "list_logical_devices", lambda k, fake=fake: fake.get(k, []))
+        assert strategy_lib.default_jit_compile() is True
+
+
 def test_start_up_line_names_the_units_of_the_sizes():
     lines: list[str] = []
     train_lib.train(_resolve(train_steps=1), task=TinyTask(), say=lines.append)

@@ -50,7 +50,8 @@ class TrainOptions:
     epochs: float | None
     strategy: str = "default"
     num_devices: int | None = None
-    jit_compile: bool = True
+    #: XLA per replica; None: the device's default (:func:`trainers.strategy.default_jit_compile`).
+    jit_compile: bool | None = None
     mixed_precision: bool = False
     seed: int = 0
     checkpoint_every: int = 1000
@@ -100,7 +101,12 @@ def define_flags() -> None:
     flags.DEFINE_integer(
         "num_devices", d["num_devices"], "Split the CPU into N logical devices (testing distribution)."
     )
-    flags.DEFINE_boolean("jit_compile", d["jit_compile"], "Compile each replica's forward/backward with XLA.")
+    flags.DEFINE_boolean(
+        "jit_compile",
+        d["jit_compile"],
+        "Compile each replica's forward/backward with XLA. Default: on where the replicas are GPUs or TPUs, "
+        "off on CPUs (measured slower there for every model family; see trainers/strategy.py).",
+    )
     flags.DEFINE_boolean(
         "mixed_precision",
         d["mixed_precision"],
@@ -261,7 +267,7 @@ def _run_settings(values: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "strategy": strategy,
         "num_devices": num_devices,
-        "jit_compile": bool(_setting(values, "jit_compile")),
+        "jit_compile": None if _setting(values, "jit_compile") is None else bool(values["jit_compile"]),
         "mixed_precision": bool(_setting(values, "mixed_precision")),
         "seed": int(_setting(values, "seed")),
         "checkpoint_every": int(_setting(values, "checkpoint_every")),

@@ -21,7 +21,9 @@ import os
 
 import tensorflow as tf
 
-__all__ = ["STRATEGIES", "configure_devices", "make_strategy", "is_chief", "worker_index"]
+__all__ = [
+    "STRATEGIES", "configure_devices", "make_strategy", "is_chief", "worker_index", "default_jit_compile"
+]  # fmt: skip
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
 
@@ -101,3 +103,27 @@ def make_strategy(name: str, num_devices: int | None = None) -> tf.distribute.St
         return tf.distribute.MirroredStrategy(devices)
     # Cross-device ops on CPU: reduce to one device (NCCL is GPU only).
     return tf.distribute.MirroredStrategy(devices, cross_device_ops=tf.distribute.ReductionToOneDevice())
+
+
+def default_jit_compile() -> bool:
+    """The trainer's ``--jit_compile`` default: XLA where the replicas run on GPUs or TPUs, not on CPUs.
+
+    Every strategy of :func:`make_strategy` places its replicas on the GPUs whenever the process sees
+    any, so the local devices decide. On CPU, XLA's own convolution and matmul kernels lose to TensorFlow's
+    oneDNN kernels for every model family measured (2-core CPU, the trainer's step; ``bench/wrn_step.py``
+    for the first row, ``zoo-train ... --jit_compile=true|false`` steps/s for the others):
+
+    ============================  ==================  ==================
+    model (batch)                 XLA                 no XLA
+    ============================  ==================  ==================
+    ``hyper_wrn_40_1`` (128)      697 ms/step         528 ms/step
+    ``hyper_conv_mnist`` (128)    43 ms/step          13 ms/step
+    ``lstm_1000_ptb`` (32)        0.75 steps/s        1.05 steps/s
+    ``ln_hyper_lstm_1000_ptb``    0.58 steps/s        0.60 steps/s
+    ``yt8m_moe_stats`` (64)       1.04 steps/s        1.23 steps/s
+    ============================  ==================  ==================
+
+    On GPUs XLA fuses the elementwise work between kernels (layer norm, the HyperLSTM's scalings, batch
+    norm), which is where it pays; that side was not measured here (no GPU on the development machine).
+    """
+    return bool(tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))

@@ -167,7 +167,7 @@ def _data(options: flags_lib.TrainOptions, task: Any, chief: bool, say: Say) -> 
 
 def setup(options: flags_lib.TrainOptions, task: Any, chief: bool, say: Say) -> Run:
     """Strategy, data, run files, model, optimizer and training loop; says the start-up line."""
-    from trainers.strategy import make_strategy
+    from trainers.strategy import default_jit_compile, make_strategy
 
     # Devices first: logical CPU devices can only be set before TensorFlow initialises.
     try:
@@ -198,13 +198,14 @@ def setup(options: flags_lib.TrainOptions, task: Any, chief: bool, say: Say) -> 
         except ValueError as e:
             raise SetupError(str(e)) from e
         optimizer = build_optimizer(options.recipe, source=f"recipe of {options.model!r}")
+    jit_compile = default_jit_compile() if options.jit_compile is None else options.jit_compile
     loop = TrainLoop(
         strategy=strategy,
         model=model,
         task=task,
         optimizer=optimizer,
         global_batch_size=options.batch_size,
-        jit_compile=options.jit_compile,
+        jit_compile=jit_compile,
         clip_norm=options.recipe.get("clip_norm"),
         clip_per_tensor=options.recipe.get("clip_per_tensor"),
     )
@@ -215,7 +216,8 @@ def setup(options: flags_lib.TrainOptions, task: Any, chief: bool, say: Say) -> 
     sizes = " ".join(f"{k}={v}" for k, v in data.sizes.items())
     say(
         f"zoo-train model={options.model} task={task.name} dataset={options.dataset} "
-        f"strategy={options.strategy} replicas={replicas} jit_compile={options.jit_compile} params={params} "
+        f"strategy={options.strategy} replicas={replicas} jit_compile={jit_compile}"
+        f"{' (the device default)' if options.jit_compile is None else ''} params={params} "
         f"batch_size={options.batch_size} train_steps={train_steps} "
         f"mixed_precision={keras.mixed_precision.global_policy().name} sizes[{sizes}] in {data.size_unit}"
     )

@@ -1,10 +1,11 @@
-"""Training-step time: hyper vs plain WRN (XLA on), and MirroredStrategy (2 logical devices) vs one device.
+"""Training-step time: hyper vs plain WRN, and MirroredStrategy (2 logical devices) vs one device.
 
     python bench/train_step.py --batch_size=16 --rounds=7
     python bench/train_step.py --hyper=hyper_wrn_40_2 --plain=wrn_40_2 --mirrored_model=wrn_40_2
 
-Each configuration runs the trainer's own step (``trainers.loop.TrainLoop``: per-replica XLA
-forward/backward, all-reduce, optimizer) on a fixed synthetic batch of the model's input shape.
+Each configuration runs the trainer's own step (``trainers.loop.TrainLoop``: per-replica forward/backward,
+compiled as the trainer compiles it on this machine unless ``--jit_compile`` says otherwise; all-reduce,
+optimizer) on a fixed synthetic batch of the model's input shape.
 
 Method (the bench host is shared, so load changes from second to second): every configuration is built
 and warmed up first (``--warmup`` untimed steps: tracing + XLA compilation), then ``--rounds`` rounds each
@@ -42,7 +43,9 @@ flags.DEFINE_string("mirrored_model", "wrn_40_2", "Model for the mirrored vs sin
 flags.DEFINE_integer("batch_size", 16, "Global batch size.")
 flags.DEFINE_integer("rounds", 7, "Timed rounds; each times one step of every configuration.")
 flags.DEFINE_integer("warmup", 2, "Untimed steps per configuration (tracing, XLA compilation).")
-flags.DEFINE_boolean("jit_compile", True, "XLA per replica.")
+flags.DEFINE_boolean(
+    "jit_compile", None, "XLA per replica; default: the trainer's on this machine (XLA on GPU/TPU only)."
+)
 FLAGS = flags.FLAGS
 
 
@@ -104,7 +107,10 @@ def main(argv: list[str]) -> None:
 
     single = tf.distribute.get_strategy()
     mirrored = make_strategy("mirrored", num_devices=2)
-    args = (FLAGS.batch_size, FLAGS.jit_compile)
+    from trainers.strategy import default_jit_compile
+
+    jit = default_jit_compile() if FLAGS.jit_compile is None else FLAGS.jit_compile
+    args = (FLAGS.batch_size, jit)
     configs = {
         "hyper": (FLAGS.hyper, single),
         "plain": (FLAGS.plain, single),
@@ -119,10 +125,7 @@ def main(argv: list[str]) -> None:
     def ms(key: str) -> str:
         return f"{t[key][0] * 1e3:.1f} ms wall, {t[key][1] * 1e3:.1f} ms CPU"
 
-    print(
-        f"batch_size={FLAGS.batch_size} jit_compile={FLAGS.jit_compile} "
-        f"median of {FLAGS.rounds} interleaved rounds"
-    )
+    print(f"batch_size={FLAGS.batch_size} jit_compile={jit} median of {FLAGS.rounds} interleaved rounds")
     print(f"{FLAGS.hyper}: {ms('hyper')}   {FLAGS.plain}: {ms('plain')}")
     print(
         f"hyper/plain = {t['hyper'][1] / t['plain'][1]:.3f} CPU, "

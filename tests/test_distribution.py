@@ -199,7 +199,7 @@ def test_char_lm_with_recurrent_dropout_and_carry_trains_mirrored(tmp_path):
         sys.executable, "-m", "trainers.train", "--model=ln_hyper_lstm_1000_ptb", "--dataset=text",
         f"--data_dir={tmp_path / 'corpus.txt'}", "--config=units=16", "--config=hyper_units=8",
         "--config=sequence_length=10", "--batch_size=8", "--train_steps=20", "--log_every=10",
-        "--strategy=mirrored", "--num_devices=2",
+        "--strategy=mirrored", "--num_devices=2", "--jit_compile=true",
     ]  # fmt: skip
     proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, proc.stderr[-4000:]

@@ -37,6 +37,7 @@ def test_two_workers_train_to_identical_weights(tmp_path):
             os.path.join(HERE, "trainer_helpers.py"),
             "--model=tiny_mlp",
             "--strategy=multi_worker",
+            "--jit_compile=true",  # XLA per replica with collectives across processes
             "--train_steps=30",
             "--batch_size=16",
             "--checkpoint_every=10",

@@ -1,10 +1,5 @@
 """Shared test setup: quiet TF, deterministic seeds, small thread pools (CI has 2 cores).
 
-XLA compiles the tests' programs without LLVM's backend optimisations (``--xla_backend_optimization_level=0``,
-set before TensorFlow or JAX load, inherited by the trainers the tests start): the same HLO and the same
-results to float round-off, compiled ~25% faster, which is most of the suite's XLA time (the JAX pass is
-nearly all compilation). Benchmarks and real training keep XLA's defaults.
-
 The Keras backend comes from ``KERAS_BACKEND`` (TensorFlow by default); ``.ci/run`` runs the backend-neutral
 test files a second time under ``KERAS_BACKEND=jax``. The report header names the backend.
 """
@@ -13,10 +8,6 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (
-        os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
-    ).strip()
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

@@ -145,7 +145,7 @@ def test_uint8_training_batches_give_the_float_pipelines_outputs_and_losses(tmp_
                 np.testing.assert_allclose(
                     out.per_example_loss, want_loss, rtol=1e-6, atol=1e-6, err_msg=name
                 )
-                if not training:  # the trainer's XLA step
+                if not training and name == "yt8m_dbof":  # the XLA step (the trainer's on GPUs and TPUs)
                     xla = xla_forward(models[0], (codes_in, labels), False)
                     np.testing.assert_allclose(xla, want_loss, rtol=1e-6, atol=1e-6, err_msg=name)
 

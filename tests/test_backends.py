@@ -167,6 +167,7 @@ def test_batch_norm_is_synchronized_only_on_tensorflow():
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="backend-independent subprocess; runs in the TF pass")
 def test_import_zoo_on_jax_does_not_import_tensorflow():
     """``import zoo`` (the registry, layers and models) needs no TensorFlow on another backend; tf.data,
     the tasks, the trainer and the exporter import it when used."""

@@ -156,8 +156,7 @@ def test_extract_command_line(clips, tmp_path):
     assert F.load_pca(f"{tmp_path}/pca.npz").num_components == 4
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "x.mp4").write_bytes(b"junk")
-    args[3] = f"--videos={tmp_path}/bad"
-    args.append("--num_workers=2")  # the error comes back from a worker process, still naming the file
+    args[3] = f"--videos={tmp_path}/bad"  # (from a worker process: test_worker_pool_... and ..._crash_...)
     result = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=cwd)
     assert result.returncode == 2 and f"yt8m_extract: error: video file {tmp_path}/bad/x.mp4" in result.stderr
     assert "Traceback" not in result.stderr

@@ -18,15 +18,6 @@ def pytest_report_header(config):
     return f"keras {keras.__version__}, backend {keras.backend.backend()}"
 
 
-def pytest_collection_modifyitems(config, items):
-    """Files with ``slow`` (end-to-end) tests run first, each file still in one piece (its module fixtures
-    are built once): under ``-n 2`` the long subprocess tests then overlap with the short ones instead of
-    leaving one worker idle at the end of the run."""
-    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
-    order = {id(item): i for i, item in enumerate(items)}
-    items.sort(key=lambda item: (item.path not in slow_files, order[id(item)]))
-
-
 @pytest.fixture(autouse=True)
 def _seed():
     keras.utils.set_random_seed(0)

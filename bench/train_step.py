@@ -26,15 +26,13 @@ Printed ratios:
 from __future__ import annotations
 
 import os
-import statistics
 import sys
-import time
-from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
+from bench.image_step import make_step, time_interleaved  # noqa: E402
 from trainers.strategy import configure_devices  # noqa: E402
 
 flags.DEFINE_string("hyper", "hyper_wrn_40_2", "Hypernetwork model.")
@@ -47,55 +45,6 @@ flags.DEFINE_boolean(
     "jit_compile", None, "XLA per replica; default: the trainer's on this machine (XLA on GPU/TPU only)."
 )
 FLAGS = flags.FLAGS
-
-
-def _make_step(model_name: str, strategy: Any, batch_size: int, jit: bool) -> Any:
-    """A zero-argument callable running one ``TrainLoop`` step of ``model_name`` on a fixed batch."""
-    import numpy as np
-    import tensorflow as tf
-
-    import zoo
-    from trainers.loop import TrainLoop
-    from zoo.optim import build_optimizer
-    from zoo.tasks import get_task
-
-    spec = zoo.get_spec(model_name)
-    ((shape, _),) = spec.input_spec.values()
-    rng = np.random.default_rng(0)
-    images = rng.uniform(size=(batch_size, *shape)).astype("float32")
-    labels = rng.integers(0, 10, size=(batch_size,)).astype("int32")
-    batch = (tf.constant(images), tf.constant(labels))
-    with strategy.scope():
-        model = zoo.get(model_name)
-        optimizer = build_optimizer({"optimizer": "sgd", "momentum": 0.9, "learning_rate": 0.01})
-    loop = TrainLoop(
-        strategy=strategy,
-        model=model,
-        task=get_task(spec.task),
-        optimizer=optimizer,
-        global_batch_size=batch_size,
-        jit_compile=jit,
-    )
-    data = iter(tf.data.Dataset.from_tensors(batch).repeat())
-    return lambda: float(loop.step(data))
-
-
-def time_interleaved(steps: dict[str, Any], rounds: int, warmup: int) -> dict[str, tuple[float, float]]:
-    """``{name: (median wall s, median process CPU s)}`` over ``rounds`` rounds of one step of each."""
-    if rounds < 1:
-        raise ValueError(f"--rounds={rounds} must be >= 1")
-    for step in steps.values():
-        for _ in range(warmup):
-            step()
-    wall: dict[str, list[float]] = {name: [] for name in steps}
-    cpu: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(rounds):
-        for name, step in steps.items():
-            w0, c0 = time.perf_counter(), time.process_time()
-            step()
-            wall[name].append(time.perf_counter() - w0)
-            cpu[name].append(time.process_time() - c0)
-    return {name: (statistics.median(wall[name]), statistics.median(cpu[name])) for name in steps}
 
 
 def main(argv: list[str]) -> None:
@@ -118,7 +67,7 @@ def main(argv: list[str]) -> None:
     }
     if FLAGS.mirrored_model != FLAGS.plain:
         configs["single"] = (FLAGS.mirrored_model, single)
-    steps = {key: _make_step(name, strategy, *args) for key, (name, strategy) in configs.items()}
+    steps = {key: make_step(name, strategy, *args) for key, (name, strategy) in configs.items()}
     t = time_interleaved(steps, FLAGS.rounds, FLAGS.warmup)
     t.setdefault("single", t["plain"])
 

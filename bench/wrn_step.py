@@ -30,26 +30,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
-from collections.abc import Callable
 from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import zoo  # noqa: E402
-from trainers.loop import TrainLoop  # noqa: E402
+from bench.image_step import make_step, time_interleaved  # noqa: E402
 from trainers.strategy import default_jit_compile  # noqa: E402
-from zoo.layers.batch_norm import BatchNormalization  # noqa: E402
 from zoo.layers.hyper_conv import HyperConv2D  # noqa: E402
-from zoo.optim import build_optimizer  # noqa: E402
-from zoo.tasks import get_task  # noqa: E402
 
 CONFIGS = ("default", "xla", "xla_keras_bn", "keras_bn")
 MATMUL = "matmul"
@@ -58,7 +51,7 @@ MATMUL = "matmul"
 def training_flops(model: keras.Model, batch_size: int) -> tuple[int, int]:
     """``(forward FLOPs per image, training FLOPs per step)`` of the convolutions, dense layers and
     hypernetwork generator (see the module docstring)."""
-    forward, step, generators = 0, 0, {}
+    forward, step = 0, 0
     first = True
     for layer in model._flatten_layers(include_self=False):
         if isinstance(layer, (keras.layers.Conv2D, HyperConv2D)):
@@ -75,39 +68,11 @@ def training_flops(model: keras.Model, batch_size: int) -> tuple[int, int]:
         forward += flops
         if isinstance(layer, HyperConv2D):
             gen = layer.generator
-            generators[id(gen)] = generators.get(id(gen), 0) + layer.embeddings.shape[0]
             size = gen.kernel_size**2 * gen.out_channels
             # Eq. 2 for T embeddings: [T, N_z] x [N_in, N_z, d], then [T N_in, d] x [d, f f N_out]
             rows = layer.embeddings.shape[0] * gen.in_channels
             step += 3 * 2 * rows * (gen.embedding_size * gen.d + gen.d * size)
     return forward, step
-
-
-def make_step(model_name: str, batch_size: int, jit: bool, fused_bn: bool) -> Callable[[], float]:
-    """One ``TrainLoop`` step of ``model_name`` on a fixed batch (SGD, momentum 0.9) as a callable."""
-    spec = zoo.get_spec(model_name)
-    ((shape, _),) = spec.input_spec.values()
-    rng = np.random.default_rng(0)
-    batch = (
-        tf.constant(rng.uniform(size=(batch_size, *shape)).astype("float32")),
-        tf.constant(rng.integers(0, 10, size=(batch_size,)).astype("int32")),
-    )
-    keras.utils.set_random_seed(0)
-    model = zoo.get(model_name)
-    if not fused_bn:
-        for layer in model._flatten_layers(include_self=False):
-            if isinstance(layer, BatchNormalization):
-                layer._fused_applies = lambda *args: False  # Keras' own (unfused) batch norm
-    loop = TrainLoop(
-        strategy=tf.distribute.get_strategy(),
-        model=model,
-        task=get_task(spec.task),
-        optimizer=build_optimizer({"optimizer": "sgd", "momentum": 0.9, "learning_rate": 0.01}),
-        global_batch_size=batch_size,
-        jit_compile=jit,
-    )
-    data = iter(tf.data.Dataset.from_tensors(batch).repeat())
-    return lambda: float(loop.step(data))
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -133,20 +98,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "xla_keras_bn": (True, False),
         "keras_bn": (False, False),
     }
-    steps = {c: make_step(args.model, args.batch_size, *settings[c]) for c in configs}
+    strategy = tf.distribute.get_strategy()
+    steps = {c: make_step(args.model, strategy, args.batch_size, *settings[c]) for c in configs}
     a = tf.random.normal([args.matmul_size] * 2, seed=0)
     matmul = tf.function(lambda: tf.reduce_sum(tf.matmul(a, a)))
     steps[MATMUL] = lambda: float(matmul())
-    for step in steps.values():
-        for _ in range(args.warmup):
-            step()
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(args.rounds):
-        for name, step in steps.items():
-            start = time.perf_counter()
-            step()
-            times[name].append(time.perf_counter() - start)
-    median = {name: statistics.median(t) for name, t in times.items()}
+    median = {name: wall for name, (wall, _) in time_interleaved(steps, args.rounds, args.warmup).items()}
 
     forward, per_step = training_flops(zoo.get(args.model), args.batch_size)
     matmul_rate = 2 * args.matmul_size**3 / median[MATMUL] / 1e9

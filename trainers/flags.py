@@ -262,12 +262,13 @@ def _run_settings(values: Mapping[str, Any]) -> dict[str, Any]:
     for name in ("checkpoint_every", "log_every"):
         _positive(_setting(values, name), name, allow_none=False)
     eval_every = _setting(values, "eval_every")
+    jit_compile = _setting(values, "jit_compile")  # None: the device decides (trainers.strategy)
     if eval_every < 0:
         raise ValueError(f"--eval_every={eval_every} must be >= 0")
     return {
         "strategy": strategy,
         "num_devices": num_devices,
-        "jit_compile": None if _setting(values, "jit_compile") is None else bool(values["jit_compile"]),
+        "jit_compile": None if jit_compile is None else bool(jit_compile),
         "mixed_precision": bool(_setting(values, "mixed_precision")),
         "seed": int(_setting(values, "seed")),
         "checkpoint_every": int(_setting(values, "checkpoint_every")),

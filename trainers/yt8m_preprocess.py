@@ -203,15 +203,7 @@ def preprocess(
             files_per_task=files_per_task,
         )
     tf.io.gfile.makedirs(output_dir)
-    counter = yt8m.make_bad_record_counter() if skip_bad_records else None
-    ds = yt8m.frame_dataset(
-        input_pattern,
-        batch_size,
-        layout,
-        normalize=False,
-        skip_bad_records=skip_bad_records,
-        bad_record_counter=counter,
-    )
+    ds, counter = _frame_input(input_pattern, batch_size, layout, skip_bad_records, normalize=False)
     paths = _shard_paths(output_dir, prefix, num_shards)
     stage = [f"{p}.stats-{os.getpid()}" for p in paths]
     videos = _video_statistics(ds, _statistics_fn(layout, relu, top_k), layout, relu, top_k)
@@ -245,15 +237,7 @@ def _preprocess_packed(
     """The single-process ``--output_format=packed`` job: uint8 batches of the zoo's reader, re-encoded by
     :func:`zoo.data.yt8m.packed_records` and dealt round-robin to staged shards renamed into place."""
     tf.io.gfile.makedirs(output_dir)
-    counter = yt8m.make_bad_record_counter() if skip_bad_records else None
-    ds = yt8m.frame_dataset(
-        input_pattern,
-        batch_size,
-        layout,
-        dequantize=False,
-        skip_bad_records=skip_bad_records,
-        bad_record_counter=counter,
-    )
+    ds, counter = _frame_input(input_pattern, batch_size, layout, skip_bad_records, dequantize=False)
     paths = _shard_paths(output_dir, prefix, num_shards)
     stage = [f"{p}.packed-{os.getpid()}" for p in paths]
     records = (r for inputs, labels in _batches(ds) for r in yt8m.packed_records(inputs, labels, layout))
@@ -377,6 +361,23 @@ def _columns(out_layout: yt8m.RecordLayout, names: Sequence[str]) -> np.ndarray:
     starts = np.cumsum([0, *out_layout.feature_sizes])
     where = {n: (int(starts[i]), int(starts[i + 1])) for i, n in enumerate(out_layout.feature_names)}
     return np.concatenate([np.arange(*where[n]) for n in names]).astype(np.int64)
+
+
+def _frame_input(
+    input_pattern: str, batch_size: int, layout: yt8m.RecordLayout, skip_bad_records: bool, **reader: Any
+) -> tuple[Any, Any]:
+    """The zoo's frame-level reader over ``input_pattern`` (``reader``: its output options) and the counter
+    of skipped bad records (None unless ``skip_bad_records``)."""
+    counter = yt8m.make_bad_record_counter() if skip_bad_records else None
+    ds = yt8m.frame_dataset(
+        input_pattern,
+        batch_size,
+        layout,
+        skip_bad_records=skip_bad_records,
+        bad_record_counter=counter,
+        **reader,
+    )
+    return ds, counter
 
 
 def _shard_paths(output_dir: str, prefix: str, num_shards: int) -> list[str]:

@@ -163,6 +163,9 @@ class BasicLSTMCell(RecurrentCell):
     def dropout_sites(self) -> list[tuple[float, int]]:
         return [(self.recurrent_dropout, self.units)]  # tanh(g)
 
+    def recurrent_probe_width(self) -> int:
+        return 0  # the gates are projected + recurrent_product(h): the product's gradient is projected's
+
     def project_inputs(self, inputs: Any) -> Any:
         """``W_x x_t + b`` ``[..., 4N]`` for inputs ``[..., N_x]``: everything of the gates that does not
         depend on ``h_{t-1}`` (``zoo.layers.RNN`` computes it for the whole window in one product)."""
@@ -175,7 +178,7 @@ class BasicLSTMCell(RecurrentCell):
         """One step from ``project_inputs(x_t)`` with everything it computes: ``h``, ``c``, ``tanh_c``
         (what ``sigmoid(o)`` scales)."""
         h_prev, c_prev = states[0], states[1]
-        pre = projected + ops.matmul(h_prev, self.recurrent_kernel)
+        pre = projected + self.recurrent_product(h_prev)
         ln = self.use_layer_norm
         h, c, tanh_c = lstm_update(
             pre,

@@ -49,6 +49,12 @@ from typing import Any
 import keras
 from keras import ops
 
+from zoo.layers.recurrent_gradient import (
+    constant_kernel_matmul,
+    hoisted_weight_recurrence,
+    supports_hoisted_gradient,
+)
+
 __all__ = [
     "GATES",
     "RNN",
@@ -200,10 +206,17 @@ class RecurrentCell(keras.layers.Layer):
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.output_size = self.units
-        self._noise_split: int | None = None  # set by RNN while it feeds pre-drawn noise
+        # set by RNN while it feeds extras after each step's own input ([input | probe | noise]): the
+        # width of the input, of the gradient probe (see recurrent_product) and the pre-drawn noise
+        self._noise_split: int | None = None
+        self._probe_width = 0
         self._inputs_projected = False  # set by RNN while it feeds project_inputs() of the window
+        self._hoisting = False  # set by RNN while recurrent_kernel is a constant of the loop
+        self._kernel_t: Any = None  # its transpose then, on TensorFlow
         self._step_noise: Any = None
+        self._step_probe: Any = None
         self._noise_used = 0
+        self._product_used = False
 
     def dropout_sites(self) -> list[tuple[float, int]]:
         """``(rate, width)`` of every dropout one step applies, in the order :meth:`step` applies them."""
@@ -236,6 +249,36 @@ class RecurrentCell(keras.layers.Layer):
 
         return drop
 
+    def recurrent_product(self, h_prev: Any) -> Any:
+        """``h_{t-1} W_h``: ``matmul(h_prev, self.recurrent_kernel)``, the one product of a step with the
+        recurrent weight (``h_prev`` is ``states[0]``, the cell's previous output).
+
+        A cell that computes its recurrent product here lets :class:`RNN` form the gradient of
+        ``recurrent_kernel`` after the loop in one large product (:mod:`zoo.layers.recurrent_gradient`).
+        Inside that loop the kernel is a constant, and the first :meth:`recurrent_probe_width` columns of
+        the product get a zero "probe" ``e_t`` added, whose gradient is the gradient of those columns.
+        """
+        kernel = self.recurrent_kernel
+        if not self._hoisting:
+            return ops.matmul(h_prev, kernel)
+        self._product_used = True
+        product = constant_kernel_matmul(h_prev, kernel, self._kernel_t)
+        probe = self._step_probe
+        if probe is None:
+            return product
+        width = int(probe.shape[-1])
+        if width == int(product.shape[-1]):
+            return product + probe
+        probed, rest = ops.split(product, [width], axis=-1)  # split, not slices: its gradient is a concat
+        return ops.concatenate([probed + probe, rest], axis=-1)
+
+    def recurrent_probe_width(self) -> int:
+        """How many leading columns of :meth:`recurrent_product` need a gradient probe: the step adds the
+        columns after them, unscaled, to the same columns of :meth:`step_projected`'s ``projected``, so
+        their gradient is that of ``projected``. Here all of them (always correct); a cell whose whole
+        product is added to its projection (the LSTM's ``W_x x_t + W_h h_{t-1} + b``) returns 0."""
+        return int(self.recurrent_kernel.shape[-1])
+
     def project_inputs(self, inputs: Any) -> Any:
         """The part of a step that depends on the input alone, for inputs ``[..., N_x]`` of any leading shape
         (one step ``[B, N_x]`` or a window ``[B, T, N_x]``, one product for all of it). Identity here."""
@@ -262,18 +305,28 @@ class RecurrentCell(keras.layers.Layer):
         step = self.step_projected if self._inputs_projected else self.step
         if self._noise_split is None:
             out = step(inputs, states, training=training)
-        else:  # inside RNN: the last features of the input are this step's dropout noise
-            split = self._noise_split
-            self._step_noise, self._noise_used = inputs[..., split:], 0
+        else:  # inside RNN: after the input come this step's gradient probe and its dropout noise
+            split, probe = self._noise_split, self._probe_width
+            # one split (its gradient is one concat; a strided slice's is a zero-filled copy of the input)
+            own, probe_part, noise = ops.split(inputs, [split, split + probe], axis=-1)
+            self._step_probe = probe_part if probe else None
+            self._step_noise = noise if int(noise.shape[-1]) else None
+            self._noise_used, self._product_used = 0, False
             try:
-                out = step(inputs[..., :split], states, training=training)
-                if self._noise_used != int(self._step_noise.shape[-1]):
+                out = step(own, states, training=training)
+                if self._noise_used != int(noise.shape[-1]):
                     raise ValueError(
                         f"{type(self).__name__}: step() used {self._noise_used} dropout numbers but "
-                        f"dropout_sites() declares {int(self._step_noise.shape[-1])}"
+                        f"dropout_sites() declares {int(noise.shape[-1])}"
+                    )
+                if self._hoisting and not self._product_used:
+                    raise ValueError(
+                        f"{type(self).__name__} has a recurrent_kernel but its step did not compute "
+                        "matmul(h_prev, recurrent_kernel) through recurrent_product(); the RNN forms that "
+                        "weight's gradient after the loop"
                     )
             finally:
-                self._step_noise = None
+                self._step_noise = self._step_probe = None
         return out["h"], [out[k] for k in self.state_keys]
 
     def get_initial_state(self, batch_size: int | None = None) -> list[Any]:
@@ -321,11 +374,15 @@ class RNN(keras.layers.RNN):
             return super().inner_loop(sequences, initial_state, mask, training=training)
         sequences = cell.project_inputs(sequences)
         width = cell.dropout_noise_width(training)
+        noise = None
         if width:
             shape = ops.shape(sequences)
             noise = keras.random.uniform(
                 (shape[0], shape[1], width), dtype=sequences.dtype, seed=cell.seed_generator
             )
+        if self._hoists_weight_gradient(mask, training):
+            return self._hoisted_loop(sequences, noise, list(initial_state), training)
+        if noise is not None:
             cell._noise_split = int(sequences.shape[-1])
             sequences = ops.concatenate([sequences, noise], axis=-1)
         cell._inputs_projected = True
@@ -333,3 +390,64 @@ class RNN(keras.layers.RNN):
             return super().inner_loop(sequences, initial_state, mask, training=training)
         finally:
             cell._noise_split, cell._inputs_projected = None, False
+
+    def _hoists_weight_gradient(self, mask: Any, training: bool | None) -> bool:
+        """Whether the loop forms ``recurrent_kernel``'s gradient after the loop (:meth:`_hoisted_loop`):
+        in training, on TensorFlow or JAX, for a cell with a trainable ``recurrent_kernel``, without a mask,
+        ``go_backwards`` or ``unroll`` (those keep Keras' loop and its step-by-step gradient)."""
+        kernel = getattr(self.cell, "recurrent_kernel", None)
+        return bool(
+            training
+            and mask is None
+            and not self.go_backwards
+            and not self.unroll
+            and supports_hoisted_gradient()
+            and any(kernel is v for v in self.cell.trainable_variables)
+        )
+
+    def _hoisted_loop(
+        self, projected: Any, noise: Any, initial_state: list[Any], training: bool | None
+    ) -> Any:
+        """Keras' loop over ``[projected | probe | noise]`` with ``recurrent_kernel`` a constant inside and
+        its gradient formed after the loop (:func:`zoo.layers.recurrent_gradient.hoisted_weight_recurrence`).
+
+        The cell's other weights are handed to the loop as tensors (``keras.StatelessScope``), so that the
+        loop's gradient reaches them through the backend's own differentiation; every output is kept
+        (``return_sequences`` only for the duration of the loop) because ``H_prev`` needs them.
+        """
+        cell = self.cell
+        kernel = cell.recurrent_kernel
+        weights = [v for v in cell.trainable_variables if v is not kernel]
+        n_states = len(initial_state)
+        split = int(projected.shape[-1])
+        # ops.copy: tensors (convert_to_tensor of a Keras variable is the TF variable on TensorFlow)
+        extras = [*initial_state, *([] if noise is None else [noise]), *(ops.copy(v) for v in weights)]
+
+        def loop(kernel_value: Any, projected: Any, probe: Any, *extras: Any) -> list[Any]:
+            states, rest = list(extras[:n_states]), extras[n_states:]
+            feed = [projected] + ([] if probe is None else [probe]) + ([] if noise is None else [rest[0]])
+            values = rest if noise is None else rest[1:]
+            mapping = [(kernel, kernel_value), *zip(weights, values, strict=True)]
+            cell._noise_split, cell._probe_width = split, 0 if probe is None else int(probe.shape[-1])
+            cell._hoisting = cell._inputs_projected = True
+            if keras.backend.backend() == "tensorflow":
+                cell._kernel_t = ops.transpose(kernel_value)
+            return_sequences, self.return_sequences = self.return_sequences, True
+            try:
+                with keras.StatelessScope(state_mapping=mapping):
+                    last, outputs, states = super(RNN, self).inner_loop(
+                        ops.concatenate(feed, axis=-1) if len(feed) > 1 else projected,
+                        states,
+                        None,
+                        training=training,
+                    )
+            finally:
+                self.return_sequences = return_sequences
+                cell._noise_split, cell._probe_width, cell._kernel_t = None, 0, None
+                cell._hoisting = cell._inputs_projected = False
+            return [last, outputs, *states]
+
+        out = hoisted_weight_recurrence(
+            loop, ops.copy(kernel), projected, initial_state[0], extras, cell.recurrent_probe_width()
+        )
+        return out[0], out[1], out[2:]

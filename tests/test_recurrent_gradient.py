@@ -132,3 +132,12 @@ def test_recurrent_probe_width_defaults_to_every_column():
     assert BasicLSTMCell(N).recurrent_probe_width() == 0
     assert HyperLSTMCell(N, 5, 3).recurrent_probe_width() == 4 * N
     assert HyperRNNCell(N, 5, 3).recurrent_probe_width() == N
+
+
+def test_a_split_other_than_the_probe_width_is_refused():
+    class Wider(HyperLSTMCell):
+        def recurrent_probe_width(self):
+            return 4 * N + 1  # the step splits the product at 4N
+
+    with pytest.raises(ValueError, match=r"recurrent_product\(split=24\) but the probe covers the first 25"):
+        RNN(Wider(N, 5, 3))(_data()[0], training=True)

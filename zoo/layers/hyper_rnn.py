@@ -254,12 +254,11 @@ class HyperLSTMCell(RecurrentCell):
         h_prev, c_prev, hh_prev, hc_prev = states[0], states[1], states[2], states[3]
         n4 = 4 * self.units
         x_proj = projected  # [B, 4N + 4H]
-        h_proj = self.recurrent_product(h_prev)  # [B, 4N + 4H]
+        h_main, h_hyper = self.recurrent_product(h_prev, split=n4)  # [B, 4N], [B, 4H]
 
         # 1. the hyper cell over [x_t, h_{t-1}], with its own forget bias (b̂ is in x_proj)
-        # splits, not slices: a split's gradient is one concat, a strided slice's a zero-filled copy
+        # a split, not slices: a split's gradient is one concat, a strided slice's a zero-filled copy
         x_main, x_hyper = ops.split(x_proj, [n4], axis=-1)
-        h_main, h_hyper = ops.split(h_proj, [n4], axis=-1)
         hyper_pre = x_hyper + h_hyper + ops.matmul(hh_prev, self.hyper_recurrent_kernel)
         ln = self.use_layer_norm
         hyper_h, hyper_c, _ = lstm_update(
@@ -423,9 +422,8 @@ class HyperRNNCell(RecurrentCell):
         h_prev, hh_prev = states[0], states[1]
         n = self.units
         x_proj = projected
-        h_proj = self.recurrent_product(h_prev)
+        h_main, h_hyper = self.recurrent_product(h_prev, split=n)
         x_main, x_hyper = ops.split(x_proj, [n], axis=-1)
-        h_main, h_hyper = ops.split(h_proj, [n], axis=-1)
         hyper_h = ops.tanh(x_hyper + h_hyper + ops.matmul(hh_prev, self.hyper_recurrent_kernel))
         s = self.compute_scales(hyper_h)
         h = ops.tanh(s["d_h"] * h_main + s["d_x"] * x_main + s["b"])

@@ -249,27 +249,40 @@ class RecurrentCell(keras.layers.Layer):
 
         return drop
 
-    def recurrent_product(self, h_prev: Any) -> Any:
+    def recurrent_product(self, h_prev: Any, split: int | None = None) -> Any:
         """``h_{t-1} W_h``: ``matmul(h_prev, self.recurrent_kernel)``, the one product of a step with the
-        recurrent weight (``h_prev`` is ``states[0]``, the cell's previous output).
+        recurrent weight (``h_prev`` is ``states[0]``, the cell's previous output); with ``split``, the two
+        parts ``ops.split(product, [split], axis=-1)``.
 
         A cell that computes its recurrent product here lets :class:`RNN` form the gradient of
         ``recurrent_kernel`` after the loop in one large product (:mod:`zoo.layers.recurrent_gradient`).
         Inside that loop the kernel is a constant, and the first :meth:`recurrent_probe_width` columns of
-        the product get a zero "probe" ``e_t`` added, whose gradient is the gradient of those columns.
+        the product get a zero "probe" ``e_t`` added, whose gradient is the gradient of those columns (a
+        ``split`` must then equal that width, so the probe is added to the first part).
         """
         kernel = self.recurrent_kernel
-        if not self._hoisting:
-            return ops.matmul(h_prev, kernel)
-        self._product_used = True
-        product = constant_kernel_matmul(h_prev, kernel, self._kernel_t)
+        if self._hoisting:
+            self._product_used = True
+            product = constant_kernel_matmul(h_prev, kernel, self._kernel_t)
+        else:
+            product = ops.matmul(h_prev, kernel)
         probe = self._step_probe
+        width = None if probe is None else int(probe.shape[-1])
+        if split is not None:
+            first, rest = ops.split(product, [split], axis=-1)  # a split's gradient is one concat
+            if probe is None:
+                return first, rest
+            if width != split:
+                raise ValueError(
+                    f"{type(self).__name__}: recurrent_product(split={split}) but the probe covers the "
+                    f"first {width} columns (recurrent_probe_width()); they must be equal"
+                )
+            return first + probe, rest
         if probe is None:
             return product
-        width = int(probe.shape[-1])
         if width == int(product.shape[-1]):
             return product + probe
-        probed, rest = ops.split(product, [width], axis=-1)  # split, not slices: its gradient is a concat
+        probed, rest = ops.split(product, [width], axis=-1)
         return ops.concatenate([probed + probe, rest], axis=-1)
 
     def recurrent_probe_width(self) -> int:

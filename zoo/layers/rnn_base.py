@@ -22,8 +22,11 @@
 
 :class:`RNN` is ``keras.layers.RNN`` that projects the inputs of the whole window before the loop (one
 :meth:`RecurrentCell.project_inputs` call on ``[batch, time, N_x]``; the loop runs
-:meth:`RecurrentCell.step_projected`) and draws the uniform noise of every step's dropout *before* the loop
-(one draw of ``[batch, time, width]``) and hands each step its slice, so the loop itself is stateless.
+:meth:`RecurrentCell.step_projected`), forms the gradient of the cell's ``recurrent_kernel`` after the loop
+in one large product in training (:meth:`RecurrentCell.recurrent_product`,
+:mod:`zoo.layers.recurrent_gradient`; what cuDNN does) and draws the uniform noise of every step's
+dropout *before* the loop (one draw of ``[batch, time, width]``) and hands each step its slice, so the
+loop itself is stateless.
 That is what makes per-step masks work on every backend: JAX runs the loop as ``lax.scan``, where a
 ``SeedGenerator`` advanced inside the step is not carried from one step to the next (the same mask at
 every step eagerly, an ``UnexpectedTracerError`` under ``jit``). With plain ``keras.layers.RNN`` or when
@@ -366,6 +369,14 @@ class RNN(keras.layers.RNN):
     off again; the cell's weights never see it. The loop is then stateless, so per-step masks are fresh at
     every step on every backend (JAX included) and compile with XLA. For other cells this is
     ``keras.layers.RNN``.
+
+    In training on TensorFlow and JAX, for a cell whose trainable ``recurrent_kernel`` enters each step
+    through :meth:`RecurrentCell.recurrent_product`, without a mask, ``go_backwards`` or ``unroll``, the
+    loop holds that kernel constant and its gradient is formed after the loop as one
+    ``[N, batch * time] x [batch * time, K]`` product (:mod:`zoo.layers.recurrent_gradient`) instead of
+    ``time`` rank-``batch`` updates inside the loop's gradient; on TensorFlow each step's gradient for
+    ``h_{t-1}`` also multiplies by a transposed copy of the kernel made once. Values are the same; the
+    gradients are the same sums in another order (``tests/test_recurrent_gradient.py``: 1e-5).
 
     Args:
       cell: the recurrent cell (any cell ``keras.layers.RNN`` takes).

@@ -117,11 +117,11 @@ def hoisted_weight_recurrence(
             cts = [ops.zeros_like(o) if c is None else c for c, o in zip(cts, out, strict=True)]
             grads = back(cts)
             d_projected, d_extras = grads[0], grads[2:] if probe_width else grads[1:]
-            d_product = d_projected[..., probe_width:width]
-            if probe_width:
-                d_product = (
-                    ops.concatenate([grads[1], d_product], axis=-1) if probe_width < width else grads[1]
-                )
+            parts = [grads[1]] if probe_width else []
+            if probe_width < width:  # the product's columns that join the projection unscaled
+                whole = probe_width == 0 and width == int(d_projected.shape[-1])
+                parts.append(d_projected if whole else d_projected[..., probe_width:width])
+            d_product = parts[0] if len(parts) == 1 else ops.concatenate(parts, axis=-1)
             h_prev = ops.concatenate([initial_h[:, None], outputs[:, :-1]], axis=1)
             rows = ops.transpose(ops.reshape(h_prev, (-1, int(kernel.shape[0]))))  # [N, B*T]
             # (an einsum "btn,btk->nk" of the same takes ~1.2x as long on TensorFlow's CPU kernels)

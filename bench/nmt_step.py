@@ -1,7 +1,9 @@
 """GNMT training step and beam search: LN HyperLSTM cells against LSTM cells (HyperNetworks §4.6, Table 6).
 
 One process. A training step is the translation task's forward (teacher forcing, summed cross-entropy,
-``zoo/tasks/translation.py``) + backward (XLA, ``jit_compile=True``) + the registered recipe's optimizer
+``zoo/tasks/translation.py``) + backward (compiled as the trainer compiles it on this machine,
+``--jit_compile=auto``: ``trainers.strategy.default_jit_compile``, no XLA on CPUs; ``true``/``false`` force
+it) + the registered recipe's optimizer
 update with its ``clip_norm``, on random subword batches of ``--batch_size`` pairs of ``--length`` tokens.
 Beam search runs the task's ``translate_ids`` (GNMT §7 scoring, the model's beam width) on ``--beam_batch``
 random sources of ``--length`` tokens; an untrained model rarely stops before the length cap
@@ -27,15 +29,16 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import zoo  # noqa: E402
+from trainers.strategy import default_jit_compile  # noqa: E402
 from zoo.optim import build_optimizer, clip_gradients  # noqa: E402
 from zoo.tasks.translation import TASK, translate_ids  # noqa: E402
 
 
-def _train_step(model: keras.Model, recipe: dict) -> tf.types.experimental.GenericFunction:
+def _train_step(model: keras.Model, recipe: dict, jit: bool) -> tf.types.experimental.GenericFunction:
     optimizer = build_optimizer(recipe)
     optimizer.build(model.trainable_variables)
 
-    @tf.function(jit_compile=True)
+    @tf.function(jit_compile=jit)
     def loss_and_grads(inputs: dict, target_out: tf.Tensor) -> tuple:
         with tf.GradientTape() as tape:
             out = TASK.forward(model, (inputs, target_out), (), training=True)
@@ -71,7 +74,14 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser.add_argument(
         "--models", default="gnmt_lstm_small,gnmt_ln_hyper_lstm_small", help="first: reference"
     )
+    parser.add_argument(
+        "--jit_compile",
+        default="auto",
+        choices=("auto", "true", "false"),
+        help="XLA for the training step; auto: the trainer's default on this machine",
+    )
     args = parser.parse_args(argv)
+    jit = default_jit_compile() if args.jit_compile == "auto" else args.jit_compile == "true"
     names = args.models.split(",")
     valid = zoo.list_models("gnmt_*")
     for name in names:
@@ -88,7 +98,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         inputs = {k: tf.constant(rng.integers(4, vocab, shape), tf.int32) for k in ("source", "target_in")}
         target_out = tf.constant(rng.integers(4, vocab, shape), tf.int32)
         source = tf.constant(rng.integers(4, vocab, (args.beam_batch, args.length)), tf.int32)
-        train = _train_step(model, zoo.describe(name)["recipe"])
+        train = _train_step(model, zoo.describe(name)["recipe"], jit)
         search = tf.function(lambda s, m=model: translate_ids(m, s).tokens)
         start = time.perf_counter()
         float(train(inputs, target_out))
@@ -109,7 +119,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
             search_times[name].append(_timed(search, *search_args, repeats=1))
 
     print(
-        f"\ntraining: batch {args.batch_size} pairs of {args.length} tokens, XLA on; beam search: "
+        f"\ntraining: batch {args.batch_size} pairs of {args.length} tokens, XLA {'on' if jit else 'off'}; "
+        f"beam search: "
         f"{args.beam_batch} sentences of {args.length} tokens, output cap {2 * args.length + 10}; "
         f"{keras.backend.backend()} backend, medians of {args.rounds} rounds"
     )

@@ -36,7 +36,8 @@ def supports_hoisted_gradient() -> bool:
 
 
 def _vjp(fn: Callable[..., Any], primals: list[Any]) -> tuple[list[Any], Callable[[list[Any]], list[Any]]]:
-    """``fn(*primals)`` (a flat list) and a function mapping its cotangents to the primals' gradients."""
+    """``fn(*primals)`` (a flat list) and a function mapping its cotangents to the primals' gradients
+    (``None`` on TensorFlow for a primal the outputs do not depend on)."""
     if keras.backend.backend() == "jax":
         import jax
 
@@ -49,7 +50,9 @@ def _vjp(fn: Callable[..., Any], primals: list[Any]) -> tuple[list[Any], Callabl
         out = list(fn(*primals))
 
     def back(cts: list[Any]) -> list[Any]:
-        return tape.gradient(out, primals, output_gradients=cts, unconnected_gradients="zero")
+        # None for what the loop does not use (e.g. the input projection's weights, passed with the rest):
+        # zeros there would be added to the real gradient that reaches those weights outside the loop
+        return tape.gradient(out, primals, output_gradients=cts)
 
     return out, back
 

@@ -45,6 +45,7 @@ recurrent weights ``W_h`` orthogonal per gate block, biases 0.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -323,17 +324,23 @@ class RecurrentCell(keras.layers.Layer):
             out = step(inputs, states, training=training)
         else:  # inside RNN: after the input come this step's gradient probe and its dropout noise
             split, probe = self._noise_split, self._probe_width
-            # one split (its gradient is one concat; a strided slice's is a zero-filled copy of the input)
-            own, probe_part, noise = ops.split(inputs, [split, split + probe], axis=-1)
-            self._step_probe = probe_part if probe else None
-            self._step_noise = noise if int(noise.shape[-1]) else None
+            # one split into the parts there are (its gradient is one concat; a strided slice's is a
+            # zero-filled copy of the whole input)
+            widths = [split, probe, int(inputs.shape[-1]) - split - probe]
+            present = [w for w in widths if w]
+            cuts = list(itertools.accumulate(present[:-1]))
+            parts = iter(ops.split(inputs, cuts, axis=-1) if cuts else [inputs])
+            own = next(parts)
+            self._step_probe = next(parts) if probe else None
+            self._step_noise = next(parts) if widths[2] else None
+            noise_width = widths[2]
             self._noise_used, self._product_used = 0, False
             try:
                 out = step(own, states, training=training)
-                if self._noise_used != int(noise.shape[-1]):
+                if self._noise_used != noise_width:
                     raise ValueError(
                         f"{type(self).__name__}: step() used {self._noise_used} dropout numbers but "
-                        f"dropout_sites() declares {int(noise.shape[-1])}"
+                        f"dropout_sites() declares {noise_width}"
                     )
                 if self._hoisting and not self._product_used:
                     raise ValueError(

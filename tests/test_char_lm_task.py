@@ -2,9 +2,6 @@
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pydoc_data.topics import topics as PYDOC_TOPICS
 
 import keras
@@ -20,8 +17,6 @@ from zoo import run_dir
 from zoo.data import text as text_data
 from zoo.tasks import get_task
 from zoo.tasks.char_lm import TASK, VOCAB_ASSET, model_inputs, state_specs
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 CORPUS = "the quick brown fox jumps over the lazy dog. " * 60
 TINY = {"units": 24, "input_dropout": 0.0, "output_dropout": 0.0, "recurrent_dropout": 0.0}
@@ -284,21 +279,20 @@ def _real_text(chars: int) -> str:
 
 
 @pytest.mark.slow
-def test_a_plain_lstm_trained_by_zoo_train_scores_from_the_zero_state_as_from_a_warm_one(tmp_path):
+def test_a_plain_lstm_trained_by_zoo_train_scores_from_the_zero_state_as_from_a_warm_one(tmp_path, zoo_train):
     """Issue 9: with the carry policy (reset at each epoch start) a plain LSTM's bpc on held-out text, run
     as one stream from the zero state, is within 0.1 of its bpc with the state warmed on the preceding
     text (a model that leans on long-run state scores far worse from zero: 9.19 vs 2.67 in the issue)."""
     text = _real_text(60_000)
     (tmp_path / "text.txt").write_text(text, encoding="utf-8")
-    cmd = [
-        sys.executable, "-m", "trainers.train", "--model=lstm_1000_ptb", "--dataset=text",
+    args = [  # zoo-train in this process (its subprocess test: test_distribution.py)
+        "--model=lstm_1000_ptb", "--dataset=text",
         f"--data_dir={tmp_path / 'text.txt'}", f"--model_dir={tmp_path / 'run'}", "--batch_size=16",
         "--train_steps=300", "--learning_rate=0.01", "--log_every=100", "--config=units=64",
         f"--config=vocab_size={len(set(text))}", "--config=input_dropout=0.0", "--config=output_dropout=0.0",
         "--config=recurrent_dropout=0.0", "--config=sequence_length=50", "--config=eval_batch_size=1",
     ]  # fmt: skip
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": REPO}
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    proc = zoo_train(args)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout.split("summary ", 1)[1].splitlines()[0])
     model, *_ = run_dir.restore(str(tmp_path / "run"))

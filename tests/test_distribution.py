@@ -108,6 +108,33 @@ def _child(report_path: str) -> None:
     for _ in range(3):
         loop_c.step(it)
     report["carry"] = [t.tolist() for t in np.split(np.asarray(loop_c.carry), mirrored.num_replicas_in_sync)]
+    # 5. The trainer on a char LM: recurrent dropout inside keras.layers.RNN's while loop and a per-replica
+    # LSTM-state carry, under XLA (zoo-train's options; its command line: test_hyper_conv_mnist_... below).
+    from trainers import flags as flags_lib
+    from trainers import train as train_lib
+
+    rng = np.random.default_rng(0)
+    words = np.array(["the", "cat", "sat", "on", "a", "mat", "dog", "ran"])
+    corpus = os.path.join(os.path.dirname(report_path), "corpus.txt")
+    with open(corpus, "w") as f:
+        f.write(" ".join(rng.choice(words, size=4000)))
+    options = flags_lib.resolve(
+        {
+            "model": "ln_hyper_lstm_1000_ptb",
+            "dataset": "text",
+            "data_dir": corpus,
+            "config": ["units=16", "hyper_units=8", "sequence_length=10"],
+            "batch_size": 8,
+            "train_steps": 20,
+            "log_every": 10,
+            "strategy": "mirrored",
+            "num_devices": 2,
+            "jit_compile": True,
+        }
+    )
+    lines: list[str] = []
+    summary = train_lib.train(options, say=lines.append)
+    report["char_lm"] = {"lines": lines, "summary": summary}
     with open(report_path, "w") as f:
         json.dump(report, f)
 
@@ -189,22 +216,11 @@ def test_hyper_conv_mnist_trains_mirrored_with_xla_and_exports(tmp_path):
 
 
 @pytest.mark.slow
-def test_char_lm_with_recurrent_dropout_and_carry_trains_mirrored(tmp_path):
-    # Dropout inside keras.layers.RNN's while loop and a per-replica LSTM-state carry, under XLA.
-    rng = np.random.default_rng(0)
-    words = np.array(["the", "cat", "sat", "on", "a", "mat", "dog", "ran"])
-    (tmp_path / "corpus.txt").write_text(" ".join(rng.choice(words, size=4000)))
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
-    cmd = [
-        sys.executable, "-m", "trainers.train", "--model=ln_hyper_lstm_1000_ptb", "--dataset=text",
-        f"--data_dir={tmp_path / 'corpus.txt'}", "--config=units=16", "--config=hyper_units=8",
-        "--config=sequence_length=10", "--batch_size=8", "--train_steps=20", "--log_every=10",
-        "--strategy=mirrored", "--num_devices=2", "--jit_compile=true",
-    ]  # fmt: skip
-    proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=400)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    assert "strategy=mirrored replicas=2 jit_compile=True" in proc.stdout
-    summary = json.loads(next(s for s in proc.stdout.splitlines() if s.startswith("summary "))[8:])
+def test_char_lm_with_recurrent_dropout_and_carry_trains_mirrored(report):
+    # Dropout inside keras.layers.RNN's while loop and a per-replica LSTM-state carry, under XLA (trained in
+    # the report's process, which has the 2 logical devices).
+    lines, summary = report["char_lm"]["lines"], report["char_lm"]["summary"]
+    assert any("strategy=mirrored replicas=2 jit_compile=True" in line for line in lines), lines
     assert summary["step"] == 20 and np.isfinite(summary["loss"])
     assert summary["test"]["bpc"] < np.log2(50)  # better than uniform over the vocabulary
 

@@ -232,11 +232,6 @@ def test_warmup_requests_replay_and_serving_score_matches_evaluate(exported):
     assert served["nll"] == pytest.approx(TASK.evaluate(model, data)["nll"], rel=1e-4)
 
 
-def _train(args, timeout=600):
-    cmd = [sys.executable, "-m", "trainers.train", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, env=_env(), cwd=REPO, timeout=timeout)
-
-
 TINY_FLAGS = [
     "--config=units=16",
     "--config=hyper_units=8",
@@ -249,9 +244,12 @@ TINY_FLAGS = [
 
 
 @pytest.mark.slow
-def test_zoo_train_on_embedded_hershey_exports_and_samples(tmp_path):
+def test_zoo_train_on_embedded_hershey_exports_and_samples(tmp_path, zoo_train, run_cli):
+    # zoo-train and zoo-sample in this process (their subprocess tests: test_distribution.py, test_sample.py)
+    from trainers import sample
+
     run, exp, figs = str(tmp_path / "run"), str(tmp_path / "exp"), str(tmp_path / "figs")
-    done = _train(
+    done = zoo_train(
         [
             "--model=hyper_lstm_900_iam",
             "--dataset=hershey",
@@ -268,9 +266,9 @@ def test_zoo_train_on_embedded_hershey_exports_and_samples(tmp_path):
     assert summary["serving_test"]["nll"] == pytest.approx(summary["test"]["nll"], rel=1e-3)
     assert os.path.isfile(os.path.join(run, STATS_ASSET))
     assert os.path.isfile(os.path.join(exp, "hyper_lstm_900_iam", "1", "assets.extra", STATS_ASSET))
-    cmd = [sys.executable, "-m", "trainers.sample", f"--model_dir={run}", "--length=40",
-           f"--figures_dir={figs}", f"--histogram_model_dirs={run}"]  # fmt: skip
-    done = subprocess.run(cmd, capture_output=True, text=True, env=_env(), cwd=REPO, timeout=300)
+    argv = ["zoo-sample", f"--model_dir={run}", "--length=40", f"--figures_dir={figs}",
+            f"--histogram_model_dirs={run}"]  # fmt: skip
+    done = run_cli(sample.define_flags, sample.main, argv)
     assert done.returncode == 0, done.stderr[-3000:]
     for name in (
         "sample_seed0.svg",
@@ -282,7 +280,7 @@ def test_zoo_train_on_embedded_hershey_exports_and_samples(tmp_path):
 
 
 @pytest.mark.slow
-def test_iam_ondb_files_in_the_real_layout_train_with_the_same_command(tmp_path):
+def test_iam_ondb_files_in_the_real_layout_train_with_the_same_command(tmp_path, zoo_train):
     data = tmp_path / "iam"
     sets = {"trainset": ["a01-000u", "a01-001"], "testset_v": ["b02-010x"], "testset_t": ["c03-003a"],
             "testset_f": ["d04-012"]}  # fmt: skip
@@ -299,7 +297,7 @@ def test_iam_ondb_files_in_the_real_layout_train_with_the_same_command(tmp_path)
                 path = data / "lineStrokes" / writer / f"{writer}-{number}" / f"{line_set}-{k:02d}.xml"
                 write_line_strokes(str(path), strokes)
     run = str(tmp_path / "run")
-    done = _train(
+    done = zoo_train(
         [
             "--model=lstm_900_iam",
             "--dataset=iam_ondb",

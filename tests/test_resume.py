@@ -36,6 +36,16 @@ def _command(model_dir: str, steps: int) -> list[str]:
     ]
 
 
+@pytest.fixture
+def tiny_train(zoo_train, monkeypatch):
+    """``trainer_helpers.py ARGS`` in this process: ``zoo-train`` with ``tiny_mlp`` registered for the test
+    only (other tests enumerate the registry) and TinyTask as its task."""
+    from zoo import registry
+
+    monkeypatch.setitem(registry._REGISTRY, TINY_SPEC.name, TINY_SPEC)
+    return lambda args: zoo_train(args, task=TinyTask())
+
+
 def _summary(stdout: str) -> dict:
     lines = [s for s in stdout.splitlines() if s.startswith("summary ")]
     assert lines, stdout[-3000:]
@@ -43,7 +53,7 @@ def _summary(stdout: str) -> dict:
 
 
 @pytest.mark.slow
-def test_killed_run_resumes_to_the_same_result(tmp_path):
+def test_killed_run_resumes_to_the_same_result(tmp_path, tiny_train):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
     steps = 1500
     killed_dir = str(tmp_path / "killed")
@@ -74,10 +84,8 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
     assert got["step"] == steps
 
     # Weights, optimizer state and the data iterator's position were restored: the resumed run ends with
-    # the same weights as an uninterrupted one.
-    full = subprocess.run(
-        _command(str(tmp_path / "full"), steps), env=env, capture_output=True, text=True, timeout=300
-    )
+    # the same weights as an uninterrupted one (the same command, run in this process).
+    full = tiny_train(_command(str(tmp_path / "full"), steps)[2:])
     assert full.returncode == 0, full.stderr[-3000:]
     want = _summary(full.stdout)
     assert got["weights_checksum"] == pytest.approx(want["weights_checksum"], rel=1e-6, abs=1e-6)
@@ -86,7 +94,8 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
 
 
 @pytest.mark.slow
-def test_second_trainer_in_a_model_dir_is_refused_and_a_killed_ones_lock_is_taken_over(tmp_path):
+def test_second_trainer_in_a_model_dir_is_refused_and_a_killed_ones_lock_is_taken_over(tmp_path, tiny_train):
+    # The first trainer is another process (its pid in the lock); the second and third run in this one.
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
     model_dir = str(tmp_path / "run")
     lock = os.path.join(model_dir, run_dir.LOCK_FILE)
@@ -99,7 +108,7 @@ def test_second_trainer_in_a_model_dir_is_refused_and_a_killed_ones_lock_is_take
             assert first.poll() is None, first.communicate()[1][-3000:]
             assert time.time() < deadline, "the first trainer never wrote run.json"
             time.sleep(0.05)
-        second = subprocess.run(_command(model_dir, 10), env=env, capture_output=True, text=True, timeout=300)
+        second = tiny_train(_command(model_dir, 10)[2:])
         assert second.returncode == 2, second.stderr[-3000:]
         errors = [s for s in second.stderr.splitlines() if s.startswith("error: ")]
         assert len(errors) == 1 and "Traceback" not in second.stderr
@@ -112,7 +121,7 @@ def test_second_trainer_in_a_model_dir_is_refused_and_a_killed_ones_lock_is_take
         first.kill()
         first.communicate()
     assert os.path.exists(lock)  # a killed trainer leaves its lock behind ...
-    third = subprocess.run(_command(model_dir, 5), env=env, capture_output=True, text=True, timeout=300)
+    third = tiny_train(_command(model_dir, 5)[2:])
     assert third.returncode == 0, third.stderr[-3000:]  # ... which the next trainer takes over
     assert "took over the lock of a trainer that no longer runs" in third.stderr
     assert not os.path.exists(lock)  # and removes when it ends

@@ -177,7 +177,7 @@ def test_histogram_figure_has_one_panel_per_model(tmp_path):
 
 
 @pytest.mark.slow
-def test_sample_command_line(hyper_dir):
+def test_sample_command_line(hyper_dir, run_cli):
     cmd = [
         sys.executable,
         "-m",
@@ -194,17 +194,18 @@ def test_sample_command_line(hyper_dir):
     model, vocab, _ = sampler.load_run(hyper_dir[0])
     expected = sampler.generate(model, vocab, "the ", 30, temperature=0.5, seed=7)["text"]
     assert expected in proc.stdout
-    bad = subprocess.run(cmd + ["--prime=Q"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    bad = run_cli(sampler.define_flags, sampler.main, ["zoo-sample", *cmd[3:], "--prime=Q"])  # in-process
     assert bad.returncode == 2 and "unknown character 'Q'" in bad.stderr
 
 
 @pytest.mark.slow
-def test_trainer_to_sampler_end_to_end(tmp_path):
-    """trainers.train on a small text lowers bpc, exports, and trainers.sample draws from its model_dir."""
+def test_trainer_to_sampler_end_to_end(tmp_path, zoo_train, run_cli):
+    """trainers.train on a small text lowers bpc, exports, and trainers.sample draws from its model_dir.
+
+    Both tools run in this process (their subprocess tests: test_distribution.py and the one above)."""
     data = tmp_path / "data"
     data.mkdir()
     (data / "corpus.txt").write_text(CORPUS * 2, encoding="utf-8")
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": REPO}
     config = [
         "units=32",
         "hyper_units=8",
@@ -214,10 +215,7 @@ def test_trainer_to_sampler_end_to_end(tmp_path):
         "output_dropout=0.0",
         "recurrent_dropout=0.0",
     ]
-    cmd = [
-        sys.executable,
-        "-m",
-        "trainers.train",
+    args = [
         "--model=ln_hyper_lstm_1000_ptb",
         "--dataset=text",
         f"--data_dir={data}",
@@ -231,7 +229,7 @@ def test_trainer_to_sampler_end_to_end(tmp_path):
         "--config=eval_batch_size=2",
         *[f"--config={c}" for c in config],
     ]
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    proc = zoo_train(args)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout.split("summary ", 1)[1].splitlines()[0])
     assert summary["test"]["bpc"] < 3.0  # from about log2(28) = 4.8 untrained
@@ -239,17 +237,15 @@ def test_trainer_to_sampler_end_to_end(tmp_path):
     vocab_path = os.path.join(summary["export_path"], "assets.extra", "vocab.json")
     assert Vocabulary.load(vocab_path) == Vocabulary.load(str(tmp_path / "run" / "vocab.json"))
     assert len(Vocabulary.load(vocab_path)) == 28
-    cmd = [
-        sys.executable,
-        "-m",
-        "trainers.sample",
+    argv = [
+        "zoo-sample",
         f"--model_dir={tmp_path / 'run'}",  # model, config and vocab.json: from the trainer's run.json
         "--prime=the ",
         "--length=60",
         "--temperature=0.5",
         f"--figures_dir={tmp_path / 'figs'}",
     ]
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    proc = run_cli(sampler.define_flags, sampler.main, argv)
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = proc.stdout.splitlines()[1]
     assert text.startswith("the ") and len(text) == 64 and set(text) <= set(CORPUS)

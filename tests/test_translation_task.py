@@ -217,13 +217,13 @@ def test_serving_score_matches_evaluate(corpus, exported):
 
 
 @pytest.mark.slow
-def test_zoo_train_on_num2words_exports_and_zoo_translate_agrees(tmp_path):
+def test_zoo_train_on_num2words_exports_and_zoo_translate_agrees(tmp_path, zoo_train):
+    # zoo-train in this process (its own subprocess test: test_distribution.py); zoo-translate as a command.
     run, exp = str(tmp_path / "run"), str(tmp_path / "exp")
     flags = [f"--config={k}={v}" for k, v in TINY.items()]
-    cmd = [sys.executable, "-m", "trainers.train", "--model=gnmt_lstm_small", "--dataset=num2words",
-           "--config=corpus_size=200", "--config=eval_corpus_size=8", "--batch_size=8", "--train_steps=2",
-           "--log_every=1", *flags, f"--model_dir={run}", f"--export_dir={exp}"]  # fmt: skip
-    done = subprocess.run(cmd, capture_output=True, text=True, env=_env(), cwd=REPO, timeout=600)
+    done = zoo_train(["--model=gnmt_lstm_small", "--dataset=num2words", "--config=corpus_size=200",
+                      "--config=eval_corpus_size=8", "--batch_size=8", "--train_steps=2", "--log_every=1",
+                      *flags, f"--model_dir={run}", f"--export_dir={exp}"])  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads(done.stdout.split("summary ", 1)[1])
     assert summary["step"] == 2 and np.isfinite(summary["test"]["log_perplexity"])

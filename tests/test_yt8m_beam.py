@@ -11,10 +11,6 @@ How outputs are compared (both jobs write float32 features, nothing is quantised
   of its component (a flipped component flips that coefficient in every video).
 """
 
-import pathlib
-import subprocess
-import sys
-
 import apache_beam as beam
 import numpy as np
 import pytest
@@ -187,17 +183,22 @@ def test_pipeline_options_pass_beam_flags_and_reject_unknown_ones():
 
 
 @pytest.mark.slow
-def test_beam_command_line(tmp_path):
+def test_beam_command_line(tmp_path, run_cli):
+    # zoo-yt8m-preprocess's main in this process (its subprocess test: test_yt8m_features.py)
     layout = yt8m.RecordLayout(feature_sizes=(8, 4), num_classes=7)
     src = yt8m.write_synthetic(str(tmp_path / "f.tfrecord"), 5, layout, frames=(2, 6))
     pca = F.StreamingPCA(12)  # an existing --pca_path is loaded, not fitted: reaches the workers as is
     pca.update(np.random.default_rng(3).normal(size=(30, 12)))
     pca.fit(2).save(str(tmp_path / "pca.npz"))
-    args = [sys.executable, "-m", "trainers.yt8m_preprocess", f"--input={src[0]}", "--num_classes=7"]
+    args = ["zoo-yt8m-preprocess", f"--input={src[0]}", "--num_classes=7"]
     args += ["--feature_sizes=8,4", "--top_k=2", "--pca_dim=2", f"--pca_path={tmp_path}/pca.npz"]
     args += ["--runner=DirectRunner", "--direct_num_workers=1"]  # a Beam option beside the job's flags
-    run = dict(capture_output=True, text=True, timeout=300, cwd=str(pathlib.Path(__file__).parents[1]))
-    result = subprocess.run([*args, f"--output_dir={tmp_path}/o"], **run)
+    result = run_cli(
+        yt8m_preprocess._define_flags,
+        yt8m_preprocess.main,
+        [*args, f"--output_dir={tmp_path}/o"],
+        yt8m_preprocess._parse_flags,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "wrote 5 videos to 1 files" in result.stdout
     ((x, _),) = yt8m.video_dataset(

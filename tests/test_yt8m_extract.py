@@ -135,7 +135,7 @@ def test_video_csv_and_label_errors(tmp_path):
 
 
 @pytest.mark.slow
-def test_extract_command_line(clips, tmp_path):
+def test_extract_command_line(clips, tmp_path, run_cli):
     args = [
         sys.executable,
         "-m",
@@ -157,7 +157,9 @@ def test_extract_command_line(clips, tmp_path):
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "x.mp4").write_bytes(b"junk")
     args[3] = f"--videos={tmp_path}/bad"  # (from a worker process: test_worker_pool_... and ..._crash_...)
-    result = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=cwd)
+    from trainers import yt8m_extract as tool  # the error exit: the tool's main in this process
+
+    result = run_cli(tool._define_flags, tool.main, ["zoo-yt8m-extract", *args[3:]])
     assert result.returncode == 2 and f"yt8m_extract: error: video file {tmp_path}/bad/x.mp4" in result.stderr
     assert "Traceback" not in result.stderr
 

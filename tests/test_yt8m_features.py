@@ -139,7 +139,7 @@ def test_preprocess_job_writes_stats_and_pca(tmp_path):
 
 
 @pytest.mark.slow
-def test_preprocess_command_line(tmp_path):
+def test_preprocess_command_line(tmp_path, run_cli):
     layout = yt8m.RecordLayout(feature_sizes=(8, 4), num_classes=7)
     src = yt8m.write_synthetic(str(tmp_path / "f.tfrecord"), 5, layout, frames=(2, 6))
     result = subprocess.run(
@@ -163,17 +163,10 @@ def test_preprocess_command_line(tmp_path):
     truncated = str(tmp_path / "t.tfrecord")
     with open(truncated, "wb") as f:
         f.write(open(src[0], "rb").read()[:-3])
-    args = [
-        sys.executable,
-        "-m",
-        "trainers.yt8m_preprocess",
-        f"--input={truncated}",
-        f"--output_dir={tmp_path}/t",
-    ]
+    args = ["zoo-yt8m-preprocess", f"--input={truncated}", f"--output_dir={tmp_path}/t"]
     args += ["--num_classes=7", "--feature_sizes=8,4"]
-    result = subprocess.run(
-        args, capture_output=True, text=True, timeout=300, cwd=str(pathlib.Path(__file__).parents[1])
-    )
+    # The error exit in this process (the tool's main as the command runs it).
+    result = run_cli(yt8m_preprocess._define_flags, yt8m_preprocess.main, args, yt8m_preprocess._parse_flags)
     assert result.returncode == 2
     assert (
         f"yt8m_preprocess: error: TFRecord file {truncated} is truncated or corrupt: record index 4"

@@ -1,10 +1,6 @@
 """Packed frame-level records (``RecordLayout(packed=True)``) give the SequenceExample reader's batches, and
 frames sampled before decoding are the frames the padded batch has at the drawn indices."""
 
-import pathlib
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -193,9 +189,10 @@ def test_layout_packed_is_frame_level_only():
 
 
 @pytest.mark.slow
-def test_preprocess_command_line_writes_packed_records(both, tmp_path):
+def test_preprocess_command_line_writes_packed_records(both, tmp_path, run_cli):
+    # zoo-yt8m-preprocess's main in this process (its subprocess test: test_yt8m_features.py)
     seq, _ = both
-    args = [sys.executable, "-m", "trainers.yt8m_preprocess", f"--input={seq}", f"--output_dir={tmp_path}/p"]
+    args = ["zoo-yt8m-preprocess", f"--input={seq}", f"--output_dir={tmp_path}/p"]
     args += [
         "--output_format=packed",
         "--feature_sizes=6,2",
@@ -203,8 +200,7 @@ def test_preprocess_command_line_writes_packed_records(both, tmp_path):
         "--max_frames=5",
         "--num_shards=2",
     ]
-    run = dict(capture_output=True, text=True, timeout=300, cwd=str(pathlib.Path(__file__).parents[1]))
-    result = subprocess.run(args, **run)
+    result = run_cli(yt8m_preprocess._define_flags, yt8m_preprocess.main, args, yt8m_preprocess._parse_flags)
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"wrote {len(VIDEOS)} packed videos to 2 files" in result.stdout
     ours = _batches(f"{tmp_path}/p/video-*.tfrecord", PACKED5, dequantize=False)

@@ -45,16 +45,18 @@ def _vjp(fn: Callable[..., Any], primals: list[Any]) -> tuple[list[Any], Callabl
         return out, lambda cts: list(back(list(cts)))
     import tensorflow as tf
 
+    # None for what the loop does not use (e.g. the input projection's weights, passed with the rest):
+    # zeros there would be added to the real gradient that reaches those weights outside the loop.
+    if not tf.executing_eagerly():
+        # In a graph (tf.function, the trainers): symbolic gradients. A tape here, beside the caller's,
+        # makes TensorFlow build the while loop's gradient at once for possible higher-order use and again
+        # when asked: twice the tracing time.
+        out = list(fn(*primals))
+        return out, lambda cts: tf.gradients(out, primals, grad_ys=cts)
     with tf.GradientTape(persistent=True, watch_accessed_variables=False) as tape:
         tape.watch(primals)
         out = list(fn(*primals))
-
-    def back(cts: list[Any]) -> list[Any]:
-        # None for what the loop does not use (e.g. the input projection's weights, passed with the rest):
-        # zeros there would be added to the real gradient that reaches those weights outside the loop
-        return tape.gradient(out, primals, output_gradients=cts)
-
-    return out, back
+    return out, lambda cts: tape.gradient(out, primals, output_gradients=cts)
 
 
 def constant_kernel_matmul(h: Any, kernel: Any, kernel_t: Any = None) -> Any:

@@ -199,6 +199,17 @@ class HyperLSTMCell(RecurrentCell):
             self.hyper_cell_beta = self.add_weight(name="hyper_cell_beta", shape=(hu,), initializer="zeros")
 
     # ------------------------------------------------------------------ the hypernetwork's outputs
+    def window_constants(self) -> dict[str, Any]:
+        """The weights of Eq. 11-12 fused once per window: ``z_kernel [H, 12E]`` and ``z_bias [12E]``
+        (``z_x``, ``z_h`` and ``z_b``, which has no bias) and ``d_kernels [12, E, N]`` (``W_x^d``,
+        ``W_h^d``, ``W_b^d`` for each gate)."""
+        e = self.embedding_size
+        return {
+            "z_kernel": ops.concatenate([self.z_kernel, self.z_b_kernel], axis=-1),
+            "z_bias": ops.concatenate([self.z_bias, ops.zeros((4 * e,), dtype=self.z_bias.dtype)], axis=0),
+            "d_kernels": ops.concatenate([self.d_kernel, self.d_b_kernel], axis=0),
+        }
+
     def _embeddings_to_vectors(self, hyper_output: Any) -> tuple[Any, Any, Any]:
         """``ĥ [B, H]`` -> ``(d_x [B, 4N], d_h [B, 4N], b [B, 4N])`` (Eq. 11-12).
 
@@ -207,11 +218,10 @@ class HyperLSTMCell(RecurrentCell):
         einsum of the same contraction (``bke,ken->bkn``) takes about 1.7x as long, forward and backward.
         """
         n, e = self.units, self.embedding_size
-        z = ops.matmul(hyper_output, self.z_kernel) + self.z_bias  # [B, 8E]: z_x^{i,g,f,o}, z_h^{i,g,f,o}
-        z_b = ops.matmul(hyper_output, self.z_b_kernel)  # [B, 4E]: z_b^{i,g,f,o}
-        zs = ops.transpose(ops.reshape(ops.concatenate([z, z_b], axis=-1), (-1, 12, e)), (1, 0, 2))
-        kernels = ops.concatenate([self.d_kernel, self.d_b_kernel], axis=0)  # [12, E, N]
-        vectors = ops.transpose(ops.matmul(zs, kernels), (1, 0, 2))  # [B, 12, N]
+        fused = self.window()
+        z = ops.matmul(hyper_output, fused["z_kernel"]) + fused["z_bias"]  # [B, 12E]: z_x, z_h, z_b
+        zs = ops.transpose(ops.reshape(z, (-1, 12, e)), (1, 0, 2))
+        vectors = ops.transpose(ops.matmul(zs, fused["d_kernels"]), (1, 0, 2))  # [B, 12, N]
         d_x, d_h, b = (ops.reshape(v, (-1, 4 * n)) for v in ops.split(vectors, 3, axis=1))
         return d_x, d_h, b + self.bias
 

@@ -221,6 +221,7 @@ class RecurrentCell(keras.layers.Layer):
         self._step_probe: Any = None
         self._noise_used = 0
         self._product_used = False
+        self._window: dict[str, Any] | None = None  # set by RNN for the duration of a window
 
     def dropout_sites(self) -> list[tuple[float, int]]:
         """``(rate, width)`` of every dropout one step applies, in the order :meth:`step` applies them."""
@@ -295,6 +296,16 @@ class RecurrentCell(keras.layers.Layer):
         their gradient is that of ``projected``. Here all of them (always correct); a cell whose whole
         product is added to its projection (the LSTM's ``W_x x_t + W_h h_{t-1} + b``) returns 0."""
         return int(self.recurrent_kernel.shape[-1])
+
+    def window_constants(self) -> dict[str, Any]:
+        """Values computed from the weights alone that every step uses (fused or stacked weights), made
+        once per window by :class:`RNN` (inside its loop's differentiation) and read with :meth:`window`.
+        None here."""
+        return {}
+
+    def window(self) -> dict[str, Any]:
+        """:meth:`window_constants`: those :class:`RNN` made for this window, else made now."""
+        return self._window if self._window is not None else self.window_constants()
 
     def project_inputs(self, inputs: Any) -> Any:
         """The part of a step that depends on the input alone, for inputs ``[..., N_x]`` of any leading shape
@@ -416,11 +427,11 @@ class RNN(keras.layers.RNN):
         if noise is not None:
             cell._noise_split = int(sequences.shape[-1])
             sequences = ops.concatenate([sequences, noise], axis=-1)
-        cell._inputs_projected = True
+        cell._inputs_projected, cell._window = True, cell.window_constants()
         try:
             return super().inner_loop(sequences, initial_state, mask, training=training)
         finally:
-            cell._noise_split, cell._inputs_projected = None, False
+            cell._noise_split, cell._inputs_projected, cell._window = None, False, None
 
     def _hoists_weight_gradient(self, mask: Any, training: bool | None) -> bool:
         """Whether the loop forms ``recurrent_kernel``'s gradient after the loop (:meth:`_hoisted_loop`):
@@ -466,6 +477,7 @@ class RNN(keras.layers.RNN):
             return_sequences, self.return_sequences = self.return_sequences, True
             try:
                 with keras.StatelessScope(state_mapping=mapping):
+                    cell._window = cell.window_constants()
                     last, outputs, states = super(RNN, self).inner_loop(
                         ops.concatenate(feed, axis=-1) if len(feed) > 1 else projected,
                         states,
@@ -474,7 +486,7 @@ class RNN(keras.layers.RNN):
                     )
             finally:
                 self.return_sequences = return_sequences
-                cell._noise_split, cell._probe_width, cell._kernel_t = None, 0, None
+                cell._noise_split, cell._probe_width, cell._kernel_t, cell._window = None, 0, None, None
                 cell._hoisting = cell._inputs_projected = False
             return [last, outputs, *states]
 

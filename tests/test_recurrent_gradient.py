@@ -141,3 +141,18 @@ def test_a_split_other_than_the_probe_width_is_refused():
 
     with pytest.raises(ValueError, match=r"recurrent_product\(split=24\) but the probe covers the first 25"):
         RNN(Wider(N, 5, 3))(_data()[0], training=True)
+
+
+def test_a_stateful_layer_trains_eagerly_as_keras_rnn():
+    """A stateful layer's states are variables: called eagerly in training, the hoisted loop (whose
+    gradient tape needs tensors) gives Keras' outputs at two consecutive calls (the state carried over)."""
+    x = _data()[0]
+    outs = []
+    for wrapper in (RNN, keras.layers.RNN):
+        keras.utils.set_random_seed(0)
+        layer = wrapper(BasicLSTMCell(N), stateful=True, return_sequences=True)
+        layer.build((B, T, NX))
+        outs.append([np.asarray(layer(x, training=True)) for _ in range(2)])
+    assert np.abs(outs[0][1] - outs[0][0]).max() > 1e-4  # the second call starts from the carried state
+    for ours, ref in zip(*outs, strict=True):
+        np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-6)

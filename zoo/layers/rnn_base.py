@@ -462,7 +462,9 @@ class RNN(keras.layers.RNN):
         weights = [v for v in cell.trainable_variables if v is not kernel]
         n_states = len(initial_state)
         split = int(projected.shape[-1])
-        # ops.copy: tensors (convert_to_tensor of a Keras variable is the TF variable on TensorFlow)
+        # ops.copy: tensors (a stateful layer's states and the weights are Keras variables, and on
+        # TensorFlow convert_to_tensor of one is still a variable)
+        initial_state = [ops.copy(s) for s in initial_state]
         extras = [*initial_state, *([] if noise is None else [noise]), *(ops.copy(v) for v in weights)]
 
         def loop(kernel_value: Any, projected: Any, probe: Any, *extras: Any) -> list[Any]:

@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import zoo  # noqa: E402
-from trainers.strategy import default_jit_compile  # noqa: E402
+from trainers.strategy import resolve_jit_compile  # noqa: E402
 from zoo.optim import build_optimizer, clip_gradients  # noqa: E402
 from zoo.tasks.translation import TASK, translate_ids  # noqa: E402
 
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         help="XLA for the training step; auto: the trainer's default on this machine",
     )
     args = parser.parse_args(argv)
-    jit = default_jit_compile() if args.jit_compile == "auto" else args.jit_compile == "true"
+    jit = resolve_jit_compile(args.jit_compile)
     names = args.models.split(",")
     valid = zoo.list_models("gnmt_*")
     for name in names:

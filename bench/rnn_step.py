@@ -41,6 +41,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+from bench.matmul_rate import compiled_matmul  # noqa: E402
 from zoo.layers import RNN, BasicLSTMCell, HyperLSTMCell, LayerNormLSTMCell  # noqa: E402
 
 MODELS = ("keras.layers.LSTM", "BasicLSTMCell", "LayerNormLSTMCell", "HyperLSTMCell", "LN-HyperLSTMCell")
@@ -63,13 +64,11 @@ def forward_matmul_flops(kind: str, args: argparse.Namespace) -> int:
 
 def _jit(args: argparse.Namespace) -> bool:
     """``--jit_compile`` as a bool; ``auto`` is the trainer's choice (XLA on accelerators; JAX: always)."""
-    if args.jit_compile != "auto":
-        return args.jit_compile == "true"
     if keras.backend.backend() != "tensorflow":
-        return keras.backend.backend() == "jax"
-    from trainers.strategy import default_jit_compile
+        return args.jit_compile == "true" or (args.jit_compile == "auto" and keras.backend.backend() == "jax")
+    from trainers.strategy import resolve_jit_compile
 
-    return default_jit_compile()
+    return resolve_jit_compile(args.jit_compile)
 
 
 def _model(kind: str, args: argparse.Namespace, wrapper: type[keras.layers.RNN]) -> keras.Model:
@@ -98,25 +97,6 @@ def _model(kind: str, args: argparse.Namespace, wrapper: type[keras.layers.RNN])
         jit_compile=_jit(args),
     )
     return model
-
-
-def compiled_matmul(size: int, jit: bool = True) -> Callable[[], float]:
-    """A function running one ``size``^3 fp32 product compiled by the Keras backend (on TensorFlow with XLA
-    if ``jit``, else TensorFlow's own kernel in a ``tf.function``); returns a checksum."""
-    rng = np.random.default_rng(0)
-    a, b = (keras.ops.convert_to_tensor(rng.normal(size=(size, size)).astype("float32")) for _ in range(2))
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        fn = tf.function(keras.ops.matmul, jit_compile=jit)
-    elif backend == "jax":
-        import jax
-
-        fn = jax.jit(keras.ops.matmul)
-    else:
-        fn = keras.ops.matmul
-    return lambda: float(keras.ops.convert_to_numpy(fn(a, b)[0, 0]))
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:

@@ -56,9 +56,9 @@ def main(argv: list[str]) -> None:
 
     single = tf.distribute.get_strategy()
     mirrored = make_strategy("mirrored", num_devices=2)
-    from trainers.strategy import default_jit_compile
+    from trainers.strategy import resolve_jit_compile
 
-    jit = default_jit_compile() if FLAGS.jit_compile is None else FLAGS.jit_compile
+    jit = resolve_jit_compile(FLAGS.jit_compile)
     args = (FLAGS.batch_size, jit)
     configs = {
         "hyper": (FLAGS.hyper, single),

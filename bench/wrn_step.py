@@ -41,6 +41,7 @@ import tensorflow as tf  # noqa: E402
 
 import zoo  # noqa: E402
 from bench.image_step import make_step, time_interleaved  # noqa: E402
+from bench.matmul_rate import compiled_matmul  # noqa: E402
 from trainers.strategy import default_jit_compile  # noqa: E402
 from zoo.layers.hyper_conv import HyperConv2D  # noqa: E402
 
@@ -100,9 +101,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     strategy = tf.distribute.get_strategy()
     steps = {c: make_step(args.model, strategy, args.batch_size, *settings[c]) for c in configs}
-    a = tf.random.normal([args.matmul_size] * 2, seed=0)
-    matmul = tf.function(lambda: tf.reduce_sum(tf.matmul(a, a)))
-    steps[MATMUL] = lambda: float(matmul())
+    steps[MATMUL] = compiled_matmul(args.matmul_size, jit=False)  # TensorFlow's own kernel (oneDNN)
     median = {name: wall for name, (wall, _) in time_interleaved(steps, args.rounds, args.warmup).items()}
 
     forward, per_step = training_flops(zoo.get(args.model), args.batch_size)

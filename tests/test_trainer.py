@@ -504,6 +504,11 @@ def test_jit_compile_defaults_to_xla_on_accelerators_only(monkeypatch):
     assert _resolve(jit_compile=None).jit_compile is None  # unset: decided from the devices at start-up
     assert _resolve(jit_compile=False).jit_compile is False
     assert strategy_lib.default_jit_compile() is False  # this machine: CPUs only
+    assert [strategy_lib.resolve_jit_compile(v) for v in (None, "auto", True, "true", False, "false")] == [
+        False, False, True, True, False, False
+    ]  # fmt: skip
+    with pytest.raises(ValueError, match="jit_compile='yes': expected auto, true or false"):
+        strategy_lib.resolve_jit_compile("yes")
     lines: list[str] = []
     train_lib.train(_resolve(jit_compile=None, train_steps=2), task=TinyTask(), say=lines.append)
     assert "jit_compile=False (the device default)" in lines[0]

@@ -22,7 +22,8 @@ import os
 import tensorflow as tf
 
 __all__ = [
-    "STRATEGIES", "configure_devices", "make_strategy", "is_chief", "worker_index", "default_jit_compile"
+    "STRATEGIES", "configure_devices", "make_strategy", "is_chief", "worker_index", "default_jit_compile",
+    "resolve_jit_compile",
 ]  # fmt: skip
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
@@ -116,16 +117,28 @@ def default_jit_compile() -> bool:
     ============================  ==================  ==================
     model (batch)                 XLA                 no XLA
     ============================  ==================  ==================
-    ``hyper_wrn_40_1`` (128)      697 ms/step         528 ms/step
+    ``hyper_wrn_40_1`` (128)      790 ms/step         409 ms/step
     ``hyper_conv_mnist`` (128)    43 ms/step          13 ms/step
     ``lstm_1000_ptb`` (32)        0.75 steps/s        1.05 steps/s
     ``ln_hyper_lstm_1000_ptb``    0.54-0.58 steps/s   0.59-0.65 steps/s
     ``yt8m_moe_stats`` (64)       1.04 steps/s        1.23 steps/s
     ============================  ==================  ==================
 
-    (``bench/rnn_step.py``, a bare layer under ``model.fit``, finds XLA ahead for the hyper cells alone,
-    1.06-1.17x, and behind for the plain LSTM; in the trainer's char-LM step the difference is gone.)
-    On GPUs XLA fuses the elementwise work between kernels (layer norm, the HyperLSTM's scalings, batch
-    norm), which is where it pays; that side was not measured here (no GPU on the development machine).
+    (``bench/rnn_step.py``, one recurrent layer at 1000 units: LSTM 680 vs 559 ms, LN-LSTM 754 vs 639,
+    HyperLSTM 1,020 vs 818, LN-HyperLSTM 1,078 vs 940.) On GPUs XLA fuses the elementwise work between
+    kernels (layer norm, the HyperLSTM's scalings, batch norm), which is where it pays; that side was not
+    measured here (no GPU on the development machine).
     """
     return bool(tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))
+
+
+def resolve_jit_compile(requested: bool | str | None) -> bool:
+    """A ``--jit_compile`` setting as a bool: ``None`` or ``"auto"`` is :func:`default_jit_compile`;
+    ``True``/``False`` or ``"true"``/``"false"`` force it."""
+    if requested is None or requested == "auto":
+        return default_jit_compile()
+    if isinstance(requested, bool):
+        return requested
+    if requested in ("true", "false"):
+        return requested == "true"
+    raise ValueError(f"jit_compile={requested!r}: expected auto, true or false")

@@ -167,7 +167,7 @@ def _data(options: flags_lib.TrainOptions, task: Any, chief: bool, say: Say) -> 
 
 def setup(options: flags_lib.TrainOptions, task: Any, chief: bool, say: Say) -> Run:
     """Strategy, data, run files, model, optimizer and training loop; says the start-up line."""
-    from trainers.strategy import default_jit_compile, make_strategy
+    from trainers.strategy import make_strategy, resolve_jit_compile
 
     # Devices first: logical CPU devices can only be set before TensorFlow initialises.
     try:
@@ -198,7 +198,7 @@ def setup(options: flags_lib.TrainOptions, task: Any, chief: bool, say: Say) -> 
         except ValueError as e:
             raise SetupError(str(e)) from e
         optimizer = build_optimizer(options.recipe, source=f"recipe of {options.model!r}")
-    jit_compile = default_jit_compile() if options.jit_compile is None else options.jit_compile
+    jit_compile = resolve_jit_compile(options.jit_compile)
     loop = TrainLoop(
         strategy=strategy,
         model=model,

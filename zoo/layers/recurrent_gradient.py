@@ -81,7 +81,7 @@ def constant_kernel_matmul(h: Any, kernel: Any, kernel_t: Any = None) -> Any:
 
 
 def hoisted_weight_recurrence(
-    loop: Loop, kernel: Any, projected: Any, initial_h: Any, extras: Sequence[Any], probe_width: int
+    loop: Loop, kernel: Any, projected: Any, extras: Sequence[Any], probe_width: int
 ) -> list[Any]:
     """``loop(kernel, projected, probe, *extras)`` whose gradient for ``kernel`` is formed after the loop.
 
@@ -95,8 +95,8 @@ def hoisted_weight_recurrence(
         ``custom_gradient`` cannot differentiate a closed-over value.
       kernel: the recurrent weight ``[N, K]`` (a tensor).
       projected: the loop's input sequence ``[B, T, P]`` with ``P >= K``.
-      initial_h: ``h_0`` ``[B, N]``, the previous output the first step multiplies by ``kernel``.
-      extras: the other tensors the loop differentiates (initial states, the cell's other weights, ...).
+      extras: the other tensors the loop differentiates (initial states, the cell's other weights, ...);
+        ``extras[0]`` is ``h_0`` ``[B, N]``, the previous output the first step multiplies by ``kernel``.
       probe_width: how many leading columns of ``a_t`` need the probe (0 to ``K``).
 
     Returns:
@@ -106,7 +106,7 @@ def hoisted_weight_recurrence(
     width = int(kernel.shape[-1])
 
     @ops.custom_gradient
-    def recurrence(kernel: Any, projected: Any, initial_h: Any, *extras: Any) -> Any:
+    def recurrence(kernel: Any, projected: Any, *extras: Any) -> Any:
         constant = ops.stop_gradient(kernel)
         primals = [projected, *extras]
         if probe_width:
@@ -127,13 +127,12 @@ def hoisted_weight_recurrence(
                 whole = probe_width == 0 and width == int(d_projected.shape[-1])
                 parts.append(d_projected if whole else d_projected[..., probe_width:width])
             d_product = parts[0] if len(parts) == 1 else ops.concatenate(parts, axis=-1)
-            h_prev = ops.concatenate([initial_h[:, None], outputs[:, :-1]], axis=1)
+            h_prev = ops.concatenate([extras[0][:, None], outputs[:, :-1]], axis=1)
             rows = ops.transpose(ops.reshape(h_prev, (-1, int(kernel.shape[0]))))  # [N, B*T]
             # (an einsum "btn,btk->nk" of the same takes ~1.2x as long on TensorFlow's CPU kernels)
             d_kernel = ops.matmul(rows, ops.reshape(d_product, (-1, width)))
-            # initial_h reaches the loop (and its gradient) through extras; here it only shapes H_prev
-            return (d_kernel, d_projected, ops.zeros_like(initial_h), *d_extras)
+            return (d_kernel, d_projected, *d_extras)
 
         return out, grad
 
-    return list(recurrence(kernel, projected, initial_h, *extras))
+    return list(recurrence(kernel, projected, *extras))

@@ -492,5 +492,7 @@ class RNN(keras.layers.RNN):
                 cell._hoisting = cell._inputs_projected = False
             return [last, outputs, *states]
 
-        out = hoisted_weight_recurrence(loop, ops.copy(kernel), projected, extras, cell.recurrent_probe_width())
+        out = hoisted_weight_recurrence(
+            loop, ops.copy(kernel), projected, extras, cell.recurrent_probe_width()
+        )
         return out[0], out[1], out[2:]
